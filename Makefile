@@ -1,0 +1,43 @@
+# pgflow-sms developer tasks. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+DB_URL = $${DATABASE_URL:-$$(scripts/db.sh up)}
+
+.PHONY: help venv db-up db-down migrate run test lint types pytest schema-snapshot bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+venv: ## Create .venv with the pinned packages (requirements.lock)
+	@scripts/bootstrap.sh
+
+db-up: ## Start the local throwaway PostgreSQL + pg_cron (.pgflow/) and print its URL
+	@scripts/db.sh up
+
+db-down: ## Stop the local cluster
+	@scripts/db.sh down
+
+migrate: venv ## Apply pending migrations to DATABASE_URL (or the local cluster)
+	@DATABASE_URL=$(DB_URL) $(BIN)/pgflow db migrate
+
+run: venv ## The main job on local defaults: database up, migrations applied, status
+	@export DATABASE_URL=$(DB_URL); $(BIN)/pgflow db migrate && $(BIN)/pgflow status
+
+lint: venv ## ruff
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+types: venv ## mypy (strict on pgflow/)
+	@$(BIN)/mypy pgflow cli tests bench
+
+pytest: venv ## The test suite against DATABASE_URL (or the local cluster)
+	@DATABASE_URL=$(DB_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint types pytest ## Lint, types and every test
+
+schema-snapshot: venv ## Rewrite sql/schema.sql from the migrations
+	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.snapshot
+
+clean: ## Remove caches (not the database)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

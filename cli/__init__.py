@@ -1,0 +1,1 @@
+"""The `pgflow` command line (installed as the package `pgflow.cli`)."""

@@ -1,0 +1,75 @@
+"""Configuration: read once from the environment (and an optional .env file), validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pgflow.errors import ConfigError
+
+DEFAULT_RETELL_BASE_URL = "https://api.retellai.com"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; `#` comments, optional `export `, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str
+    retell_api_key: str | None = None
+    retell_base_url: str = DEFAULT_RETELL_BASE_URL
+    llm_model: str | None = None
+    llm_api_base: str | None = None
+    lead_token: str | None = None
+    alert_webhook_url: str | None = None
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+    ) -> Settings:
+        """Settings from `env` (default: os.environ) over the values of a .env file."""
+        merged: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+        merged.update(os.environ if env is None else env)
+
+        def get(name: str) -> str | None:
+            value = merged.get(name, "").strip()
+            return value or None
+
+        database_url = get("DATABASE_URL")
+        if database_url is None:
+            raise ConfigError(
+                "DATABASE_URL is not set; run `scripts/db.sh up` for a local database "
+                "or export DATABASE_URL=postgresql://..."
+            )
+        if urlsplit(database_url).scheme not in ("postgres", "postgresql"):
+            raise ConfigError("DATABASE_URL must start with postgresql://")
+        for name in ("RETELL_BASE_URL", "PGFLOW_LLM_API_BASE", "PGFLOW_ALERT_WEBHOOK_URL"):
+            value = get(name)
+            if value is not None and urlsplit(value).scheme not in ("http", "https"):
+                raise ConfigError(f"{name} must be an http(s) URL")
+        return cls(
+            database_url=database_url,
+            retell_api_key=get("RETELL_API_KEY"),
+            retell_base_url=(get("RETELL_BASE_URL") or DEFAULT_RETELL_BASE_URL).rstrip("/"),
+            llm_model=get("PGFLOW_LLM_MODEL"),
+            llm_api_base=get("PGFLOW_LLM_API_BASE"),
+            lead_token=get("PGFLOW_LEAD_TOKEN"),
+            alert_webhook_url=get("PGFLOW_ALERT_WEBHOOK_URL"),
+        )

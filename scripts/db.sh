@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Local throwaway PostgreSQL 15 + pg_cron for development, tests and the demo.
+#
+#   scripts/db.sh up      start (installing PostgreSQL and pg_cron when missing); prints DATABASE_URL
+#   scripts/db.sh down    stop the cluster
+#   scripts/db.sh url     print the DATABASE_URL the cluster serves
+#
+# When DATABASE_URL is already set, `up` only prints it: that database is used as given.
+# Idempotent: a second `up` reuses the running cluster.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGVER=${PGFLOW_PG_VERSION:-15}
+PORT=${PGFLOW_PG_PORT:-55432}
+DBNAME=${PGFLOW_DB_NAME:-pgflow}
+state="$here/.pgflow"
+bindir="/usr/lib/postgresql/$PGVER/bin"
+
+log() { printf 'db: %s\n' "$*" >&2; }
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+local_url() { printf 'postgresql://postgres@127.0.0.1:%s/%s\n' "$PORT" "$DBNAME"; }
+
+install_packages() {
+  if [ -x "$bindir/postgres" ] && [ -f "/usr/share/postgresql/$PGVER/extension/pg_cron.control" ]; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "PostgreSQL $PGVER with pg_cron is required. Install postgresql-$PGVER and postgresql-$PGVER-cron"
+    log "(or your platform's equivalent), or set DATABASE_URL to a server that preloads pg_cron."
+    exit 1
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    log "missing postgresql-$PGVER / postgresql-$PGVER-cron; run: sudo apt-get install postgresql-$PGVER postgresql-$PGVER-cron"
+    exit 1
+  fi
+  log "installing postgresql-$PGVER and postgresql-$PGVER-cron (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "postgresql-$PGVER" "postgresql-$PGVER-cron" postgresql-client >/dev/null
+}
+
+# The data directory must be reachable by the postgres OS user; a checkout under a private
+# home directory is not, so the cluster then lives under /var/tmp and .pgflow links to it.
+prepare_state_dir() {
+  if [ -e "$state" ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$here"; then
+    local alt
+    alt="/var/tmp/pgflow-sms-$(printf '%s' "$here" | sha1sum | cut -c1-12)"
+    mkdir -p "$alt"
+    ln -s "$alt" "$state"
+  else
+    mkdir -p "$state"
+  fi
+}
+
+is_running() {
+  [ -f "$state/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1
+}
+
+cmd_up() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    printf '%s\n' "$DATABASE_URL"
+    return 0
+  fi
+  install_packages
+  prepare_state_dir
+  if [ ! -f "$state/data/PG_VERSION" ]; then
+    log "creating a throwaway cluster in $state/data (port $PORT)"
+    mkdir -p "$state/data" "$state/run"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$state/" "$(readlink -f "$state")"
+    as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$state/data/postgresql.conf" <<CONF
+# pgflow-sms local cluster: throwaway, tuned for speed over durability
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$(readlink -f "$state")/run'
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '$DBNAME'
+cron.use_background_workers = on
+max_worker_processes = 32
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 256MB
+log_min_messages = warning
+log_statement = none
+CONF
+  fi
+  if ! is_running; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      log "port $PORT is taken by another server; set PGFLOW_PG_PORT to a free port"
+      exit 1
+    fi
+    log "starting the cluster on 127.0.0.1:$PORT"
+    as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w -t 60 start >/dev/null
+  fi
+  if ! as_pg "$bindir/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -tAc \
+      "select 1 from pg_database where datname = '$DBNAME'" | grep -q 1; then
+    as_pg "$bindir/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
+  fi
+  local_url
+}
+
+cmd_down() {
+  if [ -d "$state/data" ] && is_running; then
+    as_pg "$bindir/pg_ctl" -D "$state/data" -m fast -w stop >/dev/null
+    log "stopped"
+  else
+    log "not running"
+  fi
+}
+
+case "${1:-up}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else local_url; fi ;;
+  *) echo "usage: $0 up|down|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,2 @@
+-- Drop pgflow.health().
+drop function if exists pgflow.health(timestamptz);

@@ -1,0 +1,101 @@
+"""Test harness: one migrated template database per run, a fresh clone per test.
+
+DATABASE_URL names the server (and, for pg_cron checks, the project database) when given;
+otherwise `scripts/db.sh up` starts the local throwaway cluster under .pgflow/."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from pgflow import migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """URL of the project database on the test server."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        out = subprocess.run(
+            [str(ROOT / "scripts" / "db.sh"), "up"], check=True, capture_output=True, text=True
+        )
+        url = out.stdout.strip().splitlines()[-1]
+    return url
+
+
+def admin(server_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(with_database(server_url, "postgres"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    """A database migrated once per run; each test clones it."""
+    name = f"pgflow_tmpl_{uuid.uuid4().hex[:10]}"
+    with admin(server_url) as conn:
+        conn.execute(f'create database "{name}"')
+    url = with_database(server_url, name)
+    try:
+        migrations.migrate(url)
+        yield name
+    finally:
+        with admin(server_url) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def create_clone(server_url: str, template: str) -> str:
+    name = f"pgflow_t_{os.getpid()}_{next(_counter)}"
+    with admin(server_url) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}" template "{template}"')
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with admin(server_url) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated database of this test's own."""
+    name = create_clone(server_url, template_db)
+    try:
+        yield with_database(server_url, name)
+    finally:
+        drop_database(server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(server_url: str) -> Iterator[str]:
+    """URL of a fresh database with no schema at all."""
+    name = f"pgflow_e_{os.getpid()}_{next(_counter)}"
+    with admin(server_url) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        yield with_database(server_url, name)
+    finally:
+        drop_database(server_url, name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to this test's database."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
