@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import db, status
+from . import campaign, db, status
 
 app = typer.Typer(
     help="pgflow-sms: inbound leads to SMS conversations, run from Postgres.",
@@ -12,6 +12,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(campaign.app, name="campaign")
 app.command(name="status")(status.status)
 
 

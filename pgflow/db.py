@@ -96,3 +96,42 @@ def now(conn: psycopg.Connection[Any]) -> dt.datetime:
         assert row is not None
         value: dt.datetime = row[0]
         return value
+
+
+# --- the SQL functions, one thin wrapper each -------------------------------------------
+
+
+def ingest_lead(
+    conn: psycopg.Connection[Any],
+    payload: Any,
+    edge: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """pgflow.ingest_lead(): one lead in, {contact_id, enrollment_id, status} (or rejected)."""
+    result: dict[str, Any] = call(conn, "ingest_lead", Jsonb(payload), now, edge)
+    return result
+
+
+def reject_lead(
+    conn: psycopg.Connection[Any],
+    raw_body: str,
+    error: str,
+    detail: str,
+    source: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """pgflow.reject_lead(): record a lead body that could not be read at all."""
+    result: dict[str, Any] = call(conn, "reject_lead", raw_body, error, detail, source, now)
+    return result
+
+
+def tick(conn: psycopg.Connection[Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = call(conn, "tick", now)
+    return result
+
+
+def apply_campaigns(
+    conn: psycopg.Connection[Any], doc: dict[str, Any], now: dt.datetime | None = None
+) -> dict[str, Any]:
+    result: dict[str, Any] = call(conn, "apply_campaigns", doc, now)
+    return result

@@ -8,6 +8,151 @@ CREATE TYPE pgflow.pgqueuer_status AS ENUM (
     'deleted',
     'failed'
 );
+CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time zone, p_priority integer DEFAULT 0) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  r record;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_open timestamptz;
+  v_recent integer;
+  v_oldest timestamptz;
+  v_body text;
+  v_message bigint;
+  v_next pgflow.campaign_steps;
+  v_messages bigint[] := '{}';
+  v_sent integer := 0;
+  v_window integer := 0;
+  v_capped integer := 0;
+  v_completed integer := 0;
+  v_held integer := 0;
+  v_stopped integer := 0;
+begin
+  for r in
+    select e.id, e.contact_id, e.campaign_id, e.next_step,
+           c.status as campaign_status, c.timezone as campaign_tz, c.window_start,
+           c.window_end, c.window_days, c.daily_cap, c.from_number, c.agent_id, c.fallbacks,
+           c.reply_timeout, s.position, s.body
+      from pgflow.enrollments e
+      join pgflow.campaigns c on c.id = e.campaign_id
+      left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
+                                       and s.position = e.next_step
+     where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
+     order by e.next_message_at, e.id
+       for update of e skip locked
+  loop
+    select * into v_contact from pgflow.contacts where id = r.contact_id;
+    if v_contact.opted_out_at is not null then
+      perform pgflow.opt_out_enrollment(r.id, 'contact opted out', p_now);
+      v_stopped := v_stopped + 1;
+      continue;
+    end if;
+    if r.campaign_status <> 'active' then
+      -- A paused or draft campaign holds its drips; look again in a quarter of an hour.
+      update pgflow.enrollments set next_message_at = p_now + interval '15 minutes',
+             updated_at = p_now where id = r.id;
+      v_held := v_held + 1;
+      continue;
+    end if;
+    if r.position is null then
+      perform pgflow.complete_enrollment(r.id, 'no step ' || r.next_step, p_now);
+      v_completed := v_completed + 1;
+      continue;
+    end if;
+    select * into v_conversation from pgflow.conversations
+     where contact_id = r.contact_id and from_number = r.from_number and status <> 'ended';
+    if found and v_conversation.status = 'engaged' then
+      -- The lead has replied on this line: the drip is over.
+      perform pgflow.stop_enrollment(r.id, 'lead replied', p_now);
+      v_stopped := v_stopped + 1;
+      continue;
+    end if;
+    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, r.campaign_tz),
+                                      r.window_start, r.window_end, r.window_days, p_now);
+    if v_open > p_now then
+      update pgflow.enrollments set next_message_at = v_open, updated_at = p_now
+       where id = r.id;
+      v_window := v_window + 1;
+      continue;
+    end if;
+    select pg_catalog.count(*), pg_catalog.min(m.created_at) into v_recent, v_oldest
+      from pgflow.messages m
+     where m.contact_id = r.contact_id and m.kind = 'campaign'
+       and m.created_at > p_now - interval '24 hours' and m.created_at <= p_now
+       and m.delivery_status not in ('suppressed', 'dead_letter', 'failed');
+    if v_recent >= r.daily_cap then
+      update pgflow.enrollments
+         set next_message_at = v_oldest + interval '24 hours 1 second', updated_at = p_now
+       where id = r.id;
+      v_capped := v_capped + 1;
+      continue;
+    end if;
+    if v_conversation.id is null then
+      insert into pgflow.conversations
+        (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+      values (r.contact_id, r.campaign_id, r.agent_id, r.id, r.from_number, p_now, p_now)
+      returning * into v_conversation;
+    end if;
+    v_body := pgflow.render_template(r.body, pgflow._template_values(v_contact), r.fallbacks);
+    insert into pgflow.messages
+      (conversation_id, contact_id, direction, kind, body, step_position, delivery_status,
+       segments, encoding, dedupe_key, created_at, updated_at)
+    values (v_conversation.id, r.contact_id, 'outbound', 'campaign', v_body, r.position,
+            'queued', pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body),
+            'step:' || r.id || ':' || r.position, p_now, p_now)
+    on conflict (dedupe_key) do nothing
+    returning id into v_message;
+    if v_message is not null then
+      v_messages := v_messages || v_message;
+      v_sent := v_sent + 1;
+    end if;
+    select * into v_next from pgflow.campaign_steps
+     where campaign_id = r.campaign_id and position > r.position
+     order by position limit 1;
+    if found then
+      update pgflow.enrollments
+         set next_step = v_next.position, next_message_at = p_now + v_next.delay,
+             last_step_sent_at = p_now, updated_at = p_now
+       where id = r.id;
+    else
+      update pgflow.enrollments set last_step_sent_at = p_now where id = r.id;
+      perform pgflow.complete_enrollment(r.id, 'last step sent', p_now);
+      update pgflow.conversations set reply_deadline_at = p_now + r.reply_timeout
+       where id = v_conversation.id and status = 'open';
+      v_completed := v_completed + 1;
+    end if;
+  end loop;
+  perform pgflow._enqueue('send_sms', v_messages, p_priority);
+  return pg_catalog.jsonb_build_object(
+    'sent', v_sent, 'deferred_window', v_window, 'deferred_cap', v_capped,
+    'completed', v_completed, 'held', v_held, 'stopped', v_stopped);
+end;
+$$;
+CREATE FUNCTION pgflow._enqueue(p_entrypoint text, p_ids bigint[], p_priority integer DEFAULT 0) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  if coalesce(pg_catalog.cardinality(p_ids), 0) = 0 then
+    return 0;
+  end if;
+  insert into pgflow.pgqueuer (priority, entrypoint, payload, execute_after, dedupe_key, status)
+  select p_priority, p_entrypoint,
+         pg_catalog.convert_to(pg_catalog.json_build_object('id', id)::text, 'UTF8'),
+         pg_catalog.now(), p_entrypoint || ':' || id, 'queued'
+    from pg_catalog.unnest(p_ids) as id
+  on conflict (dedupe_key)
+    where ((status = any (array['queued'::pgflow.pgqueuer_status, 'picked'::pgflow.pgqueuer_status]))
+           and (dedupe_key is not null))
+  do nothing;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
 CREATE FUNCTION pgflow._is_time_zone(p_tz text) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -20,6 +165,347 @@ begin
   return true;
 exception when invalid_parameter_value then
   return false;
+end;
+$$;
+CREATE FUNCTION pgflow._log_transition() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_entity text := pg_catalog.rtrim(tg_table_name, 's');
+  v_from text;
+  v_to text;
+  v_when timestamptz;
+begin
+  if tg_table_name = 'messages' then
+    v_to := new.delivery_status;
+    v_from := case when tg_op = 'UPDATE' then old.delivery_status end;
+  else
+    v_to := new.status;
+    v_from := case when tg_op = 'UPDATE' then old.status end;
+  end if;
+  if tg_op = 'UPDATE' and v_from is not distinct from v_to then
+    return null;
+  end if;
+  v_when := coalesce(new.updated_at, pg_catalog.now());
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_when, v_entity, new.id, v_from, v_to,
+          nullif(pg_catalog.current_setting('pgflow.reason', true), ''));
+  return null;
+end;
+$$;
+CREATE FUNCTION pgflow._normalize_phone(p_raw text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case
+    when d is null then null
+    when p_raw ~ '^\s*\+' and d ~ '^[1-9][0-9]{6,14}$' then '+' || d
+    when p_raw ~ '^\s*00' and d ~ '^00[1-9][0-9]{6,14}$' then '+' || pg_catalog.substr(d, 3)
+    when d ~ '^[2-9][0-9]{2}[2-9][0-9]{6}$' then '+1' || d
+    when d ~ '^1[2-9][0-9]{2}[2-9][0-9]{6}$' then '+' || d
+  end
+  from (select nullif(pg_catalog.regexp_replace(p_raw, '[^0-9]', '', 'g'), '') as d) x
+  where p_raw !~ '[A-Za-z]'
+$_$;
+CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$ select pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true) $$;
+CREATE TABLE pgflow.contacts (
+    id bigint NOT NULL,
+    phone text NOT NULL,
+    first_name text,
+    last_name text,
+    email text,
+    timezone text,
+    attributes jsonb DEFAULT '{}'::jsonb NOT NULL,
+    opted_out_at timestamp with time zone,
+    opt_out_source text,
+    consent_at timestamp with time zone,
+    consent_source text,
+    consent_text text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
+    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
+    CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
+    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
+);
+CREATE FUNCTION pgflow._template_values(p_contact pgflow.contacts) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+    'first_name', p_contact.first_name, 'last_name', p_contact.last_name,
+    'email', p_contact.email))
+$$;
+CREATE FUNCTION pgflow._transition_failed(p_entity text, p_id bigint, p_current text, p_action text, p_allowed text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if p_current is null then
+    raise exception '% % does not exist', p_entity, p_id using errcode = 'PF002';
+  end if;
+  raise exception '% % is %; cannot % (allowed from: %)',
+    p_entity, p_id, p_current, p_action, pg_catalog.array_to_string(p_allowed, ', ')
+    using errcode = 'PF001';
+end;
+$$;
+CREATE FUNCTION pgflow.apply_campaigns(p_doc jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_item jsonb;
+  v_id bigint;
+  v_inserted boolean;
+  v_changed boolean;
+  v_agent_id bigint;
+  v_campaign pgflow.campaigns;
+  v_old jsonb;
+  v_new jsonb;
+  v_first_diff integer;
+  v_passed integer;
+  v_result jsonb := '{"agents": [], "campaigns": []}'::jsonb;
+  v_steps_action text;
+begin
+  for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
+  loop
+    insert into pgflow.agents as a (name, prompt, model, retell_agent_id, created_at, updated_at)
+    values (v_item ->> 'name', v_item ->> 'prompt', v_item ->> 'model',
+            v_item ->> 'retell_agent_id', v_now, v_now)
+    on conflict (name) do update set
+      prompt = excluded.prompt, model = excluded.model,
+      retell_agent_id = excluded.retell_agent_id, updated_at = excluded.updated_at
+    where (a.prompt, a.model, a.retell_agent_id)
+          is distinct from (excluded.prompt, excluded.model, excluded.retell_agent_id)
+    returning id, (xmax = 0) into v_id, v_inserted;
+    v_result := pg_catalog.jsonb_set(v_result, '{agents}', (v_result -> 'agents') ||
+      pg_catalog.jsonb_build_object('name', v_item ->> 'name', 'action',
+        case when v_id is null then 'unchanged' when v_inserted then 'created' else 'updated' end));
+  end loop;
+  for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'campaigns', '[]'))
+  loop
+    select id into v_agent_id from pgflow.agents where name = v_item ->> 'agent';
+    if v_agent_id is null then
+      raise exception 'campaign %: unknown agent %', v_item ->> 'slug', v_item ->> 'agent'
+        using errcode = 'PF003';
+    end if;
+    if pg_catalog.jsonb_array_length(coalesce(v_item -> 'steps', '[]')) = 0 then
+      raise exception 'campaign %: at least one step is required', v_item ->> 'slug'
+        using errcode = 'PF003';
+    end if;
+    v_id := null;
+    insert into pgflow.campaigns as c
+      (slug, name, agent_id, from_number, status, timezone, window_start, window_end,
+       window_days, reply_timeout, silence_timeout, daily_cap, max_attempts, help_text,
+       opt_out_text, fallbacks, created_at, updated_at)
+    values (
+      v_item ->> 'slug', v_item ->> 'name', v_agent_id, v_item ->> 'from_number',
+      coalesce(v_item ->> 'status', 'active'),
+      coalesce(v_item ->> 'timezone', 'America/New_York'),
+      coalesce((v_item ->> 'window_start')::time, '09:00'),
+      coalesce((v_item ->> 'window_end')::time, '20:00'),
+      coalesce((select pg_catalog.array_agg(d::smallint order by d::smallint)
+                  from pg_catalog.jsonb_array_elements_text(v_item -> 'window_days') d),
+               '{1,2,3,4,5,6}'),
+      coalesce((v_item ->> 'reply_timeout')::interval, '3 days'),
+      coalesce((v_item ->> 'silence_timeout')::interval, '24 hours'),
+      coalesce((v_item ->> 'daily_cap')::integer, 3),
+      coalesce((v_item ->> 'max_attempts')::integer, 6),
+      v_item ->> 'help_text',
+      coalesce(v_item ->> 'opt_out_text',
+        'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'),
+      coalesce(v_item -> 'fallbacks', '{}'),
+      v_now, v_now)
+    on conflict (slug) do update set
+      name = excluded.name, agent_id = excluded.agent_id, from_number = excluded.from_number,
+      status = case when v_item ? 'status' then excluded.status else c.status end,
+      timezone = excluded.timezone, window_start = excluded.window_start,
+      window_end = excluded.window_end, window_days = excluded.window_days,
+      reply_timeout = excluded.reply_timeout, silence_timeout = excluded.silence_timeout,
+      daily_cap = excluded.daily_cap, max_attempts = excluded.max_attempts,
+      help_text = excluded.help_text, opt_out_text = excluded.opt_out_text,
+      fallbacks = excluded.fallbacks, updated_at = excluded.updated_at
+    where (c.name, c.agent_id, c.from_number, c.timezone, c.window_start, c.window_end,
+           c.window_days, c.reply_timeout, c.silence_timeout, c.daily_cap, c.max_attempts,
+           c.help_text, c.opt_out_text, c.fallbacks,
+           case when v_item ? 'status' then excluded.status else c.status end)
+          is distinct from
+          (excluded.name, excluded.agent_id, excluded.from_number, excluded.timezone,
+           excluded.window_start, excluded.window_end, excluded.window_days,
+           excluded.reply_timeout, excluded.silence_timeout, excluded.daily_cap,
+           excluded.max_attempts, excluded.help_text, excluded.opt_out_text,
+           excluded.fallbacks, c.status)
+    returning id, (xmax = 0) into v_id, v_inserted;
+    v_changed := v_id is not null;
+    select * into v_campaign from pgflow.campaigns where slug = v_item ->> 'slug';
+    -- Steps: compare old and new; the first position that differs must not have been passed.
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'position', position, 'delay', delay, 'body', body) order by position), '[]')
+      into v_old from pgflow.campaign_steps where campaign_id = v_campaign.id;
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'position', ord, 'delay', (s ->> 'delay')::interval, 'body', s ->> 'body')
+             order by ord)
+      into v_new from pg_catalog.jsonb_array_elements(v_item -> 'steps') with ordinality as t(s, ord);
+    if v_old = v_new then
+      v_steps_action := 'unchanged';
+    else
+      select pg_catalog.min(i) into v_first_diff
+        from pg_catalog.generate_series(0, greatest(pg_catalog.jsonb_array_length(v_old),
+                                                    pg_catalog.jsonb_array_length(v_new)) - 1) i
+       where (v_old -> i) is distinct from (v_new -> i);
+      v_first_diff := v_first_diff + 1;
+      select pg_catalog.max(m.step_position) into v_passed
+        from pgflow.messages m
+        join pgflow.conversations cv on cv.id = m.conversation_id
+       where cv.campaign_id = v_campaign.id and m.kind = 'campaign';
+      if v_passed is not null and v_passed >= v_first_diff then
+        raise exception
+          'campaign %: step % differs from the applied one, but enrollments have already passed step %; steps 1..% are fixed (append new steps after them, or create a new campaign)',
+          v_campaign.slug, v_first_diff, v_passed, v_passed
+          using errcode = 'PF005';
+      end if;
+      delete from pgflow.campaign_steps where campaign_id = v_campaign.id;
+      insert into pgflow.campaign_steps (campaign_id, position, delay, body, created_at)
+      select v_campaign.id, (s ->> 'position')::integer, (s ->> 'delay')::interval, s ->> 'body', v_now
+        from pg_catalog.jsonb_array_elements(v_new) s;
+      v_steps_action := 'replaced';
+      v_changed := true;
+    end if;
+    v_result := pg_catalog.jsonb_set(v_result, '{campaigns}', (v_result -> 'campaigns') ||
+      pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,
+        'action', case when v_inserted then 'created' when v_changed then 'updated' else 'unchanged' end,
+        'steps', v_steps_action));
+  end loop;
+  return v_result;
+end;
+$$;
+CREATE TABLE pgflow.enrollments (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    campaign_id bigint NOT NULL,
+    status text DEFAULT 'active'::text NOT NULL,
+    next_step integer,
+    next_message_at timestamp with time zone,
+    last_step_sent_at timestamp with time zone,
+    enrolled_at timestamp with time zone DEFAULT now() NOT NULL,
+    ended_at timestamp with time zone,
+    stop_reason text,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT enrollments_active_scheduled CHECK (((status <> 'active'::text) OR ((next_step IS NOT NULL) AND (next_message_at IS NOT NULL)))),
+    CONSTRAINT enrollments_ended_consistent CHECK (((status = ANY (ARRAY['completed'::text, 'stopped'::text, 'opted_out'::text])) = (ended_at IS NOT NULL))),
+    CONSTRAINT enrollments_next_step_positive CHECK (((next_step IS NULL) OR (next_step > 0))),
+    CONSTRAINT enrollments_status_valid CHECK ((status = ANY (ARRAY['active'::text, 'paused'::text, 'completed'::text, 'stopped'::text, 'opted_out'::text]))),
+    CONSTRAINT enrollments_stop_reason_given CHECK (((status <> ALL (ARRAY['stopped'::text, 'opted_out'::text])) OR (stop_reason IS NOT NULL)))
+);
+CREATE FUNCTION pgflow.complete_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.enrollments;
+begin
+  perform pgflow._set_reason(coalesce(p_reason, 'last step sent'));
+  update pgflow.enrollments
+     set status = 'completed', ended_at = v_now, updated_at = v_now,
+         next_step = null, next_message_at = null
+   where id = p_id and status = 'active'
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('enrollment', p_id,
+      (select status from pgflow.enrollments where id = p_id), 'complete', '{active}');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE TABLE pgflow.conversations (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    campaign_id bigint,
+    agent_id bigint,
+    enrollment_id bigint,
+    from_number text NOT NULL,
+    status text DEFAULT 'open'::text NOT NULL,
+    conversion_status text,
+    outcome_reason text,
+    outcome_source text,
+    ended_at timestamp with time zone,
+    last_inbound_at timestamp with time zone,
+    last_outbound_at timestamp with time zone,
+    provider_chat_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    reply_deadline_at timestamp with time zone,
+    CONSTRAINT conversations_conversion_status_valid CHECK ((conversion_status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text]))),
+    CONSTRAINT conversations_ended_at_iff_ended CHECK (((status = 'ended'::text) = (ended_at IS NOT NULL))),
+    CONSTRAINT conversations_ended_has_outcome CHECK (((status <> 'ended'::text) OR ((conversion_status IS NOT NULL) AND (outcome_source IS NOT NULL)))),
+    CONSTRAINT conversations_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT conversations_outcome_only_when_ended CHECK (((conversion_status IS NULL) OR (status = 'ended'::text))),
+    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text]))),
+    CONSTRAINT conversations_reply_deadline_only_open CHECK (((reply_deadline_at IS NULL) OR (status = 'open'::text))),
+    CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
+);
+CREATE FUNCTION pgflow.end_conversation(p_id bigint, p_conversion_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.conversations
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+begin
+  if p_conversion_status is null or p_conversion_status not in
+     ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+    raise exception 'unknown conversion status %', coalesce(p_conversion_status, '(null)')
+      using errcode = 'PF003';
+  end if;
+  if p_source is null or p_source not in ('rule', 'llm', 'human', 'webhook') then
+    raise exception 'unknown outcome source %', coalesce(p_source, '(null)')
+      using errcode = 'PF003';
+  end if;
+  perform pgflow._set_reason(p_conversion_status || coalesce(': ' || p_reason, ''));
+  update pgflow.conversations
+     set status = 'ended', ended_at = v_now, updated_at = v_now, reply_deadline_at = null,
+         conversion_status = p_conversion_status, outcome_reason = p_reason,
+         outcome_source = p_source
+   where id = p_id and status in ('open', 'engaged')
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('conversation', p_id,
+      (select status from pgflow.conversations where id = p_id), 'end', '{open,engaged}');
+  end if;
+  if v_row.enrollment_id is not null then
+    perform pgflow._set_reason('conversation ended: ' || p_conversion_status);
+    update pgflow.enrollments
+       set status = 'stopped', stop_reason = 'conversation ended: ' || p_conversion_status,
+           ended_at = v_now, updated_at = v_now, next_message_at = null
+     where id = v_row.enrollment_id and status in ('active', 'paused');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.engage_conversation(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.conversations
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row pgflow.conversations;
+begin
+  perform pgflow._set_reason(coalesce(p_reason, 'lead replied'));
+  update pgflow.conversations
+     set status = 'engaged', updated_at = coalesce(p_now, pg_catalog.now())
+   where id = p_id and status = 'open'
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('conversation', p_id,
+      (select status from pgflow.conversations where id = p_id), 'engage', '{open}');
+  end if;
+  return v_row;
 end;
 $$;
 CREATE FUNCTION pgflow.fn_pgqueuer_changed() RETURNS trigger
@@ -71,18 +557,46 @@ declare
   v_cron_db text := pg_catalog.current_setting('cron.database_name', true);
   v_preloaded boolean :=
     pg_catalog.current_setting('shared_preload_libraries') ~ '(^|[ ,])pg_cron([ ,]|$)';
+  v_local_cron boolean := pg_catalog.to_regclass('cron.job') is not null;
+  v_tick record;
 begin
   v_checks := v_checks || pg_catalog.jsonb_build_object(
     'name', 'pg_cron',
-    'ok', v_preloaded and (v_cron_db <> pg_catalog.current_database()
-                           or pg_catalog.to_regclass('cron.job') is not null),
+    'ok', v_preloaded and (v_cron_db <> pg_catalog.current_database() or v_local_cron),
     'detail', case
       when not v_preloaded then 'pg_cron is not in shared_preload_libraries'
       when v_cron_db <> pg_catalog.current_database()
         then pg_catalog.format('cron database is %I; schedule jobs there (README)', v_cron_db)
-      when pg_catalog.to_regclass('cron.job') is null then 'extension pg_cron is not created'
+      when not v_local_cron then 'extension pg_cron is not created'
       else 'preloaded; extension created'
     end);
+  if v_local_cron then
+    execute $q$
+      select j.jobid, j.active,
+             (select pg_catalog.max(d.end_time) from cron.job_run_details d
+               where d.jobid = j.jobid and d.status = 'succeeded') as last_ok,
+             (select d.return_message from cron.job_run_details d
+               where d.jobid = j.jobid and d.status = 'failed'
+               order by d.end_time desc nulls last limit 1) as last_error
+        from cron.job j where j.jobname = 'pgflow-tick'
+    $q$ into v_tick;
+    v_checks := v_checks || pg_catalog.jsonb_build_object(
+      'name', 'tick',
+      'ok', v_tick.jobid is not null and v_tick.active
+            and (v_tick.last_ok > v_now - interval '3 minutes'
+                 or (v_tick.last_ok is null and v_tick.last_error is null)),
+      'detail', case
+        when v_tick.jobid is null then 'cron job pgflow-tick is not scheduled'
+        when not v_tick.active then 'cron job pgflow-tick is inactive'
+        when v_tick.last_ok > v_now - interval '3 minutes'
+          then pg_catalog.format('last ran %s s ago',
+                 pg_catalog.round(extract(epoch from v_now - v_tick.last_ok)))
+        when v_tick.last_error is not null
+          then 'failing: ' || pg_catalog.left(v_tick.last_error, 200)
+        when v_tick.last_ok is null then 'scheduled; no run yet'
+        else pg_catalog.format('last successful run %s ago', v_now - v_tick.last_ok)
+      end);
+  end if;
   return pg_catalog.jsonb_build_object(
     'now', v_now,
     'checks', v_checks,
@@ -90,16 +604,454 @@ begin
       'contacts', (select pg_catalog.count(*) from pgflow.contacts),
       'enrollments_active',
         (select pg_catalog.count(*) from pgflow.enrollments where status = 'active'),
+      'enrollments_due',
+        (select pg_catalog.count(*) from pgflow.enrollments
+          where status = 'active' and next_message_at <= v_now),
       'conversations_open',
         (select pg_catalog.count(*) from pgflow.conversations where status <> 'ended'),
       'jobs_queued',
         (select pg_catalog.count(*) from pgflow.pgqueuer where status = 'queued'),
       'dead_letters',
         (select pg_catalog.count(*) from pgflow.messages where delivery_status = 'dead_letter'),
-      'alerts_open', (select pg_catalog.count(*) from pgflow.alerts where resolved_at is null)
+      'alerts_open', (select pg_catalog.count(*) from pgflow.alerts where resolved_at is null),
+      'leads_rejected_24h',
+        (select pg_catalog.count(*) from pgflow.lead_events
+          where result = 'rejected' and received_at > v_now - interval '24 hours')
     ));
 end;
 $_$;
+CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_edge jsonb DEFAULT NULL::jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_edge jsonb := coalesce(p_edge, '{}'::jsonb);
+  v_campaign pgflow.campaigns;
+  v_first pgflow.campaign_steps;
+  v_phone text;
+  v_tz text;
+  v_error text;
+  v_detail text;
+  v_field text;
+  v_contact pgflow.contacts;
+  v_enrollment bigint;
+  v_status text;
+  v_event bigint;
+  v_consent jsonb;
+begin
+  -- Validation, in the order a person would fix things.
+  if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
+    v_error := 'invalid_payload'; v_detail := 'the body must be a JSON object';
+  elsif pg_catalog.jsonb_typeof(payload -> 'campaign') is distinct from 'string'
+        or pg_catalog.btrim(payload ->> 'campaign') = '' then
+    v_error := 'invalid_payload'; v_detail := 'campaign (a slug string) is required';
+  elsif pg_catalog.jsonb_typeof(payload -> 'phone') is distinct from 'string' then
+    v_error := 'invalid_payload'; v_detail := 'phone (a string) is required';
+  end if;
+  if v_error is null then
+    foreach v_field in array array['first_name', 'last_name', 'email', 'timezone', 'source',
+                                   'external_id']
+    loop
+      if payload ? v_field and pg_catalog.jsonb_typeof(payload -> v_field) not in ('string', 'null') then
+        v_error := 'invalid_payload'; v_detail := v_field || ' must be a string';
+        exit;
+      elsif pg_catalog.length(payload ->> v_field) > 200 then
+        v_error := 'invalid_payload'; v_detail := v_field || ' is longer than 200 characters';
+        exit;
+      end if;
+    end loop;
+  end if;
+  if v_error is null and payload ? 'attributes'
+     and pg_catalog.jsonb_typeof(payload -> 'attributes') not in ('object', 'null') then
+    v_error := 'invalid_payload'; v_detail := 'attributes must be an object';
+  end if;
+  if v_error is null and payload ? 'consent'
+     and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
+    v_error := 'invalid_payload'; v_detail := 'consent must be an object';
+  end if;
+  if v_error is null then
+    select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
+    if not found then
+      v_error := 'unknown_campaign';
+      v_detail := pg_catalog.format('no campaign with slug %L', payload ->> 'campaign');
+    elsif v_campaign.status <> 'active' then
+      v_error := 'campaign_inactive';
+      v_detail := pg_catalog.format('campaign %L is %s', v_campaign.slug, v_campaign.status);
+    else
+      select * into v_first from pgflow.campaign_steps
+       where campaign_id = v_campaign.id order by position limit 1;
+      if not found then
+        v_error := 'campaign_has_no_steps';
+        v_detail := pg_catalog.format('campaign %L has no steps', v_campaign.slug);
+      end if;
+    end if;
+  end if;
+  if v_error is null then
+    v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
+                    else pgflow._normalize_phone(payload ->> 'phone') end;
+    if v_phone is null or v_phone !~ '^\+[1-9][0-9]{6,14}$' then
+      v_error := 'invalid_phone';
+      v_detail := coalesce(v_edge ->> 'phone_error', 'not a valid phone number');
+    end if;
+  end if;
+  if v_error is null and nullif(payload ->> 'email', '') is not null
+     and payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
+    v_error := 'invalid_email'; v_detail := 'email is not an address';
+  end if;
+  if v_error is null then
+    v_tz := nullif(pg_catalog.btrim(payload ->> 'timezone'), '');
+    if v_tz is not null and not pgflow._is_time_zone(v_tz) then
+      v_error := 'invalid_timezone';
+      v_detail := pg_catalog.format('unknown time zone %L (use an IANA name like America/Chicago)', v_tz);
+    end if;
+  end if;
+  if v_error is not null then
+    insert into pgflow.lead_events
+      (received_at, source, external_id, campaign_slug, payload, result, error_code, error_detail)
+    values (v_now, payload ->> 'source', payload ->> 'external_id', payload ->> 'campaign',
+            payload, 'rejected', v_error, v_detail)
+    returning id into v_event;
+    return pg_catalog.jsonb_build_object('status', 'rejected', 'error', v_error,
+                                         'detail', v_detail, 'lead_event_id', v_event);
+  end if;
+  v_consent := nullif(payload -> 'consent', 'null'::jsonb);
+  insert into pgflow.contacts as c
+    (phone, first_name, last_name, email, timezone, attributes,
+     consent_at, consent_source, consent_text, created_at, updated_at)
+  values (
+    v_phone,
+    nullif(pg_catalog.btrim(payload ->> 'first_name'), ''),
+    nullif(pg_catalog.btrim(payload ->> 'last_name'), ''),
+    nullif(pg_catalog.btrim(payload ->> 'email'), ''),
+    coalesce(v_tz, case when pgflow._is_time_zone(v_edge ->> 'timezone') then v_edge ->> 'timezone' end),
+    coalesce(nullif(payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
+    case when v_consent is not null
+         then coalesce((v_consent ->> 'at')::timestamptz, v_now) end,
+    coalesce(v_consent ->> 'source', case when v_consent is not null then payload ->> 'source' end),
+    v_consent ->> 'text',
+    v_now, v_now)
+  on conflict (phone) do update set
+    first_name = coalesce(excluded.first_name, c.first_name),
+    last_name = coalesce(excluded.last_name, c.last_name),
+    email = coalesce(excluded.email, c.email),
+    -- an explicit zone wins; an inferred one only fills a gap
+    timezone = coalesce(v_tz, c.timezone, excluded.timezone),
+    attributes = c.attributes || excluded.attributes,
+    consent_at = coalesce(excluded.consent_at, c.consent_at),
+    consent_source = coalesce(excluded.consent_source, c.consent_source),
+    consent_text = coalesce(excluded.consent_text, c.consent_text),
+    updated_at = excluded.updated_at
+  returning * into v_contact;
+  if v_contact.opted_out_at is not null then
+    v_status := 'suppressed';
+    select id into v_enrollment from pgflow.enrollments
+     where contact_id = v_contact.id and campaign_id = v_campaign.id;
+  else
+    perform pgflow._set_reason('lead ' || coalesce(payload ->> 'source', 'webhook'));
+    insert into pgflow.enrollments
+      (contact_id, campaign_id, status, next_step, next_message_at, enrolled_at, updated_at)
+    values (v_contact.id, v_campaign.id, 'active', v_first.position, v_now + v_first.delay,
+            v_now, v_now)
+    on conflict (contact_id, campaign_id) do nothing
+    returning id into v_enrollment;
+    if v_enrollment is null then
+      v_status := 'already_enrolled';
+      select id into v_enrollment from pgflow.enrollments
+       where contact_id = v_contact.id and campaign_id = v_campaign.id;
+    else
+      v_status := 'created';
+      insert into pgflow.conversations
+        (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+      values (v_contact.id, v_campaign.id, v_campaign.agent_id, v_enrollment,
+              v_campaign.from_number, v_now, v_now)
+      on conflict (contact_id, from_number) where status <> 'ended' do nothing;
+      if v_first.delay = interval '0' then
+        -- Speed to lead: step 1 now, in this transaction, not at the next tick.
+        perform pgflow._dispatch_steps(array[v_enrollment], v_now, 10);
+      end if;
+    end if;
+  end if;
+  insert into pgflow.lead_events
+    (received_at, source, external_id, campaign_slug, payload, result, contact_id, enrollment_id)
+  values (v_now, payload ->> 'source', payload ->> 'external_id', v_campaign.slug, payload,
+          v_status, v_contact.id, v_enrollment);
+  return pg_catalog.jsonb_build_object('contact_id', v_contact.id,
+                                       'enrollment_id', v_enrollment, 'status', v_status);
+end;
+$_$;
+CREATE FUNCTION pgflow.next_window_open(p_tz text, p_start time without time zone, p_end time without time zone, p_days smallint[], p_now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_local timestamp := p_now at time zone p_tz;
+  v_day date := v_local::date;
+  v_time time := v_local::time;
+  d integer;
+begin
+  for d in 0..7 loop
+    if extract(isodow from v_day + d)::smallint = any (p_days) then
+      if d > 0 then
+        return ((v_day + d) + p_start) at time zone p_tz;
+      elsif v_time >= p_start and v_time < p_end then
+        return p_now;
+      elsif v_time < p_start then
+        return (v_day + p_start) at time zone p_tz;
+      end if;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+CREATE FUNCTION pgflow.opt_out_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.enrollments;
+begin
+  perform pgflow._set_reason(coalesce(p_reason, 'contact opted out'));
+  update pgflow.enrollments
+     set status = 'opted_out', stop_reason = coalesce(p_reason, 'contact opted out'),
+         ended_at = v_now, updated_at = v_now, next_message_at = null
+   where id = p_id and status in ('active', 'paused')
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('enrollment', p_id,
+      (select status from pgflow.enrollments where id = p_id), 'opt out', '{active,paused}');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.pause_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row pgflow.enrollments;
+begin
+  perform pgflow._set_reason(coalesce(p_reason, 'paused'));
+  update pgflow.enrollments
+     set status = 'paused', updated_at = coalesce(p_now, pg_catalog.now())
+   where id = p_id and status = 'active'
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('enrollment', p_id,
+      (select status from pgflow.enrollments where id = p_id), 'pause', '{active}');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.prune(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_keep_events interval DEFAULT '180 days'::interval, p_keep_job_log interval DEFAULT '14 days'::interval, p_keep_cron_runs interval DEFAULT '7 days'::interval, p_keep_webhooks interval DEFAULT '90 days'::interval, p_batch integer DEFAULT 10000) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_events integer;
+  v_log integer;
+  v_webhooks integer;
+  v_cron integer := 0;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
+    return pg_catalog.jsonb_build_object('skipped', true);
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  delete from pgflow.events where id in (
+    select id from pgflow.events where occurred_at < v_now - p_keep_events
+     order by occurred_at limit p_batch);
+  get diagnostics v_events = row_count;
+  delete from pgflow.pgqueuer_log where id in (
+    select id from pgflow.pgqueuer_log where created < v_now - p_keep_job_log
+     order by created limit p_batch);
+  get diagnostics v_log = row_count;
+  delete from pgflow.webhook_deliveries where id in (
+    select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
+     order by received_at limit p_batch);
+  get diagnostics v_webhooks = row_count;
+  if pg_catalog.to_regclass('cron.job_run_details') is not null then
+    execute 'delete from cron.job_run_details where runid in (
+               select runid from cron.job_run_details where end_time < $1 limit $2)'
+      using v_now - p_keep_cron_runs, p_batch;
+    get diagnostics v_cron = row_count;
+  end if;
+  return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
+end;
+$_$;
+CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_id bigint;
+begin
+  insert into pgflow.lead_events (received_at, source, raw_body, result, error_code, error_detail)
+  values (coalesce(p_now, pg_catalog.now()), p_source, coalesce(p_raw_body, ''), 'rejected',
+          p_error, p_detail)
+  returning id into v_id;
+  return pg_catalog.jsonb_build_object('status', 'rejected', 'error', p_error,
+                                       'detail', p_detail, 'lead_event_id', v_id);
+end;
+$$;
+CREATE FUNCTION pgflow.render_template(p_template text, p_values jsonb, p_fallbacks jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_out text := p_template;
+  v_match text[];
+  v_value text;
+begin
+  for v_match in
+    select m from pg_catalog.regexp_matches(p_template, '\{\{\s*([A-Za-z0-9_]+)\s*\}\}', 'g') m
+  loop
+    v_value := nullif(pg_catalog.btrim(coalesce(p_values ->> v_match[1], '')), '');
+    v_value := coalesce(v_value, nullif(pg_catalog.btrim(coalesce(p_fallbacks ->> v_match[1], '')), ''));
+    v_out := pg_catalog.regexp_replace(v_out, '\{\{\s*' || v_match[1] || '\s*\}\}',
+                                       pg_catalog.replace(coalesce(v_value, E'\x01'), '\', '\\'), 'g');
+  end loop;
+  v_out := pg_catalog.regexp_replace(v_out, ' ?\x01(?=[ ,.!?;:]|$)', '', 'g');
+  return pg_catalog.replace(v_out, E'\x01', '');
+end;
+$_$;
+CREATE FUNCTION pgflow.resume_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row pgflow.enrollments;
+begin
+  perform pgflow._set_reason(coalesce(p_reason, 'resumed'));
+  update pgflow.enrollments
+     set status = 'active', updated_at = coalesce(p_now, pg_catalog.now()),
+         next_step = coalesce(next_step, 1),
+         next_message_at = coalesce(next_message_at, p_now, pg_catalog.now())
+   where id = p_id and status = 'paused'
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('enrollment', p_id,
+      (select status from pgflow.enrollments where id = p_id), 'resume', '{paused}');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.sms_encoding(p_body text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case
+    when p_body ~ ('^[@£$¥èéùìòÇ' || E'\n' || 'Øø' || E'\r' || 'Å寅ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&''()*+,\-./0-9:;<=>?¡A-ZÄÖÑܧ¿a-zäöñüà^{}\\\[~\]|€' || E'\f' || ']*$')
+      then 'gsm7'
+    else 'ucs2'
+  end
+$_$;
+CREATE FUNCTION pgflow.sms_segments(p_body text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case
+    when pgflow.sms_encoding(p_body) = 'gsm7' then
+      case when units <= 160 then 1 else ceil(units / 153.0)::integer end
+    else
+      -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two.
+      case when u16 <= 70 then 1 else ceil(u16 / 67.0)::integer end
+  end
+  from (
+    select pg_catalog.length(p_body)
+             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
+             as units,
+           pg_catalog.length(p_body)
+             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
+             as u16
+  ) x
+$$;
+CREATE FUNCTION pgflow.stop_enrollment(p_id bigint, p_reason text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.enrollments;
+begin
+  if coalesce(pg_catalog.btrim(p_reason), '') = '' then
+    raise exception 'stopping an enrollment needs a reason' using errcode = 'PF003';
+  end if;
+  perform pgflow._set_reason(p_reason);
+  update pgflow.enrollments
+     set status = 'stopped', stop_reason = p_reason, ended_at = v_now, updated_at = v_now,
+         next_message_at = null
+   where id = p_id and status in ('active', 'paused')
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('enrollment', p_id,
+      (select status from pgflow.enrollments where id = p_id), 'stop', '{active,paused}');
+  end if;
+  return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.tick(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_batch integer DEFAULT 1000) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_ids bigint[];
+  v_batch jsonb;
+  v_totals jsonb := '{"sent": 0, "deferred_window": 0, "deferred_cap": 0, "completed": 0,
+                      "held": 0, "stopped": 0}'::jsonb;
+  v_key text;
+  v_no_response integer := 0;
+  v_conversation bigint;
+  v_batches integer := 0;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
+    return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  loop
+    select pg_catalog.array_agg(id) into v_ids from (
+      select e.id from pgflow.enrollments e
+       where e.status = 'active' and e.next_message_at <= v_now
+       order by e.next_message_at
+       limit p_batch
+         for update skip locked
+    ) due;
+    exit when v_ids is null;
+    v_batches := v_batches + 1;
+    v_batch := pgflow._dispatch_steps(v_ids, v_now);
+    for v_key in select pg_catalog.jsonb_object_keys(v_batch) loop
+      v_totals := pg_catalog.jsonb_set(v_totals, array[v_key],
+        pg_catalog.to_jsonb((v_totals ->> v_key)::integer + (v_batch ->> v_key)::integer));
+    end loop;
+    exit when pg_catalog.cardinality(v_ids) < p_batch
+           or v_batches >= 20
+           or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
+  end loop;
+  for v_conversation in
+    select c.id from pgflow.conversations c
+     where c.status = 'open' and c.reply_deadline_at <= v_now
+       and not exists (select 1 from pgflow.messages m
+                        where m.conversation_id = c.id and m.direction = 'outbound'
+                          and m.delivery_status in ('pending', 'queued', 'sending'))
+     order by c.reply_deadline_at
+     limit p_batch
+       for update skip locked
+  loop
+    perform pgflow.end_conversation(v_conversation, 'no_response',
+      'no reply within the reply timeout after the last step', 'rule', v_now);
+    v_no_response := v_no_response + 1;
+  end loop;
+  return v_totals || pg_catalog.jsonb_build_object(
+    'no_response', v_no_response, 'batches', v_batches,
+    'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
+end;
+$$;
 CREATE TABLE pgflow.agents (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -200,27 +1152,6 @@ ALTER TABLE pgflow.campaigns ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-CREATE TABLE pgflow.contacts (
-    id bigint NOT NULL,
-    phone text NOT NULL,
-    first_name text,
-    last_name text,
-    email text,
-    timezone text,
-    attributes jsonb DEFAULT '{}'::jsonb NOT NULL,
-    opted_out_at timestamp with time zone,
-    opt_out_source text,
-    consent_at timestamp with time zone,
-    consent_source text,
-    consent_text text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
-    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
-    CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
-    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
-);
 ALTER TABLE pgflow.contacts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.contacts_id_seq
     START WITH 1
@@ -229,31 +1160,6 @@ ALTER TABLE pgflow.contacts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-CREATE TABLE pgflow.conversations (
-    id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    campaign_id bigint,
-    agent_id bigint,
-    enrollment_id bigint,
-    from_number text NOT NULL,
-    status text DEFAULT 'open'::text NOT NULL,
-    conversion_status text,
-    outcome_reason text,
-    outcome_source text,
-    ended_at timestamp with time zone,
-    last_inbound_at timestamp with time zone,
-    last_outbound_at timestamp with time zone,
-    provider_chat_id text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT conversations_conversion_status_valid CHECK ((conversion_status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text]))),
-    CONSTRAINT conversations_ended_at_iff_ended CHECK (((status = 'ended'::text) = (ended_at IS NOT NULL))),
-    CONSTRAINT conversations_ended_has_outcome CHECK (((status <> 'ended'::text) OR ((conversion_status IS NOT NULL) AND (outcome_source IS NOT NULL)))),
-    CONSTRAINT conversations_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT conversations_outcome_only_when_ended CHECK (((conversion_status IS NULL) OR (status = 'ended'::text))),
-    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text]))),
-    CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
-);
 ALTER TABLE pgflow.conversations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.conversations_id_seq
     START WITH 1
@@ -261,24 +1167,6 @@ ALTER TABLE pgflow.conversations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
-);
-CREATE TABLE pgflow.enrollments (
-    id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    campaign_id bigint NOT NULL,
-    status text DEFAULT 'active'::text NOT NULL,
-    next_step integer,
-    next_message_at timestamp with time zone,
-    last_step_sent_at timestamp with time zone,
-    enrolled_at timestamp with time zone DEFAULT now() NOT NULL,
-    ended_at timestamp with time zone,
-    stop_reason text,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT enrollments_active_scheduled CHECK (((status <> 'active'::text) OR ((next_step IS NOT NULL) AND (next_message_at IS NOT NULL)))),
-    CONSTRAINT enrollments_ended_consistent CHECK (((status = ANY (ARRAY['completed'::text, 'stopped'::text, 'opted_out'::text])) = (ended_at IS NOT NULL))),
-    CONSTRAINT enrollments_next_step_positive CHECK (((next_step IS NULL) OR (next_step > 0))),
-    CONSTRAINT enrollments_status_valid CHECK ((status = ANY (ARRAY['active'::text, 'paused'::text, 'completed'::text, 'stopped'::text, 'opted_out'::text]))),
-    CONSTRAINT enrollments_stop_reason_given CHECK (((status <> ALL (ARRAY['stopped'::text, 'opted_out'::text])) OR (stop_reason IS NOT NULL)))
 );
 ALTER TABLE pgflow.enrollments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.enrollments_id_seq
@@ -533,6 +1421,7 @@ CREATE INDEX conversations_campaign_id_idx ON pgflow.conversations USING btree (
 CREATE INDEX conversations_contact_id_idx ON pgflow.conversations USING btree (contact_id);
 CREATE INDEX conversations_enrollment_id_idx ON pgflow.conversations USING btree (enrollment_id);
 CREATE UNIQUE INDEX conversations_one_live_per_line ON pgflow.conversations USING btree (contact_id, from_number) WHERE (status <> 'ended'::text);
+CREATE INDEX conversations_reply_deadline_idx ON pgflow.conversations USING btree (reply_deadline_at) WHERE ((status = 'open'::text) AND (reply_deadline_at IS NOT NULL));
 CREATE INDEX enrollments_campaign_id_idx ON pgflow.enrollments USING btree (campaign_id);
 CREATE INDEX enrollments_due_idx ON pgflow.enrollments USING btree (next_message_at) WHERE (status = 'active'::text);
 CREATE INDEX events_entity_idx ON pgflow.events USING btree (entity, entity_id, occurred_at);
@@ -560,6 +1449,9 @@ CREATE UNIQUE INDEX pgqueuer_unique_dedupe_key ON pgflow.pgqueuer USING btree (d
 CREATE INDEX pgqueuer_updated_id_id1_idx ON pgflow.pgqueuer USING btree (updated, id DESC) INCLUDE (id) WHERE (status = 'picked'::pgflow.pgqueuer_status);
 CREATE INDEX webhook_deliveries_received_at_idx ON pgflow.webhook_deliveries USING btree (received_at);
 CREATE INDEX workers_last_seen_at_idx ON pgflow.workers USING btree (last_seen_at);
+CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
+CREATE TRIGGER enrollments_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
+CREATE TRIGGER messages_log_transition AFTER INSERT OR UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER tg_pgqueuer_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pgflow.pgqueuer FOR EACH STATEMENT EXECUTE FUNCTION pgflow.fn_pgqueuer_changed();
 ALTER TABLE ONLY pgflow.campaign_steps
     ADD CONSTRAINT campaign_steps_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;

@@ -27,3 +27,19 @@ def test_pg_cron_preloaded_and_schedules_in_project_database(server_url: str) ->
             conn.execute("select cron.unschedule('pgflow-test-probe')")
         left = scalar(conn, "select count(*) from cron.job where jobname = 'pgflow-test-probe'")
         assert left == 0
+
+
+def test_tick_and_prune_are_scheduled_by_name(server_url: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        cron_db = scalar(conn, "select current_setting('cron.database_name')")
+    project_url = with_database(server_url, cron_db)
+    migrations.migrate(project_url)
+    with psycopg.connect(project_url, autocommit=True) as conn:
+        jobs = conn.execute(
+            "select jobname, schedule, command from cron.job"
+            " where jobname like 'pgflow-%%' and jobname <> 'pgflow-test-probe' order by 1"
+        ).fetchall()
+    assert jobs == [
+        ("pgflow-prune", "17 * * * *", "select pgflow.prune()"),
+        ("pgflow-tick", "* * * * *", "select pgflow.tick()"),
+    ]

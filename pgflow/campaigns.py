@@ -1,0 +1,282 @@
+"""Campaign files (YAML): load, validate with precise messages, normalise for
+pgflow.apply_campaigns()."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgflow import phones
+from pgflow.errors import InvalidInput
+
+DAY_NUMBERS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+DAY_ALIASES = {
+    "weekdays": [1, 2, 3, 4, 5],
+    "daily": [1, 2, 3, 4, 5, 6, 7],
+    "all": [1, 2, 3, 4, 5, 6, 7],
+}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+CONTACT_FIELDS = {"first_name", "last_name", "email"}
+
+AGENT_KEYS = {"name", "prompt", "model", "retell_agent_id"}
+CAMPAIGN_KEYS = {
+    "slug",
+    "name",
+    "agent",
+    "from_number",
+    "status",
+    "timezone",
+    "send_window",
+    "reply_timeout",
+    "silence_timeout",
+    "daily_cap",
+    "max_attempts",
+    "help_text",
+    "opt_out_text",
+    "fallbacks",
+    "steps",
+}
+STEP_KEYS = {"delay", "body"}
+WINDOW_KEYS = {"start", "end", "days"}
+LONG_TEXT = 320
+
+
+@dataclasses.dataclass
+class CampaignFile:
+    doc: dict[str, Any]
+    warnings: list[str]
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def keys(self, path: str, item: dict[str, Any], allowed: set[str]) -> None:
+        for key in sorted(set(item) - allowed):
+            self.error(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def text(self, path: str, value: Any, *, required: bool = True) -> str | None:
+        if value is None:
+            if required:
+                self.error(path, "is required")
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.error(path, "must be text")
+            return None
+        text = str(value).strip()
+        if required and not text:
+            self.error(path, "must not be empty")
+        return text or None
+
+    def duration(self, path: str, value: Any, *, default: str | None = None) -> str | None:
+        if value is None:
+            return default
+        seconds = parse_duration(str(value))
+        if seconds is None:
+            self.error(path, f"{value!r} is not a duration (use e.g. 0m, 30m, 2h, 1d, 1d12h)")
+            return None
+        days, rest = divmod(seconds, 86400)
+        return f"{days} days {rest} seconds"
+
+    def positive_int(self, path: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.error(path, "must be a whole number of at least 1")
+            return None
+        return value
+
+
+def parse_duration(text: str) -> int | None:
+    """Seconds in '0m', '90s', '2h', '1d12h', '1w'; None when it is not one."""
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or _DURATION.sub("", compact):
+        return None
+    return sum(int(n) * DURATION_UNITS[u] for n, u in _DURATION.findall(compact))
+
+
+def _days(ck: _Checker, path: str, value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.lower() in DAY_ALIASES:
+            return DAY_ALIASES[value.lower()]
+        value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, list) or not value:
+        ck.error(path, "must be a list of days like [mon, tue, wed]")
+        return None
+    days: set[int] = set()
+    for day in value:
+        number = DAY_NUMBERS.get(str(day).strip().lower()[:3])
+        if number is None:
+            ck.error(path, f"{day!r} is not a day (mon..sun)")
+        else:
+            days.add(number)
+    return sorted(days)
+
+
+def _time(ck: _Checker, path: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    match = _TIME.match(str(value).strip())
+    if not match:
+        ck.error(path, f"{value!r} is not a time of day (HH:MM)")
+        return None
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+def _agent(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
+    path = f"agents[{i}]"
+    if not isinstance(item, dict):
+        ck.error(path, "must be a mapping")
+        return None
+    ck.keys(path, item, AGENT_KEYS)
+    return {
+        "name": ck.text(f"{path}.name", item.get("name")),
+        "prompt": ck.text(f"{path}.prompt", item.get("prompt")),
+        "model": ck.text(f"{path}.model", item.get("model"), required=False),
+        "retell_agent_id": ck.text(
+            f"{path}.retell_agent_id", item.get("retell_agent_id"), required=False
+        ),
+    }
+
+
+def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
+    path = f"campaigns[{i}]"
+    if not isinstance(item, dict):
+        ck.error(path, "must be a mapping")
+        return None
+    ck.keys(path, item, CAMPAIGN_KEYS)
+    out: dict[str, Any] = {
+        "slug": ck.text(f"{path}.slug", item.get("slug")),
+        "name": ck.text(f"{path}.name", item.get("name")),
+        "agent": ck.text(f"{path}.agent", item.get("agent")),
+    }
+    if out["slug"] and not _SLUG.match(out["slug"]):
+        ck.error(f"{path}.slug", "use lowercase letters, digits, - and _ (at most 63)")
+    raw_from = ck.text(f"{path}.from_number", item.get("from_number"))
+    if raw_from:
+        number = phones.normalize(raw_from)
+        if number.e164 is None:
+            ck.error(f"{path}.from_number", f"{raw_from!r}: {number.error}")
+        out["from_number"] = number.e164
+    status = item.get("status")
+    if status is not None:
+        if status not in ("draft", "active", "paused", "archived"):
+            ck.error(f"{path}.status", "must be draft, active, paused or archived")
+        out["status"] = status
+    tz = ck.text(f"{path}.timezone", item.get("timezone"), required=False)
+    if tz:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            ck.error(f"{path}.timezone", f"{tz!r} is not an IANA time zone (e.g. America/Chicago)")
+        out["timezone"] = tz
+    window = item.get("send_window")
+    if window is not None:
+        if not isinstance(window, dict):
+            ck.error(f"{path}.send_window", "must be a mapping {start, end, days}")
+        else:
+            ck.keys(f"{path}.send_window", window, WINDOW_KEYS)
+            out["window_start"] = _time(ck, f"{path}.send_window.start", window.get("start"))
+            out["window_end"] = _time(ck, f"{path}.send_window.end", window.get("end"))
+            out["window_days"] = _days(ck, f"{path}.send_window.days", window.get("days"))
+            if (
+                out["window_start"]
+                and out["window_end"]
+                and out["window_start"] >= out["window_end"]
+            ):
+                ck.error(f"{path}.send_window", "start must be before end (same day)")
+    for key in ("reply_timeout", "silence_timeout"):
+        out[key] = ck.duration(f"{path}.{key}", item.get(key))
+        if out[key] == "0 days 0 seconds":
+            ck.error(f"{path}.{key}", "must be longer than zero")
+    for key in ("daily_cap", "max_attempts"):
+        out[key] = ck.positive_int(f"{path}.{key}", item.get(key))
+    if out["max_attempts"] is not None and out["max_attempts"] > 50:
+        ck.error(f"{path}.max_attempts", "at most 50")
+    out["help_text"] = ck.text(f"{path}.help_text", item.get("help_text"), required=False)
+    out["opt_out_text"] = ck.text(f"{path}.opt_out_text", item.get("opt_out_text"), required=False)
+    fallbacks = item.get("fallbacks") or {}
+    if not isinstance(fallbacks, dict):
+        ck.error(f"{path}.fallbacks", "must be a mapping of placeholder to text")
+        fallbacks = {}
+    out["fallbacks"] = {str(k): str(v) for k, v in fallbacks.items()}
+    steps = item.get("steps")
+    if not isinstance(steps, list) or not steps:
+        ck.error(f"{path}.steps", "at least one step is required")
+        steps = []
+    out["steps"] = []
+    for j, step in enumerate(steps):
+        spath = f"{path}.steps[{j}]"
+        if not isinstance(step, dict):
+            ck.error(spath, "must be a mapping {delay, body}")
+            continue
+        ck.keys(spath, step, STEP_KEYS)
+        body = ck.text(f"{spath}.body", step.get("body"))
+        delay = ck.duration(f"{spath}.delay", step.get("delay"), default="0 days 0 seconds")
+        if body:
+            if len(body) > 1600:
+                ck.error(f"{spath}.body", "longer than 1600 characters")
+            elif len(body) > LONG_TEXT:
+                ck.warnings.append(f"{spath}.body: {len(body)} characters; keep texts under 320")
+            for name in sorted(set(_PLACEHOLDER.findall(body))):
+                if name not in out["fallbacks"]:
+                    ck.warnings.append(
+                        f"{spath}.body: {{{{{name}}}}} has no fallback; it is left out when a "
+                        "contact has no value"
+                    )
+        out["steps"].append({"delay": delay, "body": body})
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
+    """Validate a campaign document; raises InvalidInput listing every problem at once."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}: not valid YAML: {exc}") from exc
+    ck = _Checker()
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}: expected a mapping with 'agents' and 'campaigns'")
+    ck.keys("(top)", data, {"agents", "campaigns"})
+    agents = [
+        agent
+        for i, raw in enumerate(data.get("agents") or [])
+        if (agent := _agent(ck, i, raw)) is not None
+    ]
+    campaigns = [
+        campaign
+        for i, raw in enumerate(data.get("campaigns") or [])
+        if (campaign := _campaign(ck, i, raw)) is not None
+    ]
+    for kind, items, key in (("agent", agents, "name"), ("campaign", campaigns, "slug")):
+        seen: set[str] = set()
+        for item in items:
+            if item.get(key) in seen:
+                ck.error(f"{kind} {item[key]}", f"appears twice in {source}")
+            seen.add(item.get(key, ""))
+    if ck.errors:
+        raise InvalidInput(f"{source}: {len(ck.errors)} problem(s):\n  " + "\n  ".join(ck.errors))
+    return CampaignFile({"agents": agents, "campaigns": campaigns}, ck.warnings)
+
+
+def load(path: Path) -> CampaignFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse(text, str(path))

@@ -1,0 +1,379 @@
+"""Retell AI adapter: send SMS chats, end and read them, sign and verify webhooks.
+
+Sending uses the exact-text design (see the README and sql docs): a Retell chat agent whose
+`begin_message` is `{{sms_body}}` sends whatever we pass as the dynamic variable `sms_body`,
+so every send carries our rendered text in `retell_llm_dynamic_variables.sms_body`.
+
+Errors are one type, `RetellError`, classified for the worker:
+- `retryable`: 429, 5xx, timeouts and transport failures (try again later, with backoff;
+  `retry_after` carries the server's `Retry-After` in seconds when it sent one);
+- permanent: any other 4xx and a malformed success response (dead-letter at once);
+- `alert`: 401 (bad key) and 402 (payment), which need a human.
+Messages never contain the API key or a full phone number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import functools
+import hashlib
+import hmac
+import json
+import math
+import re
+import ssl
+import time
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import quote
+
+import httpx
+import phonenumbers
+
+from pgflow import __version__
+from pgflow.errors import PgflowError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "RetellClient",
+    "RetellError",
+    "SendResult",
+    "mask_phone",
+    "sign",
+    "verify_signature",
+]
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=15.0, write=5.0, pool=5.0)
+SIGNATURE_HEADER: Final = "x-retell-signature"
+SIGNATURE_TOLERANCE_MS: Final = 300_000
+MAX_MESSAGE_CHARS: Final = 500
+
+ALERT_STATUSES: Final = frozenset({401, 402})
+
+_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
+_SIGNATURE_PART = re.compile(r"^(v|d)=(.*)$")
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class RetellError(PgflowError):
+    """A Retell call failed; `retryable` and `alert` tell the caller what to do next."""
+
+    code = "retell"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        retryable: bool,
+        alert: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retryable = retryable
+        self.alert = alert
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"RetellError({self.message!r}, status_code={self.status_code!r}, "
+            f"retryable={self.retryable!r}, alert={self.alert!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SendResult:
+    """A chat Retell accepted: its id, the agent that carries it and the HTTP status."""
+
+    chat_id: str
+    agent_id: str | None
+    status_code: int
+
+
+class RetellClient:
+    """Retell's REST API over one pooled `httpx.AsyncClient`; use `async with` or `aclose()`."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        if not base_url:
+            raise ValueError("base_url must not be empty")
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": f"pgflow-sms/{__version__}",
+            },
+            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            follow_redirects=False,
+            verify=_ssl_context(),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"RetellClient(base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def create_sms_chat(
+        self,
+        *,
+        from_number: str,
+        to_number: str,
+        body: str,
+        agent_id: str | None,
+        metadata: dict[str, str],
+        dynamic_variables: dict[str, str],
+    ) -> SendResult:
+        """Start an SMS chat whose first message is exactly `body`.
+
+        `body` travels as the dynamic variable `sms_body` (it wins over a caller's
+        `sms_body`); `agent_id`, when given, overrides the number's outbound agent."""
+        if not body.strip():
+            raise ValueError("body must not be empty: Retell would send '{{sms_body}}' literally")
+        payload: dict[str, Any] = {"from_number": from_number, "to_number": to_number}
+        if agent_id is not None:
+            payload["override_agent_id"] = agent_id
+        payload["metadata"] = dict(metadata)
+        payload["retell_llm_dynamic_variables"] = {**dynamic_variables, "sms_body": body}
+        phones = (from_number, to_number)
+        response = await self._request(
+            "POST", "/create-sms-chat", "create-sms-chat", phones, payload
+        )
+        data = _json_object(response)
+        chat_id = data.get("chat_id") if data is not None else None
+        if data is None or not isinstance(chat_id, str) or not chat_id:
+            raise RetellError(
+                f"Retell create-sms-chat: HTTP {response.status_code}: malformed response "
+                "(no chat_id)",
+                status_code=response.status_code,
+                retryable=False,
+            )
+        returned_agent = data.get("agent_id")
+        return SendResult(
+            chat_id=chat_id,
+            agent_id=returned_agent if isinstance(returned_agent, str) else agent_id,
+            status_code=response.status_code,
+        )
+
+    async def end_chat(self, chat_id: str) -> None:
+        """End an ongoing chat (`PATCH /end-chat/{chat_id}`)."""
+        await self._request("PATCH", f"/end-chat/{_path_id(chat_id)}", "end-chat", (), None)
+
+    async def get_chat(self, chat_id: str) -> dict[str, Any]:
+        """The chat object (`GET /get-chat/{chat_id}`): status, messages, metadata, ..."""
+        response = await self._request(
+            "GET", f"/get-chat/{_path_id(chat_id)}", "get-chat", (), None
+        )
+        data = _json_object(response)
+        if data is None:
+            raise RetellError(
+                f"Retell get-chat: HTTP {response.status_code}: malformed response "
+                "(not a JSON object)",
+                status_code=response.status_code,
+                retryable=False,
+            )
+        return data
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        phones: tuple[str, ...],
+        payload: dict[str, Any] | None,
+    ) -> httpx.Response:
+        """One HTTP call; every failure becomes a classified RetellError."""
+        try:
+            response = await self._http.request(method, path, json=payload)
+        except httpx.TimeoutException as exc:
+            raise RetellError(
+                self._scrub(f"Retell {operation}: timed out ({type(exc).__name__})", phones),
+                status_code=None,
+                retryable=True,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise RetellError(
+                self._scrub(
+                    f"Retell {operation}: transport error ({type(exc).__name__}: {exc})", phones
+                ),
+                status_code=None,
+                retryable=True,
+            ) from exc
+        if response.is_success:
+            return response
+        status = response.status_code
+        detail = _error_detail(response)
+        message = f"Retell {operation}: HTTP {status} {response.reason_phrase}".rstrip()
+        if detail:
+            message = f"{message}: {detail}"
+        raise RetellError(
+            self._scrub(message, phones),
+            status_code=status,
+            retryable=status == 429 or 500 <= status <= 599,
+            alert=status in ALERT_STATUSES,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+
+    def _scrub(self, message: str, phones: tuple[str, ...]) -> str:
+        """Remove the API key and any phone number from a message."""
+        message = message.replace(self._api_key, "***")
+        for phone in phones:
+            if phone:
+                message = message.replace(phone, mask_phone(phone))
+        return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), message)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process (building one loads the CA bundle: ~50 ms)."""
+    return httpx.create_ssl_context()
+
+
+def _path_id(chat_id: str) -> str:
+    if not chat_id:
+        raise ValueError("chat_id must not be empty")
+    return quote(chat_id, safe="")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """Retell's `{"status": "error", "message": ...}` message, at most 500 chars."""
+    data = _json_object(response)
+    if data is None:
+        return ""
+    detail = data.get("message")
+    if detail is None:
+        detail = data.get("error")
+    if detail is None:
+        return ""
+    text = " ".join(str(detail).split())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
+    return text
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds to wait (delta-seconds or an HTTP date); None if absent."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def sign(body: bytes, api_key: str, timestamp_ms: int) -> str:
+    """The `x-retell-signature` value Retell sends: `v=<ms>,d=<hex HMAC-SHA256>`.
+
+    `d = HMAC-SHA256(key=api_key, msg=raw body + str(timestamp_ms))`, lowercase hex."""
+    digest = hmac.new(
+        api_key.encode(), body + str(timestamp_ms).encode(), hashlib.sha256
+    ).hexdigest()
+    return f"v={timestamp_ms},d={digest}"
+
+
+def verify_signature(
+    body: bytes,
+    header: str | None,
+    api_key: str,
+    *,
+    now_ms: int | None = None,
+    tolerance_ms: int = SIGNATURE_TOLERANCE_MS,
+) -> bool:
+    """True when `header` signs exactly `body` with `api_key` within ±tolerance of now.
+
+    False (never an exception) on a missing or garbled header, an empty key, a timestamp
+    too far from `now_ms` (default: the current time) or a digest that does not match."""
+    if not header or not api_key:
+        return False
+    parts: dict[str, str] = {}
+    for raw in header.split(","):
+        match = _SIGNATURE_PART.match(raw.strip())
+        if match is None or match.group(1) in parts:
+            return False
+        parts[match.group(1)] = match.group(2).strip()
+    stamp, digest = parts.get("v"), parts.get("d")
+    if stamp is None or digest is None:
+        return False
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 16:
+        return False
+    if _HEX_DIGEST.match(digest) is None:
+        return False
+    timestamp_ms = int(stamp)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - timestamp_ms) > tolerance_ms:
+        return False
+    expected = sign(body, api_key, timestamp_ms).partition(",d=")[2]
+    return hmac.compare_digest(expected.encode(), digest.lower().encode())
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number fit for logs: `+14155550123` -> `+1415***0123`.
+
+    E.164 keeps the country code, three more digits and the last four; anything else keeps
+    only the last four; numbers too short to hide anything are fully masked (`***`)."""
+    text = phone.strip()
+    digits = text[1:] if text.startswith("+") else text
+    if not digits.isascii() or not digits.isdigit():
+        return "***"
+    if text.startswith("+"):
+        cc_len = _country_code_length(digits)
+        keep = cc_len + 3
+        if len(digits) >= keep + 4 + 2:
+            return f"+{digits[:keep]}***{digits[-4:]}"
+        return "***"
+    if len(digits) >= 8:
+        return f"***{digits[-4:]}"
+    return "***"
+
+
+def _country_code_length(digits: str) -> int:
+    """Length of the calling code at the start of `digits` (codes are prefix-free)."""
+    for length in (1, 2, 3):
+        if int(digits[:length] or "0") in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return length
+    return 1

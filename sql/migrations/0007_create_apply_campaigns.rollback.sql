@@ -1,0 +1,2 @@
+-- Drop pgflow.apply_campaigns().
+drop function if exists pgflow.apply_campaigns(jsonb, timestamptz);

@@ -1,0 +1,10 @@
+-- Unschedule the cron jobs and drop pgflow.prune() (health() goes back with 0004's rollback).
+do $$
+begin
+  if pg_catalog.to_regclass('cron.job') is not null then
+    perform cron.unschedule(jobname) from cron.job
+     where jobname in ('pgflow-tick', 'pgflow-prune');
+  end if;
+end;
+$$;
+drop function if exists pgflow.prune(timestamptz, interval, interval, interval, interval, integer);

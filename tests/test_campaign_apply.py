@@ -1,0 +1,125 @@
+"""Campaign files: validation messages, idempotent apply, the steps-replacement rule, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pgflow import campaigns, errors
+from pgflow.cli import campaign as campaign_cli
+from tests.factories import at, count, ingest, mark_sent
+from tests.helpers import row, scalar
+
+Conn = psycopg.Connection[Any]
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "solar.yaml"
+
+cli = typer.Typer()
+cli.add_typer(campaign_cli.app, name="campaign")
+
+
+def apply_file(db_url: str, path: Path, *extra: str) -> Any:
+    return CliRunner().invoke(
+        cli, ["campaign", "apply", str(path), *extra], env={"DATABASE_URL": db_url}
+    )
+
+
+def test_example_parses_to_the_normalised_document() -> None:
+    doc = campaigns.load(EXAMPLE).doc
+    campaign = doc["campaigns"][0]
+    assert campaign["window_days"] == [1, 2, 3, 4, 5, 6]
+    assert (campaign["window_start"], campaign["window_end"]) == ("09:00", "20:00")
+    assert campaign["reply_timeout"] == "3 days 0 seconds"
+    assert campaign["silence_timeout"] == "1 days 0 seconds"
+    assert [s["delay"] for s in campaign["steps"]] == [
+        "0 days 0 seconds",
+        "1 days 0 seconds",
+        "3 days 0 seconds",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(delai="1d"), "campaigns[0].delai: unknown key"),
+        (
+            lambda c: c["steps"][0].update(delay="1x"),
+            "campaigns[0].steps[0].delay: '1x' is not a duration",
+        ),
+        (lambda c: c.update(from_number="555"), "campaigns[0].from_number: '555'"),
+        (lambda c: c.update(timezone="Eastern"), "campaigns[0].timezone: 'Eastern' is not an IANA"),
+        (lambda c: c["send_window"].update(start="21:00"), "start must be before end"),
+        (lambda c: c["send_window"].update(days=["funday"]), "'funday' is not a day"),
+        (lambda c: c.update(steps=[]), "at least one step is required"),
+        (lambda c: c.update(daily_cap=0), "daily_cap: must be a whole number"),
+        (lambda c: c.update(slug="Solar Q4"), "campaigns[0].slug: use lowercase"),
+    ],
+)
+def test_validation_names_the_problem(edit: Any, message: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    edit(data["campaigns"][0])
+    with pytest.raises(errors.InvalidInput, match=r".*") as info:
+        campaigns.parse(yaml.safe_dump(data))
+    assert message in str(info.value)
+
+
+def test_apply_is_idempotent(db_url: str, db: Conn) -> None:
+    first = apply_file(db_url, EXAMPLE)
+    assert first.exit_code == 0, first.output
+    assert "created" in first.output
+    again = apply_file(db_url, EXAMPLE, "--json")
+    assert again.exit_code == 0, again.output
+    assert '"action": "unchanged"' in again.output
+    assert (count(db, "agents"), count(db, "campaigns"), count(db, "campaign_steps")) == (1, 1, 3)
+    assert row(
+        db, "select status, daily_cap, window_days, reply_timeout::text from pgflow.campaigns"
+    ) == ("active", 3, [1, 2, 3, 4, 5, 6], "3 days")
+
+
+def test_dry_run_changes_nothing(db_url: str, db: Conn) -> None:
+    result = apply_file(db_url, EXAMPLE, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    assert count(db, "campaigns") == 0
+
+
+def test_steps_passed_by_an_enrollment_are_fixed(db_url: str, db: Conn, tmp_path: Path) -> None:
+    assert apply_file(db_url, EXAMPLE).exit_code == 0
+    text = EXAMPLE.read_text()
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(text.replace("Is now a good time", "Got a minute"))
+    # nobody has passed step 1 yet: the change is taken
+    assert apply_file(db_url, edited).exit_code == 0
+    assert "Got a minute" in scalar(db, "select body from pgflow.campaign_steps where position = 1")
+    # a lead receives step 1; changing it again is refused with a clear error
+    assert ingest(db, "2125550147", at("2026-11-23 15:00"), "solar-q4")["status"] == "created"
+    mark_sent(db, at("2026-11-23 15:00"))
+    refused = apply_file(db_url, EXAMPLE)
+    assert refused.exit_code == 1
+    assert "already passed step 1" in refused.output
+    assert "Got a minute" in scalar(db, "select body from pgflow.campaign_steps where position = 1")
+    # changing a later step (not yet passed) is fine
+    later = tmp_path / "later.yaml"
+    later.write_text(edited.read_text().replace("Last note from SunCo", "Final note from SunCo"))
+    result = apply_file(db_url, later)
+    assert result.exit_code == 0, result.output
+    assert scalar(db, "select body from pgflow.campaign_steps where position = 3").startswith(
+        "Final note"
+    )
+
+
+def test_unreadable_file_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
+    missing = apply_file(db_url, tmp_path / "nope.yaml")
+    assert missing.exit_code == 1
+    assert "cannot read" in missing.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents: [\n")
+    result = apply_file(db_url, bad)
+    assert result.exit_code == 1
+    assert "not valid YAML" in result.output
