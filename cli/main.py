@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import campaign, db, status
+from . import campaign, db, dead_letters, status, worker
 
 app = typer.Typer(
     help="pgflow-sms: inbound leads to SMS conversations, run from Postgres.",
@@ -13,7 +13,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(dead_letters.app, name="dead-letters")
 app.command(name="status")(status.status)
+app.command(name="worker")(worker.worker)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ DAY_ALIASES = {
 }
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_TIME = re.compile(r"^(?:([01]?\d|2[0-3]):([0-5]\d)|(24):(00))$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 CONTACT_FIELDS = {"first_name", "last_name", "email"}
@@ -133,8 +133,10 @@ def _time(ck: _Checker, path: str, value: Any) -> str | None:
         return None
     match = _TIME.match(str(value).strip())
     if not match:
-        ck.error(path, f"{value!r} is not a time of day (HH:MM)")
+        ck.error(path, f"{value!r} is not a time of day (HH:MM, 24:00 for end of day)")
         return None
+    if match[3]:
+        return "24:00"
     return f"{int(match[1]):02d}:{match[2]}"
 
 

@@ -58,8 +58,18 @@ def mapped_errors() -> Iterator[None]:
 def call(conn: psycopg.Connection[Any], function: str, *args: Any, **kwargs: Any) -> Any:
     """Call `pgflow.<function>` with positional and named arguments; return its scalar value.
 
-    dicts and lists are passed as jsonb; the function name is quoted as an identifier.
+    dicts are passed as jsonb, lists as arrays; the function name is quoted as an identifier.
     """
+    query, params = _function_call(function, args, kwargs)
+    with mapped_errors(), conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+        return None if row is None else row[0]
+
+
+def _function_call(
+    function: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[sql.Composed, list[Any]]:
     params: list[Any] = [_adapt(a) for a in args]
     parts: list[sql.Composable] = [sql.Placeholder() for _ in args]
     for name, value in kwargs.items():
@@ -68,10 +78,19 @@ def call(conn: psycopg.Connection[Any], function: str, *args: Any, **kwargs: Any
     query = sql.SQL("select {}({})").format(
         sql.Identifier("pgflow", function), sql.SQL(", ").join(parts)
     )
-    with mapped_errors(), conn.cursor() as cur:
-        cur.execute(query, params)
-        row = cur.fetchone()
-        return None if row is None else row[0]
+    return query, params
+
+
+async def acall(
+    conn: psycopg.AsyncConnection[Any], function: str, *args: Any, **kwargs: Any
+) -> Any:
+    """`call` for async connections: one statement, our SQLSTATEs mapped."""
+    query, params = _function_call(function, args, kwargs)
+    with mapped_errors():
+        async with conn.cursor() as cur:
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+            return None if row is None else row[0]
 
 
 def fetch_all(
@@ -84,7 +103,7 @@ def fetch_all(
 
 
 def _adapt(value: Any) -> Any:
-    if isinstance(value, dict | list):
+    if isinstance(value, dict):
         return Jsonb(value)
     return value
 

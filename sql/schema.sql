@@ -254,6 +254,10 @@ begin
     using errcode = 'PF001';
 end;
 $$;
+CREATE FUNCTION pgflow.alert(p_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$ select pg_catalog.to_jsonb(a) from pgflow.alerts a where a.id = p_id $$;
 CREATE FUNCTION pgflow.apply_campaigns(p_doc jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -385,6 +389,121 @@ begin
   return v_result;
 end;
 $$;
+CREATE FUNCTION pgflow.claim_send(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_enrollment_status text;
+  v_max integer;
+  v_open timestamptz;
+  v_reason text;
+begin
+  select * into m from pgflow.messages where id = p_message_id for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
+  end if;
+  if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
+    return pg_catalog.jsonb_build_object('action', 'skip',
+      'reason', 'message is ' || m.delivery_status);
+  end if;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
+  select * into v_agent from pgflow.agents where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
+  select status into v_enrollment_status from pgflow.enrollments
+   where id = v_conversation.enrollment_id;
+  v_max := coalesce(v_campaign.max_attempts, 6);
+  if m.delivery_status = 'sending' then
+    -- The last attempt never came back: its worker died mid-send.
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'interrupted',
+           error = 'the worker stopped during the send'
+     where message_id = m.id and finished_at is null;
+    if m.attempts >= v_max then
+      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+      update pgflow.messages
+         set delivery_status = 'dead_letter', updated_at = v_now,
+             delivery_error = pg_catalog.format(
+               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
+    end if;
+  end if;
+  v_reason := case
+    when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
+    when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
+      then 'enrollment ' || v_enrollment_status
+    when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
+    when v_conversation.status = 'ended' and m.kind <> 'system' then 'conversation ended'
+  end;
+  if v_reason is not null then
+    perform pgflow._set_reason(v_reason);
+    update pgflow.messages
+       set delivery_status = 'suppressed', delivery_error = v_reason, updated_at = v_now
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'suppressed', 'reason', v_reason);
+  end if;
+  if m.send_after > v_now then
+    return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'backoff',
+      'delay_seconds', extract(epoch from m.send_after - v_now));
+  end if;
+  if m.kind = 'campaign' then
+    if v_campaign.status <> 'active' then
+      update pgflow.messages set delivery_status = 'queued',
+             send_after = v_now + interval '15 minutes', updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
+        'campaign ' || v_campaign.status, 'delay_seconds', 900);
+    end if;
+    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
+      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+  end if;
+  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
+  update pgflow.messages
+     set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         updated_at = v_now
+   where id = m.id
+  returning * into m;
+  -- attempt numbers keep counting across requeues; messages.attempts counts this round
+  insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
+  select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
+    from pgflow.message_attempts a where a.message_id = m.id;
+  return pg_catalog.jsonb_build_object(
+    'action', 'send',
+    'message_id', m.id,
+    'attempt', m.attempts,
+    'max_attempts', v_max,
+    'kind', m.kind,
+    'from_number', v_conversation.from_number,
+    'to_number', v_contact.phone,
+    'body', m.body,
+    'retell_agent_id', v_agent.retell_agent_id,
+    'previous_chat_id', v_conversation.provider_chat_id,
+    'metadata', pg_catalog.jsonb_build_object(
+      'pgflow_message_id', m.id::text,
+      'pgflow_conversation_id', m.conversation_id::text,
+      'pgflow_contact_id', m.contact_id::text),
+    'variables', pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'agent_prompt', v_agent.prompt,
+      'first_name', coalesce(v_contact.first_name, v_campaign.fallbacks ->> 'first_name', ''),
+      'campaign_name', v_campaign.name)));
+end;
+$$;
 CREATE TABLE pgflow.enrollments (
     id bigint NOT NULL,
     contact_id bigint NOT NULL,
@@ -422,6 +541,30 @@ begin
       (select status from pgflow.enrollments where id = p_id), 'complete', '{active}');
   end if;
   return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow.discard_dead_letters(p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_results jsonb;
+begin
+  perform pgflow._set_reason('discarded by an operator');
+  with want as (select pg_catalog.unnest(p_ids) as id),
+  done as (
+    update pgflow.messages m set delivery_status = 'failed', updated_at = v_now
+      from want where m.id = want.id and m.delivery_status = 'dead_letter'
+    returning m.id)
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', want.id, 'result',
+           case when done.id is not null then 'discarded'
+                when m.id is null then 'not_found'
+                else 'not_dead_letter' end) order by want.id), '[]')
+    into v_results
+    from want left join done on done.id = want.id
+    left join pgflow.messages m on m.id = want.id;
+  return v_results;
 end;
 $$;
 CREATE TABLE pgflow.conversations (
@@ -559,6 +702,12 @@ declare
     pg_catalog.current_setting('shared_preload_libraries') ~ '(^|[ ,])pg_cron([ ,]|$)';
   v_local_cron boolean := pg_catalog.to_regclass('cron.job') is not null;
   v_tick record;
+  v_workers integer;
+  v_last_worker timestamptz;
+  v_ready integer;
+  v_oldest_ready timestamptz;
+  v_alerts integer;
+  v_alert_kinds text;
 begin
   v_checks := v_checks || pg_catalog.jsonb_build_object(
     'name', 'pg_cron',
@@ -597,6 +746,31 @@ begin
         else pg_catalog.format('last successful run %s ago', v_now - v_tick.last_ok)
       end);
   end if;
+  select pg_catalog.count(*) filter (where stopped_at is null
+                                      and last_seen_at > v_now - interval '1 minute'),
+         pg_catalog.max(last_seen_at)
+    into v_workers, v_last_worker
+    from pgflow.workers;
+  select pg_catalog.count(*), pg_catalog.min(execute_after)
+    into v_ready, v_oldest_ready
+    from pgflow.pgqueuer where status = 'queued' and execute_after <= v_now;
+  v_checks := v_checks || pg_catalog.jsonb_build_object(
+    'name', 'worker',
+    'ok', v_workers > 0 or v_ready = 0,
+    'detail', case
+      when v_workers > 0 then pg_catalog.format('%s alive', v_workers)
+      when v_ready = 0 then 'none alive; no job waiting'
+      else pg_catalog.format('none alive and %s job(s) waiting since %s', v_ready,
+                             pg_catalog.to_char(v_oldest_ready, 'YYYY-MM-DD HH24:MI:SS TZ'))
+    end);
+  select pg_catalog.count(*), pg_catalog.string_agg(kind, ', ' order by kind)
+    into v_alerts, v_alert_kinds
+    from pgflow.alerts where resolved_at is null and severity = 'critical';
+  v_checks := v_checks || pg_catalog.jsonb_build_object(
+    'name', 'alerts',
+    'ok', v_alerts = 0,
+    'detail', case when v_alerts = 0 then 'no critical alert open'
+                   else 'critical alert(s) open: ' || v_alert_kinds end);
   return pg_catalog.jsonb_build_object(
     'now', v_now,
     'checks', v_checks,
@@ -611,6 +785,11 @@ begin
         (select pg_catalog.count(*) from pgflow.conversations where status <> 'ended'),
       'jobs_queued',
         (select pg_catalog.count(*) from pgflow.pgqueuer where status = 'queued'),
+      'workers_alive', v_workers,
+      'jobs_ready', v_ready,
+      'messages_sent_24h',
+        (select pg_catalog.count(*) from pgflow.messages
+          where direction = 'outbound' and sent_at > v_now - interval '24 hours'),
       'dead_letters',
         (select pg_catalog.count(*) from pgflow.messages where delivery_status = 'dead_letter'),
       'alerts_open', (select pg_catalog.count(*) from pgflow.alerts where resolved_at is null),
@@ -804,6 +983,27 @@ begin
   return null;
 end;
 $$;
+CREATE FUNCTION pgflow.open_alert(p_kind text, p_severity text, p_message text, p_details jsonb DEFAULT '{}'::jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_id bigint;
+  v_new boolean;
+begin
+  insert into pgflow.alerts as a (kind, severity, message, details, opened_at, last_seen_at)
+  values (p_kind, p_severity, p_message, coalesce(p_details, '{}'), v_now, v_now)
+  on conflict (kind) where resolved_at is null do update
+    set occurrences = a.occurrences + 1, last_seen_at = excluded.last_seen_at,
+        message = excluded.message, details = excluded.details
+  returning id, (xmax = 0) into v_id, v_new;
+  if v_new then
+    perform pgflow._enqueue('deliver_alert', array[v_id]);
+  end if;
+  return v_id;
+end;
+$$;
 CREATE FUNCTION pgflow.opt_out_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -882,6 +1082,88 @@ begin
                                        'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
 end;
 $_$;
+CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  update pgflow.alerts
+     set notified_at = case when p_error is null then coalesce(p_now, pg_catalog.now()) end,
+         details = case when p_error is null then details
+                        else details || pg_catalog.jsonb_build_object('notify_error', p_error) end
+   where id = p_alert_id
+$$;
+CREATE FUNCTION pgflow.record_send(p_message_id bigint, p_attempt integer, p_result jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_max integer;
+  v_delay double precision;
+  v_error text := pg_catalog.left(p_result ->> 'error', 2000);
+  v_status integer := (p_result ->> 'status_code')::integer;
+  v_kind text;
+begin
+  select * into m from pgflow.messages
+   where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
+     for update;
+  if not found then
+    -- Someone else re-claimed it after our heartbeat lapsed; their record wins.
+    return pg_catalog.jsonb_build_object('action', 'stale');
+  end if;
+  select coalesce(c.max_attempts, 6) into v_max
+    from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
+   where cv.id = m.conversation_id;
+  if (p_result ->> 'ok')::boolean then
+    perform pgflow._set_reason('sent on attempt ' || p_attempt);
+    update pgflow.messages
+       set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
+           provider_message_id = p_result ->> 'chat_id'
+     where id = m.id;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'sent', status_code = v_status
+     where message_id = m.id and finished_at is null;
+    update pgflow.conversations
+       set last_outbound_at = v_now, provider_chat_id = coalesce(p_result ->> 'chat_id', provider_chat_id),
+           updated_at = v_now
+     where id = m.conversation_id;
+    return pg_catalog.jsonb_build_object('action', 'sent');
+  end if;
+  if coalesce((p_result ->> 'retryable')::boolean, false) and p_attempt < v_max then
+    v_delay := least(3600, p_retry_base_seconds * 2 ^ (p_attempt - 1))
+               * (0.8 + 0.4 * pg_catalog.random());
+    v_delay := greatest(v_delay, coalesce((p_result ->> 'retry_after')::double precision, 0));
+    perform pgflow._set_reason('attempt ' || p_attempt || ' failed: ' || coalesce(v_error, '?'));
+    update pgflow.messages
+       set delivery_status = 'queued', delivery_error = v_error, updated_at = v_now,
+           send_after = v_now + v_delay * interval '1 second'
+     where id = m.id;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'retry', status_code = v_status, error = v_error
+     where message_id = m.id and finished_at is null;
+    return pg_catalog.jsonb_build_object('action', 'retry', 'delay_seconds', v_delay);
+  end if;
+  perform pgflow._set_reason(case when coalesce((p_result ->> 'retryable')::boolean, false)
+                                  then 'gave up after ' || p_attempt || ' attempts'
+                                  else 'permanent failure' end);
+  update pgflow.messages
+     set delivery_status = 'dead_letter', delivery_error = v_error, updated_at = v_now
+   where id = m.id;
+  update pgflow.message_attempts
+     set finished_at = v_now, outcome = 'dead_letter', status_code = v_status, error = v_error
+   where message_id = m.id and finished_at is null;
+  if coalesce((p_result ->> 'alert')::boolean, false) then
+    v_kind := case v_status when 401 then 'retell_unauthorized'
+                            when 402 then 'retell_payment_required'
+                            else 'retell_' || coalesce(v_status::text, 'error') end;
+    perform pgflow.open_alert(v_kind, 'critical',
+      pg_catalog.format('Retell refused a send with HTTP %s: %s', v_status, coalesce(v_error, '')),
+      pg_catalog.jsonb_build_object('message_id', m.id, 'status_code', v_status), v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('action', 'dead_letter');
+end;
+$$;
 CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -918,6 +1200,64 @@ begin
   return pg_catalog.replace(v_out, E'\x01', '');
 end;
 $_$;
+CREATE FUNCTION pgflow.requeue_dead_letters(p_ids bigint[] DEFAULT NULL::bigint[], p_campaign text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_results jsonb := '[]'::jsonb;
+  v_requeue bigint[] := '{}';
+  r record;
+begin
+  if p_campaign is not null and not exists (select 1 from pgflow.campaigns where slug = p_campaign) then
+    raise exception 'no campaign with slug %', p_campaign using errcode = 'PF002';
+  end if;
+  for r in
+    select want.id, m.id as found_id, m.delivery_status, ct.opted_out_at, c.slug
+      from (select pg_catalog.unnest(p_ids) as id
+             where p_ids is not null
+            union
+            select d.id from pgflow.dead_letters d
+             where p_ids is null and (p_campaign is null or d.campaign = p_campaign)) want
+      left join pgflow.messages m on m.id = want.id
+      left join pgflow.contacts ct on ct.id = m.contact_id
+      left join pgflow.conversations cv on cv.id = m.conversation_id
+      left join pgflow.campaigns c on c.id = cv.campaign_id
+     order by want.id
+  loop
+    if r.found_id is null then
+      v_results := v_results || pg_catalog.jsonb_build_object('id', r.id, 'result', 'not_found');
+    elsif r.delivery_status <> 'dead_letter' then
+      v_results := v_results || pg_catalog.jsonb_build_object('id', r.id,
+        'result', 'not_dead_letter', 'detail', 'message is ' || r.delivery_status);
+    elsif p_campaign is not null and r.slug is distinct from p_campaign then
+      v_results := v_results || pg_catalog.jsonb_build_object('id', r.id,
+        'result', 'other_campaign', 'detail', 'message belongs to ' || coalesce(r.slug, '(none)'));
+    elsif r.opted_out_at is not null then
+      v_results := v_results || pg_catalog.jsonb_build_object('id', r.id,
+        'result', 'refused', 'detail', 'the contact has opted out');
+    else
+      v_requeue := v_requeue || r.id;
+      v_results := v_results || pg_catalog.jsonb_build_object('id', r.id, 'result', 'requeued');
+    end if;
+  end loop;
+  perform pgflow._set_reason('requeued by an operator');
+  update pgflow.messages
+     set delivery_status = 'queued', attempts = 0, send_after = null, updated_at = v_now
+   where id = any (v_requeue);
+  perform pgflow._enqueue('send_sms', v_requeue, 5);
+  return v_results;
+end;
+$$;
+CREATE FUNCTION pgflow.resolve_alert(p_kind text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  update pgflow.alerts set resolved_at = coalesce(p_now, pg_catalog.now())
+   where kind = p_kind and resolved_at is null
+  returning id
+$$;
 CREATE FUNCTION pgflow.resume_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1052,6 +1392,17 @@ begin
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
 $$;
+CREATE FUNCTION pgflow.worker_heartbeat(p_id uuid, p_host text, p_pid integer, p_version text, p_stopping boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  insert into pgflow.workers as w (id, host, pid, version, started_at, last_seen_at, stopped_at)
+  values (p_id, p_host, p_pid, p_version, coalesce(p_now, pg_catalog.now()),
+          coalesce(p_now, pg_catalog.now()),
+          case when p_stopping then coalesce(p_now, pg_catalog.now()) end)
+  on conflict (id) do update
+    set last_seen_at = excluded.last_seen_at, stopped_at = excluded.stopped_at
+$$;
 CREATE TABLE pgflow.agents (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -1168,6 +1519,55 @@ ALTER TABLE pgflow.conversations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE pgflow.messages (
+    id bigint NOT NULL,
+    conversation_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    direction text NOT NULL,
+    kind text NOT NULL,
+    body text NOT NULL,
+    step_position integer,
+    delivery_status text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    delivery_error text,
+    provider_message_id text,
+    segments integer DEFAULT 1 NOT NULL,
+    encoding text DEFAULT 'gsm7'::text NOT NULL,
+    dedupe_key text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    send_after timestamp with time zone,
+    sent_at timestamp with time zone,
+    delivered_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
+    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
+    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
+    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
+    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
+    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
+    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
+    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
+    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
+    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
+    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
+);
+CREATE VIEW pgflow.dead_letters AS
+ SELECT m.id,
+    m.created_at,
+    m.updated_at AS failed_at,
+    m.attempts,
+    m.delivery_error,
+    m.kind,
+    m.step_position,
+    m.body,
+    ct.phone,
+    (ct.opted_out_at IS NOT NULL) AS contact_opted_out,
+    c.slug AS campaign
+   FROM (((pgflow.messages m
+     JOIN pgflow.contacts ct ON ((ct.id = m.contact_id)))
+     JOIN pgflow.conversations cv ON ((cv.id = m.conversation_id)))
+     LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
+  WHERE (m.delivery_status = 'dead_letter'::text);
 ALTER TABLE pgflow.enrollments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.enrollments_id_seq
     START WITH 1
@@ -1220,37 +1620,27 @@ ALTER TABLE pgflow.lead_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
     NO MAXVALUE
     CACHE 1
 );
-CREATE TABLE pgflow.messages (
+CREATE TABLE pgflow.message_attempts (
     id bigint NOT NULL,
-    conversation_id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    direction text NOT NULL,
-    kind text NOT NULL,
-    body text NOT NULL,
-    step_position integer,
-    delivery_status text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    delivery_error text,
-    provider_message_id text,
-    segments integer DEFAULT 1 NOT NULL,
-    encoding text DEFAULT 'gsm7'::text NOT NULL,
-    dedupe_key text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    send_after timestamp with time zone,
-    sent_at timestamp with time zone,
-    delivered_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
-    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
-    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
-    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
-    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
-    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
-    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
-    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
-    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
-    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
-    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
+    message_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    worker_id uuid,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    outcome text,
+    status_code integer,
+    error text,
+    CONSTRAINT message_attempts_attempt_positive CHECK ((attempt > 0)),
+    CONSTRAINT message_attempts_finished_has_outcome CHECK (((finished_at IS NULL) = (outcome IS NULL))),
+    CONSTRAINT message_attempts_outcome_valid CHECK ((outcome = ANY (ARRAY['sent'::text, 'retry'::text, 'dead_letter'::text, 'interrupted'::text])))
+);
+ALTER TABLE pgflow.message_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.message_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 ALTER TABLE pgflow.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.messages_id_seq
@@ -1393,6 +1783,10 @@ ALTER TABLE ONLY pgflow.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.lead_events
     ADD CONSTRAINT lead_events_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.message_attempts
+    ADD CONSTRAINT message_attempts_message_attempt_key UNIQUE (message_id, attempt);
+ALTER TABLE ONLY pgflow.message_attempts
+    ADD CONSTRAINT message_attempts_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_dedupe_key_key UNIQUE (dedupe_key);
 ALTER TABLE ONLY pgflow.messages
@@ -1430,6 +1824,7 @@ CREATE INDEX lead_events_contact_id_idx ON pgflow.lead_events USING btree (conta
 CREATE INDEX lead_events_enrollment_id_idx ON pgflow.lead_events USING btree (enrollment_id);
 CREATE INDEX lead_events_external_idx ON pgflow.lead_events USING btree (source, external_id) WHERE (external_id IS NOT NULL);
 CREATE INDEX lead_events_received_at_idx ON pgflow.lead_events USING btree (received_at);
+CREATE UNIQUE INDEX message_attempts_one_open ON pgflow.message_attempts USING btree (message_id) WHERE (finished_at IS NULL);
 CREATE INDEX messages_contact_id_idx ON pgflow.messages USING btree (contact_id, created_at);
 CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conversation_id, created_at);
 CREATE INDEX messages_dead_letter_idx ON pgflow.messages USING btree (updated_at) WHERE (delivery_status = 'dead_letter'::text);
@@ -1473,6 +1868,8 @@ ALTER TABLE ONLY pgflow.lead_events
     ADD CONSTRAINT lead_events_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.lead_events
     ADD CONSTRAINT lead_events_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES pgflow.enrollments(id);
+ALTER TABLE ONLY pgflow.message_attempts
+    ADD CONSTRAINT message_attempts_message_id_fkey FOREIGN KEY (message_id) REFERENCES pgflow.messages(id);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.messages

@@ -1,0 +1,120 @@
+"""`pgflow dead-letters`: list, requeue or discard messages that could not be sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from pgflow import db, phones
+from pgflow.errors import PgflowError
+
+from .common import console, fail, print_json, settings
+
+app = typer.Typer(help="Messages that could not be sent.", no_args_is_help=True)
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since {value!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T09:00")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@app.command("list")
+def list_(
+    campaign: str | None = typer.Option(None, help="Only this campaign (slug)."),
+    since: str | None = typer.Option(None, help="Only those failed at or after this time."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    limit: int = typer.Option(200, min=1, help="At most this many (newest first)."),
+) -> None:
+    """List dead letters, newest first (phones masked)."""
+    with db.connect(settings().database_url, application="cli") as conn:
+        rows = db.fetch_all(
+            conn,
+            "select id, campaign, phone, attempts, delivery_error, failed_at, contact_opted_out,"
+            " step_position, body from pgflow.dead_letters"
+            " where (%(campaign)s::text is null or campaign = %(campaign)s)"
+            " and (%(since)s::timestamptz is null or failed_at >= %(since)s)"
+            " order by failed_at desc, id desc limit %(limit)s",
+            {"campaign": campaign, "since": _since(since), "limit": limit},
+        )
+    for r in rows:
+        r["phone"] = phones.mask(r["phone"])
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no dead letters")
+        return
+    table = Table()
+    for column in ("id", "campaign", "phone", "attempts", "failed at", "error"):
+        table.add_column(column)
+    for r in rows:
+        error = (r["delivery_error"] or "")[:80]
+        if r["contact_opted_out"]:
+            error = "[opted out] " + error
+        table.add_row(
+            str(r["id"]),
+            r["campaign"] or "-",
+            r["phone"],
+            str(r["attempts"]),
+            f"{r['failed_at']:%Y-%m-%d %H:%M}",
+            error,
+        )
+    console.print(table)
+    console.print(f"{len(rows)} dead letter(s)")
+
+
+def _report(results: list[dict[str, Any]], as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(results)
+    else:
+        for r in results:
+            detail = f" ({r['detail']})" if r.get("detail") else ""
+            console.print(f"{r['id']}: {r['result']}{detail}", highlight=False)
+        done = sum(1 for r in results if r["result"] == verb)
+        console.print(f"{done} of {len(results)} {verb}")
+    if any(r["result"] != verb for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def requeue(
+    ids: list[int] = typer.Argument(None, help="Message ids."),
+    all_: bool = typer.Option(False, "--all", help="Every dead letter (see --campaign)."),
+    campaign: str | None = typer.Option(None, help="With --all: only this campaign."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Send dead letters again (attempts reset). Opted-out contacts are refused.
+
+    Exits 1 when any id was not requeued (missing, not a dead letter, or refused)."""
+    if bool(ids) == all_:
+        fail("give message ids, or --all (optionally with --campaign)")
+    if campaign and not all_:
+        fail("--campaign goes with --all")
+    with db.connect(settings().database_url, application="cli") as conn:
+        try:
+            results = db.call(conn, "requeue_dead_letters", ids or None, campaign)
+        except PgflowError as exc:
+            fail(str(exc))
+    if not results:
+        console.print("no dead letters to requeue")
+        return
+    _report(results, as_json, "requeued")
+
+
+@app.command()
+def discard(
+    ids: list[int] = typer.Argument(..., help="Message ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Give up on dead letters for good (they become 'failed')."""
+    with db.connect(settings().database_url, application="cli") as conn:
+        results = db.call(conn, "discard_dead_letters", ids)
+    _report(results, as_json, "discarded")

@@ -1,0 +1,110 @@
+"""Real processes for tests: the worker daemon, started as an operator would start it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll an effect of another process until it holds (not a stand-in for time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+class WorkerProcess:
+    """`pgflow worker` in a subprocess; its log lines are collected as they arrive."""
+
+    def __init__(
+        self,
+        database_url: str,
+        retell_url: str,
+        api_key: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PGFLOW_", "RETELL_", "DATABASE_URL"))
+        }
+        full_env.update(
+            DATABASE_URL=database_url,
+            RETELL_BASE_URL=retell_url,
+            RETELL_API_KEY=api_key,
+            PYTHONUNBUFFERED="1",
+        )
+        full_env.update(env or {})
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pgflow.cli.main", "worker", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for_line(self, needle: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if needle in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"worker never logged {needle!r}; output:\n" + "\n".join(self.lines[-40:])
+                    )
+                self._cond.wait(min(left, 0.5))
+
+    def started(self) -> WorkerProcess:
+        self.wait_for_line("event=worker.started")
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
