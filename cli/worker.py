@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
+import uvloop
 
 from pgflow import worker as worker_runtime
 from pgflow.errors import PgflowError
@@ -32,6 +31,6 @@ def worker(
         send_timeout_seconds=send_timeout,
     )
     try:
-        asyncio.run(worker_runtime.run(settings(), options))
+        uvloop.run(worker_runtime.run(settings(), options))
     except PgflowError as exc:
         fail(str(exc))

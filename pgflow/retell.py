@@ -103,6 +103,7 @@ class RetellClient:
         base_url: str,
         *,
         timeout: httpx.Timeout | None = None,
+        limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not api_key:
@@ -120,6 +121,7 @@ class RetellClient:
             },
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
             follow_redirects=False,
+            limits=limits or httpx.Limits(max_connections=50, max_keepalive_connections=50),
             verify=_ssl_context(),
             transport=transport,
         )

@@ -112,7 +112,13 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     )
     await pool.open(wait=True, timeout=30)
     timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
-    retell = RetellClient(settings.retell_api_key, settings.retell_base_url, timeout=timeout)
+    connections = max(options.concurrency, 1)
+    retell = RetellClient(
+        settings.retell_api_key,
+        settings.retell_base_url,
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
     queue_conn = await psycopg.AsyncConnection.connect(
         settings.database_url, autocommit=True, application_name="pgflow-worker-queue"
