@@ -54,7 +54,8 @@ def make_messages(url: str, n: int) -> None:
             assert row is not None
             done += int(row[0]["sent"])
         queued = conn.execute("select count(*) from pgflow.pgqueuer").fetchone()
-        assert queued is not None and queued[0] == n
+        assert queued is not None
+        assert queued[0] == n
 
 
 def send_throughput(url: str, n: int, concurrency: int) -> dict[str, float]:
