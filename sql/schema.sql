@@ -255,11 +255,11 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.alert(p_id bigint) RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$ select pg_catalog.to_jsonb(a) from pgflow.alerts a where a.id = p_id $$;
 CREATE FUNCTION pgflow.apply_campaigns(p_doc jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -390,7 +390,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.claim_send(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -544,7 +544,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.discard_dead_letters(p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -595,7 +595,7 @@ CREATE TABLE pgflow.conversations (
     CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
 );
 CREATE FUNCTION pgflow.end_conversation(p_id bigint, p_conversion_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.conversations
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -691,7 +691,7 @@ BEGIN
 END;
 $$;
 CREATE FUNCTION pgflow.health(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $_$
 declare
@@ -800,7 +800,7 @@ begin
 end;
 $_$;
 CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_edge jsonb DEFAULT NULL::jsonb) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $_$
 declare
@@ -1026,7 +1026,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.pause_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1045,7 +1045,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.prune(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_keep_events interval DEFAULT '180 days'::interval, p_keep_job_log interval DEFAULT '14 days'::interval, p_keep_cron_runs interval DEFAULT '7 days'::interval, p_keep_webhooks interval DEFAULT '90 days'::interval, p_batch integer DEFAULT 10000) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $_$
 declare
@@ -1083,7 +1083,7 @@ begin
 end;
 $_$;
 CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
   update pgflow.alerts
@@ -1093,7 +1093,7 @@ CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEF
    where id = p_alert_id
 $$;
 CREATE FUNCTION pgflow.record_send(p_message_id bigint, p_attempt integer, p_result jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1165,7 +1165,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1201,7 +1201,7 @@ begin
 end;
 $_$;
 CREATE FUNCTION pgflow.requeue_dead_letters(p_ids bigint[] DEFAULT NULL::bigint[], p_campaign text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1259,7 +1259,7 @@ CREATE FUNCTION pgflow.resolve_alert(p_kind text, p_now timestamp with time zone
   returning id
 $$;
 CREATE FUNCTION pgflow.resume_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1310,7 +1310,7 @@ CREATE FUNCTION pgflow.sms_segments(p_body text) RETURNS integer
   ) x
 $$;
 CREATE FUNCTION pgflow.stop_enrollment(p_id bigint, p_reason text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1334,7 +1334,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.tick(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_batch integer DEFAULT 1000) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -1393,7 +1393,7 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.worker_heartbeat(p_id uuid, p_host text, p_pid integer, p_version text, p_stopping boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
   insert into pgflow.workers as w (id, host, pid, version, started_at, last_seen_at, stopped_at)

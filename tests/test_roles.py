@@ -1,0 +1,106 @@
+"""Least-privilege roles: each login gets exactly what its component needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import errors as pgerr
+
+from tests.factories import apply_campaign
+from tests.helpers import scalar
+
+Conn = psycopg.Connection[Any]
+
+
+def as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
+
+
+@pytest.fixture
+def login(db: Conn, db_url: str) -> Iterator[Any]:
+    made: list[str] = []
+
+    def make(role: str) -> psycopg.Connection[Any]:
+        user = f"t_{role}_{os.getpid()}_{len(made)}"
+        db.execute(f'create role "{user}" login in role {role}')
+        made.append(user)
+        try:
+            return psycopg.connect(as_user(db_url, user), autocommit=True)
+        except psycopg.OperationalError as exc:
+            pytest.skip(f"the test server does not let a new login in: {exc}")
+
+    yield make
+    for user in made:
+        db.execute(f'drop role if exists "{user}"')
+
+
+def test_web_can_take_leads_and_nothing_else(db: Conn, login: Any) -> None:
+    apply_campaign(db)
+    with login("pgflow_web") as web:
+        result = scalar(
+            web,
+            "select pgflow.ingest_lead(%s::jsonb, %s)",
+            [
+                '{"campaign": "solar", "phone": "2125550147"}',
+                dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC),
+            ],
+        )
+        assert result["status"] == "created"
+        assert scalar(web, "select pgflow.health() ? 'checks'")
+        for statement in (
+            "select * from pgflow.contacts",
+            "delete from pgflow.lead_events",
+            "select pgflow.tick()",
+            "select pgflow.apply_campaigns('{}')",
+            "insert into pgflow.pgqueuer (priority, entrypoint, status)"
+            " values (0, 'send_sms', 'queued')",
+        ):
+            with pytest.raises(pgerr.InsufficientPrivilege):
+                web.execute(statement)
+
+
+def test_worker_can_claim_and_record_but_not_read_contacts(db: Conn, login: Any) -> None:
+    apply_campaign(db, window_start="00:00", window_end="24:00")
+    db.execute('select pgflow.ingest_lead(\'{"campaign": "solar", "phone": "2125550147"}\')')
+    message = scalar(db, "select id from pgflow.messages")
+    with login("pgflow_worker") as worker:
+        claim = scalar(worker, "select pgflow.claim_send(%s)", [message])
+        assert claim["action"] == "send"
+        recorded = scalar(
+            worker,
+            "select pgflow.record_send(%s, 1, %s::jsonb)",
+            [message, '{"ok": true, "chat_id": "c1"}'],
+        )
+        assert recorded == {"action": "sent"}
+        assert scalar(worker, "select count(*) from pgflow.pgqueuer") == 1
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            worker.execute("select phone from pgflow.contacts")
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            worker.execute("select pgflow.requeue_dead_letters(array[1]::bigint[])")
+
+
+def test_reader_reads_but_cannot_change(db: Conn, login: Any) -> None:
+    apply_campaign(db)
+    with login("pgflow_reader") as reader:
+        assert scalar(reader, "select count(*) from pgflow.campaigns") == 1
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            reader.execute("update pgflow.campaigns set status = 'paused'")
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            reader.execute("select pgflow.ingest_lead('{}')")
+
+
+def test_no_function_is_left_to_public(db: Conn) -> None:
+    public = db.execute(
+        "select p.proname from pg_proc p where p.pronamespace = 'pgflow'::regnamespace"
+        " and has_function_privilege('public', p.oid, 'execute')"
+        " and p.proname not like '%%pgqueuer%%'"
+    ).fetchall()
+    assert public == []
