@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import campaign, db, dead_letters, status, worker
+from . import campaign, db, dead_letters, leads, serve, status, worker
 
 app = typer.Typer(
     help="pgflow-sms: inbound leads to SMS conversations, run from Postgres.",
@@ -14,8 +14,10 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(leads.app, name="leads")
 app.command(name="status")(status.status)
 app.command(name="worker")(worker.worker)
+app.command(name="serve")(serve.serve)
 
 
 def main() -> None:

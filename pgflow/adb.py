@@ -11,10 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgflow import db
-
-# yoyo's bookkeeping table; it lives in schema pgflow (see pgflow.migrations.yoyo_url).
-_APPLIED_MIGRATIONS = "select migration_id from pgflow._yoyo_migration"
+from pgflow import db, migrations
 
 
 async def ingest_lead(
@@ -54,11 +51,10 @@ async def health(
 async def applied_migrations(conn: psycopg.AsyncConnection[Any]) -> set[str] | None:
     """Ids of the applied yoyo migrations; None when the database was never migrated.
 
-    Read-only (unlike `pgflow.migrations.status`, which creates schema pgflow and yoyo's
-    tables when they are missing), so a readiness probe can call it as often as it likes."""
+    Read-only, so a readiness probe can call it as often as it likes."""
     try:
         async with conn.cursor() as cur:
-            await cur.execute(_APPLIED_MIGRATIONS)
+            await cur.execute(migrations.APPLIED_MIGRATIONS_SQL)
             rows = await cur.fetchall()
     except psycopg.errors.UndefinedTable:
         return None

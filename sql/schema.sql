@@ -167,6 +167,23 @@ exception when invalid_parameter_value then
   return false;
 end;
 $$;
+CREATE FUNCTION pgflow._is_timestamp(p_text text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+begin
+  if p_text is null then
+    return true;
+  end if;
+  if p_text !~ '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)?$' then
+    return false;
+  end if;
+  perform p_text::timestamptz;
+  return true;
+exception when others then
+  return false;
+end;
+$_$;
 CREATE FUNCTION pgflow._log_transition() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -848,6 +865,16 @@ begin
   if v_error is null and payload ? 'consent'
      and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
     v_error := 'invalid_payload'; v_detail := 'consent must be an object';
+  end if;
+  if v_error is null and pg_catalog.jsonb_typeof(payload -> 'consent') = 'object' then
+    if pg_catalog.jsonb_typeof(payload #> '{consent,at}') not in ('string', 'null')
+       or not pgflow._is_timestamp(payload #>> '{consent,at}') then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
+       or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
+      v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
+    end if;
   end if;
   if v_error is null then
     select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';

@@ -161,6 +161,21 @@ def test_opted_out_contact_is_recorded_but_not_enrolled(db: Conn, campaign: int)
             "invalid_payload",
         ),
         ([1, 2, 3], None, "invalid_payload"),
+        (
+            {"campaign": "solar", "phone": "2125550147", "consent": {"at": "now"}},
+            None,
+            "invalid_payload",
+        ),
+        (
+            {"campaign": "solar", "phone": "2125550147", "consent": {"at": "2026-13-45"}},
+            None,
+            "invalid_payload",
+        ),
+        (
+            {"campaign": "solar", "phone": "2125550147", "consent": {"text": 5}},
+            None,
+            "invalid_payload",
+        ),
     ],
 )
 def test_rejected_leads_are_recorded_with_the_reason(

@@ -1,6 +1,7 @@
 -- Drop the campaign engine (0005's end_conversation is restored by re-running 0005's body is not needed: it is dropped with 0005).
 drop function if exists pgflow.tick(timestamptz, integer);
 drop function if exists pgflow.ingest_lead(jsonb, timestamptz, jsonb);
+drop function if exists pgflow._is_timestamp(text);
 drop function if exists pgflow.reject_lead(text, text, text, text, timestamptz);
 drop function if exists pgflow._dispatch_steps(bigint[], timestamptz, integer);
 drop function if exists pgflow._template_values(pgflow.contacts);

@@ -347,6 +347,26 @@ begin
 end;
 $$;
 
+-- True for NULL or an ISO 8601 date/time Postgres reads as a finite timestamptz
+-- ('now', 'epoch' and 'infinity' are not lead data).
+create function pgflow._is_timestamp(p_text text) returns boolean
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if p_text is null then
+    return true;
+  end if;
+  if p_text !~ '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)?$' then
+    return false;
+  end if;
+  perform p_text::timestamptz;
+  return true;
+exception when others then
+  return false;
+end;
+$$;
+
 -- One call per lead. Records it in lead_events whatever happens; upserts the contact;
 -- enrolls idempotently; opens the conversation; sends step 1 at once when it is due and
 -- the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
@@ -404,6 +424,16 @@ begin
   if v_error is null and payload ? 'consent'
      and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
     v_error := 'invalid_payload'; v_detail := 'consent must be an object';
+  end if;
+  if v_error is null and pg_catalog.jsonb_typeof(payload -> 'consent') = 'object' then
+    if pg_catalog.jsonb_typeof(payload #> '{consent,at}') not in ('string', 'null')
+       or not pgflow._is_timestamp(payload #>> '{consent,at}') then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
+       or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
+      v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
+    end if;
   end if;
   if v_error is null then
     select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';

@@ -68,6 +68,7 @@ grant execute on function pgflow.apply_campaigns(jsonb, timestamptz),
   pgflow.stop_enrollment(bigint, text, timestamptz),
   pgflow.end_conversation(bigint, text, text, text, timestamptz),
   pgflow.ingest_lead(jsonb, timestamptz, jsonb),
+  pgflow.reject_lead(text, text, text, text, timestamptz),
   pgflow.health(timestamptz)
   to pgflow_operator;
 grant pgflow_reader to pgflow_operator;

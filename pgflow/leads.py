@@ -1,0 +1,443 @@
+"""Lead import from CSV (`pgflow leads import`): read, map, and ingest row by row.
+
+Each row takes the webhook's path: the phone is normalised at the edge
+(`pgflow.phones.normalize`) and the row is ONE `pgflow.ingest_lead()` call on an autocommit
+connection, so every row leaves a `pgflow.lead_events` row and re-running a file is safe
+(`already_enrolled`). The payload's `external_id` defaults to `<file name>:<line>` and its
+`source` to `csv:<file name>`.
+
+Columns (header names are case-, space- and punctuation-insensitive):
+- phone (required): `phone`, `phone_number`, `mobile`, `cell`, `telephone`, ... (PHONE_ALIASES)
+- `first_name`, `last_name`, `email`, `timezone`, `external_id` (and FIELD_ALIASES)
+- `consent_text`, `consent_at`, `consent_source` -> the lead's `consent` object
+- anything else -> `attributes` (keyed by the normalised header, e.g. "Roof Age" -> roof_age)
+
+The file is UTF-8 (a BOM is tolerated) and streamed: it is never loaded whole."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from pgflow import db, errors, phones
+
+PHONE_ALIASES = frozenset(
+    {
+        "phone",
+        "phone_number",
+        "phonenumber",
+        "phone_no",
+        "mobile",
+        "mobile_phone",
+        "mobile_number",
+        "mobilephone",
+        "cell",
+        "cell_phone",
+        "cellphone",
+        "cell_number",
+        "telephone",
+        "tel",
+        "sms",
+    }
+)
+FIELD_ALIASES: dict[str, str] = {
+    "first_name": "first_name",
+    "firstname": "first_name",
+    "first": "first_name",
+    "given_name": "first_name",
+    "last_name": "last_name",
+    "lastname": "last_name",
+    "last": "last_name",
+    "surname": "last_name",
+    "family_name": "last_name",
+    "email": "email",
+    "email_address": "email",
+    "e_mail": "email",
+    "timezone": "timezone",
+    "time_zone": "timezone",
+    "tz": "timezone",
+    "external_id": "external_id",
+    "externalid": "external_id",
+    "lead_id": "external_id",
+}
+CONSENT_COLUMNS: dict[str, str] = {
+    "consent_text": "text",
+    "consent_at": "at",
+    "consent_source": "source",
+}
+ACCEPTED_STATUSES = ("created", "already_enrolled", "suppressed")
+MAX_KEPT_ERRORS = 1000
+
+ProgressCallback = Callable[["RowOutcome"], None]
+
+
+class LeadFileError(errors.PgflowError):
+    """The file cannot be imported at all (missing, unreadable, no phone column, ...)."""
+
+    code = "lead_file"
+
+
+def header_key(name: str) -> str:
+    """'  Phone Number ' -> 'phone_number'; 'E-mail' -> 'e_mail'."""
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    index: int
+    header: str
+    kind: str  # "phone" | "field" | "consent" | "attribute"
+    key: str
+
+
+def map_header(header: list[str]) -> list[Column]:
+    """Where each column goes; LeadFileError without a phone column or with two columns
+    that would fill the same field."""
+    columns: list[Column] = []
+    seen: dict[tuple[str, str], str] = {}
+    for index, raw in enumerate(header):
+        name = raw.lstrip("\ufeff")
+        key = header_key(name)
+        if not key:
+            continue  # an unnamed column (e.g. a trailing comma) carries nothing we can name
+        if key in PHONE_ALIASES:
+            column = Column(index, name, "phone", "phone")
+        elif key in FIELD_ALIASES:
+            column = Column(index, name, "field", FIELD_ALIASES[key])
+        elif key in CONSENT_COLUMNS:
+            column = Column(index, name, "consent", CONSENT_COLUMNS[key])
+        else:
+            column = Column(index, name, "attribute", key)
+        target = (column.kind, column.key)
+        if target in seen:
+            raise LeadFileError(
+                f"columns {seen[target]!r} and {name!r} would both fill {column.key!r};"
+                " rename or remove one"
+            )
+        seen[target] = name
+        columns.append(column)
+    if ("phone", "phone") not in seen:
+        found = ", ".join(repr(h) for h in header) or "none"
+        raise LeadFileError(
+            f"no phone column (looked for {', '.join(sorted(PHONE_ALIASES))}); columns: {found}"
+        )
+    return columns
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadRow:
+    """One data row: its line in the file, the raw phone, and the payload fields."""
+
+    line: int
+    phone: str
+    fields: dict[str, Any]
+
+    def payload(self, campaign: str, source: str) -> dict[str, Any]:
+        """The pgflow.ingest_lead() payload."""
+        return {"campaign": campaign, "source": source, "phone": self.phone, **self.fields}
+
+
+def map_row(columns: list[Column], cells: list[str], line: int, file_name: str) -> LeadRow:
+    """A CSV record as a lead: empty cells are left out, values are stripped."""
+    phone = ""
+    fields: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
+    consent: dict[str, str] = {}
+    for column in columns:
+        value = cells[column.index].strip() if column.index < len(cells) else ""
+        if column.kind == "phone":
+            phone = value
+        elif not value:
+            continue
+        elif column.kind == "field":
+            fields[column.key] = value
+        elif column.kind == "consent":
+            consent[column.key] = value
+        else:
+            attributes[column.key] = value
+    fields.setdefault("external_id", f"{file_name}:{line}")
+    if attributes:
+        fields["attributes"] = attributes
+    if consent:
+        fields["consent"] = consent
+    return LeadRow(line, phone, fields)
+
+
+class LeadFile:
+    """A lead CSV opened for streaming; the header is checked when it opens.
+
+    `position` / `size` (bytes, approximate while reading) drive a progress bar."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        try:
+            self._raw = path.open("rb")
+            self.size = os.fstat(self._raw.fileno()).st_size
+        except FileNotFoundError:
+            raise LeadFileError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise LeadFileError(f"{path}: is a directory") from None
+        except OSError as exc:
+            raise LeadFileError(f"{path}: {exc.strerror or exc}") from None
+        self._file = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
+        self._reader = csv.reader(self._file)
+        try:
+            header = self._next()
+        except StopIteration:
+            self.close()
+            raise LeadFileError(f"{path}: the file is empty (a header row is required)") from None
+        except LeadFileError:
+            self.close()
+            raise
+        self.header_line = self._reader.line_num
+        try:
+            self.columns = map_header(header)
+        except LeadFileError as exc:
+            self.close()
+            raise LeadFileError(f"{path}: {exc}") from None
+
+    def _next(self) -> list[str]:
+        """The next non-blank record; StopIteration at the end."""
+        while True:
+            try:
+                record = next(self._reader)
+            except UnicodeDecodeError as exc:
+                raise LeadFileError(
+                    f"{self.path}: not UTF-8 after line {self._reader.line_num} ({exc.reason});"
+                    " save the file as UTF-8"
+                ) from None
+            except csv.Error as exc:
+                raise LeadFileError(f"{self.path}, line {self._reader.line_num}: {exc}") from None
+            if any(cell.strip() for cell in record):
+                return record
+
+    def rows(self) -> Iterator[LeadRow]:
+        """Data rows in file order; `line` is the line on which the record starts."""
+        while True:
+            before = self._reader.line_num
+            try:
+                cells = self._next()
+            except StopIteration:
+                return
+            # Blank lines were skipped: the record starts where its own lines begin.
+            end = self._reader.line_num
+            start = max(before + 1, end - _record_lines(cells) + 1)
+            yield map_row(self.columns, cells, start, self.name)
+
+    @property
+    def position(self) -> int:
+        """Bytes read so far (ahead of the current row by at most the read buffer)."""
+        try:
+            return min(self._raw.tell(), self.size)
+        except (OSError, ValueError):
+            return self.size
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> LeadFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _record_lines(cells: list[str]) -> int:
+    """Physical lines a record spans (quoted cells may hold newlines)."""
+    return 1 + sum(cell.count("\n") for cell in cells)
+
+
+def default_source(path: Path) -> str:
+    return f"csv:{path.name}"
+
+
+# --- importing -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RowOutcome:
+    line: int
+    phone: str  # masked
+    status: str  # created | already_enrolled | suppressed | rejected
+    error: str | None = None
+    detail: str | None = None
+    contact_id: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ACCEPTED_STATUSES
+
+
+@dataclasses.dataclass
+class ImportSummary:
+    dry_run: bool = False
+    created: int = 0
+    already_enrolled: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    errors: list[RowOutcome] = dataclasses.field(default_factory=list)
+    max_errors: int = MAX_KEPT_ERRORS
+    file_error: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.already_enrolled + self.suppressed + self.rejected
+
+    @property
+    def errors_dropped(self) -> int:
+        """Rejected rows beyond `max_errors` (counted, not kept)."""
+        return self.rejected - len(self.errors)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every row accepted, 2 some rows rejected, 1 the file could not be read to the end."""
+        if self.file_error is not None:
+            return 1
+        return 2 if self.rejected else 0
+
+    def add(self, outcome: RowOutcome) -> None:
+        if outcome.status == "created":
+            self.created += 1
+        elif outcome.status == "already_enrolled":
+            self.already_enrolled += 1
+        elif outcome.status == "suppressed":
+            self.suppressed += 1
+        else:
+            self.rejected += 1
+            if len(self.errors) < self.max_errors:
+                self.errors.append(outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "created": self.created,
+            "already_enrolled": self.already_enrolled,
+            "suppressed": self.suppressed,
+            "rejected": self.rejected,
+            "file_error": self.file_error,
+            "errors": [dataclasses.asdict(e) for e in self.errors],
+        }
+
+
+def check_campaign(conn: psycopg.Connection[Any], slug: str) -> None:
+    """Fail fast (LeadFileError) unless the campaign exists, is active and has steps."""
+    found = db.fetch_all(
+        conn,
+        "select c.status, (select count(*) from pgflow.campaign_steps s"
+        " where s.campaign_id = c.id) as steps from pgflow.campaigns c where c.slug = %(slug)s",
+        {"slug": slug},
+    )
+    if not found:
+        raise LeadFileError(
+            f"no campaign with slug {slug!r}; apply it first with `pgflow campaign apply`"
+        )
+    if found[0]["status"] != "active":
+        raise LeadFileError(f"campaign {slug!r} is {found[0]['status']}, not active")
+    if not found[0]["steps"]:
+        raise LeadFileError(f"campaign {slug!r} has no steps")
+
+
+def import_rows(
+    conn: psycopg.Connection[Any],
+    rows: Iterable[LeadRow],
+    campaign: str,
+    source: str,
+    progress_cb: ProgressCallback | None = None,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> ImportSummary:
+    """Ingest each row with one pgflow.ingest_lead() call on `conn` (autocommit).
+
+    With `dry_run`, each row runs the same call inside a transaction that is rolled back:
+    the same checks, nothing kept (rows repeated within the file show as created each
+    time). A LeadFileError while reading ends the import early: `file_error` says why;
+    the rows before it stay imported (re-running the file is safe)."""
+    summary = ImportSummary(dry_run=dry_run)
+    try:
+        for lead in rows:
+            outcome = import_row(conn, lead, campaign, source, dry_run=dry_run, now=now)
+            summary.add(outcome)
+            if progress_cb is not None:
+                progress_cb(outcome)
+    except LeadFileError as exc:
+        summary.file_error = str(exc)
+    return summary
+
+
+def import_row(
+    conn: psycopg.Connection[Any],
+    lead: LeadRow,
+    campaign: str,
+    source: str,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> RowOutcome:
+    normalized = phones.normalize(lead.phone)
+    masked = phones.mask(normalized.e164 or lead.phone)
+    payload = lead.payload(campaign, source)
+    rollback = conn.transaction(force_rollback=True) if dry_run else contextlib.nullcontext()
+    with rollback:
+        result = _ingest(conn, payload, normalized.as_edge(), source, now, savepoint=dry_run)
+    status = str(result.get("status"))
+    if status in ACCEPTED_STATUSES:
+        return RowOutcome(lead.line, masked, status, contact_id=result.get("contact_id"))
+    return RowOutcome(
+        lead.line,
+        masked,
+        "rejected",
+        error=str(result.get("error") or "rejected"),
+        detail=str(result.get("detail") or ""),
+    )
+
+
+def _ingest(
+    conn: psycopg.Connection[Any],
+    payload: dict[str, Any],
+    edge: dict[str, Any],
+    source: str,
+    now: dt.datetime | None,
+    *,
+    savepoint: bool,
+) -> dict[str, Any]:
+    try:
+        # In a dry run the call sits in a savepoint, so a failure leaves the transaction usable.
+        with conn.transaction() if savepoint else contextlib.nullcontext():
+            return db.ingest_lead(conn, payload, edge, now)
+    except (psycopg.DataError, errors.InvalidInput) as exc:
+        # A value the SQL could not take (e.g. a consent_at that is not a time): keep the
+        # lead anyway, as an unreadable one, rather than stop the import.
+        detail = (exc.diag.message_primary if isinstance(exc, psycopg.Error) else None) or str(exc)
+        detail = detail[:500]
+        try:
+            return db.reject_lead(
+                conn,
+                json.dumps(payload, ensure_ascii=False),
+                "invalid_payload",
+                detail,
+                source,
+                now,
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            # A login without EXECUTE on pgflow.reject_lead: still report the row.
+            return {"status": "rejected", "error": "invalid_payload", "detail": detail}

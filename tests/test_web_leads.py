@@ -1,0 +1,381 @@
+"""The ASGI app served by a real uvicorn on 127.0.0.1: lead webhook, probes, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import typer
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
+from starlette.applications import Starlette
+from typer.testing import CliRunner
+
+from pgflow.cli import serve as serve_cli
+from pgflow.config import Settings
+from pgflow.web.app import LEAD_BODY_LIMIT, create_app
+from tests.factories import at, count
+from tests.helpers import row, scalar
+
+Conn = psycopg.Connection[Any]
+TOKEN = "t0ken-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Monday 2026-11-23 18:00 UTC: 13:00 in New York, 10:00 in Los Angeles (415).
+NOW = at("2026-11-23 18:00")
+CAMPAIGNS = {
+    "agents": [{"name": "ava", "prompt": "Be brief."}],
+    "campaigns": [
+        {
+            "slug": "solar-q4",
+            "name": "Solar",
+            "agent": "ava",
+            "from_number": "+14155550100",
+            "timezone": "America/New_York",
+            "window_days": [1, 2, 3, 4, 5, 6, 7],
+            "window_start": "00:00",
+            "window_end": "23:59",
+            "steps": [
+                {"delay": "0 minutes", "body": "Hi {{first_name}}!"},
+                {"delay": "1 day", "body": "Still there?"},
+            ],
+        }
+    ],
+}
+LEAD = {"campaign": "solar-q4", "phone": "(415) 555-0123", "first_name": "Sam"}
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, clock: dt.datetime = NOW) -> Iterator[httpx.Client]:
+    """The app under uvicorn on an ephemeral port in a thread; a client pointed at it."""
+    app = create_app(settings, clock=lambda: clock)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:  # a readiness condition, not a stand-in for time
+            assert thread.is_alive(), "uvicorn died during startup"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.005)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def client(db_url: str, db: Conn) -> Iterator[httpx.Client]:
+    db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(CAMPAIGNS)])
+    with serving(Settings(database_url=db_url, lead_token=TOKEN)) as c:
+        yield c
+
+
+@pytest.fixture
+def login_url(db: Conn, db_url: str) -> Iterator[Callable[[str], str]]:
+    """URL of a new login that is a member of the given pgflow role (dropped after)."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        user = f"t_{role}_{os.getpid()}_{len(made)}"
+        db.execute(f'create role "{user}" login in role {role}')
+        made.append(user)
+        parts = urlsplit(db_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        url = urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
+        try:
+            psycopg.connect(url).close()
+        except psycopg.OperationalError as exc:
+            pytest.skip(f"the test server does not let a new login in: {exc}")
+        return url
+
+    yield make
+    for user in made:
+        db.execute(f'drop role if exists "{user}"')
+
+
+def post(client: httpx.Client, payload: Any, **kwargs: Any) -> httpx.Response:
+    headers = {**AUTH, **kwargs.pop("headers", {})}
+    return client.post("/webhooks/leads", json=payload, headers=headers, **kwargs)
+
+
+def last_event(db: Conn) -> tuple[Any, ...]:
+    return row(
+        db,
+        "select result, error_code, campaign_slug, raw_body, payload from pgflow.lead_events"
+        " order by id desc limit 1",
+    )
+
+
+def test_new_lead_is_created_then_already_enrolled(client: httpx.Client, db: Conn) -> None:
+    first = post(client, LEAD)
+    assert first.status_code == 201
+    body = first.json()
+    assert set(body) == {"contact_id", "enrollment_id", "status"}
+    assert body["status"] == "created"
+    assert isinstance(body["contact_id"], int)
+    assert isinstance(body["enrollment_id"], int)
+    assert row(db, "select phone, first_name, timezone from pgflow.contacts") == (
+        "+14155550123",
+        "Sam",
+        "America/Los_Angeles",
+    )
+    assert row(db, "select body, delivery_status, step_position from pgflow.messages") == (
+        "Hi Sam!",
+        "queued",
+        1,
+    )
+    assert scalar(db, "select entrypoint from pgflow.pgqueuer") == "send_sms"
+
+    again = post(client, LEAD)
+    assert again.status_code == 200
+    assert again.json() == {**body, "status": "already_enrolled"}
+    assert count(db, "messages") == 1
+    assert count(db, "pgqueuer") == 1
+    assert count(db, "lead_events") == 2
+
+
+def test_two_identical_webhooks_at_the_same_moment(
+    client: httpx.Client, db: Conn, db_url: str
+) -> None:
+    """Both requests reach the database and wait there; released together, they race."""
+    base_url = str(client.base_url)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+    failures: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            with httpx.Client(base_url=base_url, timeout=15) as own:  # its own connection
+                barrier.wait(timeout=10)
+                statuses.append(own.post("/webhooks/leads", json=LEAD, headers=AUTH).status_code)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    with psycopg.connect(db_url) as gate:
+        # Hold back every write to contacts until both ingest_lead calls are waiting on it.
+        gate.execute("lock table pgflow.contacts in share mode")
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while waiting_on_contacts(db) < 2:  # a condition, not a stand-in for time
+            assert not failures, failures
+            assert time.monotonic() < deadline, "the two leads never reached the database"
+            time.sleep(0.005)
+        gate.commit()
+    for t in threads:
+        t.join(15)
+    assert not failures, failures
+    assert sorted(statuses) == [200, 201]
+    assert count(db, "contacts") == 1
+    assert count(db, "enrollments") == 1
+    assert count(db, "conversations") == 1
+    assert count(db, "messages", "step_position = 1") == 1
+    assert count(db, "pgqueuer", "entrypoint = 'send_sms'") == 1
+    assert count(db, "lead_events") == 2
+
+
+def waiting_on_contacts(db: Conn) -> int:
+    return int(
+        scalar(
+            db,
+            "select count(*) from pg_catalog.pg_locks"
+            " where relation = 'pgflow.contacts'::regclass and not granted",
+        )
+    )
+
+
+def test_common_phone_formats_land_as_e164(client: httpx.Client, db: Conn) -> None:
+    contact_ids = set()
+    for phone in ("(415) 555-0123", "+1 415-555-0123", "4155550123"):
+        response = post(client, {**LEAD, "phone": phone})
+        assert response.status_code in (200, 201), response.text
+        contact_ids.add(response.json()["contact_id"])
+    # A sloppy Content-Type is fine when the body parses.
+    sloppy = client.post(
+        "/webhooks/leads",
+        content=b'{"campaign": "solar-q4", "phone": "415.555.0123"}',
+        headers={**AUTH, "Content-Type": "text/plain"},
+    )
+    assert sloppy.status_code == 200
+    contact_ids.add(sloppy.json()["contact_id"])
+    assert contact_ids == {scalar(db, "select id from pgflow.contacts")}
+    assert scalar(db, "select phone from pgflow.contacts") == "+14155550123"
+    assert count(db, "enrollments") == 1
+
+
+def test_unknown_campaign_is_404_and_recorded(client: httpx.Client, db: Conn) -> None:
+    response = post(client, {**LEAD, "campaign": "nope"})
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_campaign"
+    assert "nope" in response.json()["detail"]
+    result, error, slug, _, payload = last_event(db)
+    assert (result, error, slug) == ("rejected", "unknown_campaign", "nope")
+    assert payload["phone"] == LEAD["phone"]
+    assert count(db, "contacts") == 0
+
+
+def test_bad_phone_is_422_and_recorded(client: httpx.Client, db: Conn) -> None:
+    response = post(client, {**LEAD, "phone": "555-01"})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_phone"
+    assert response.json()["detail"]
+    assert last_event(db)[:3] == ("rejected", "invalid_phone", "solar-q4")
+    assert count(db, "contacts") == 0
+
+
+def test_other_rejections_are_422(client: httpx.Client, db: Conn) -> None:
+    missing = post(client, {"campaign": "solar-q4"})
+    assert (missing.status_code, missing.json()["error"]) == (422, "invalid_payload")
+    not_object = post(client, ["solar-q4", "4155550123"])
+    assert (not_object.status_code, not_object.json()["error"]) == (422, "invalid_payload")
+    # A consent time that is no time is rejected by ingest_lead itself, payload kept.
+    bad_consent = post(client, {**LEAD, "consent": {"at": "not a time"}})
+    assert (bad_consent.status_code, bad_consent.json()["error"]) == (422, "invalid_payload")
+    assert "consent.at" in bad_consent.json()["detail"]
+    result, error, _, _, payload = last_event(db)
+    assert (result, error) == ("rejected", "invalid_payload")
+    assert payload["consent"] == {"at": "not a time"}
+    nul = client.post(
+        "/webhooks/leads",
+        content=b'{"campaign": "solar-q4", "phone": "4155550123", "first_name": "a\\u0000b"}',
+        headers=AUTH,
+    )
+    assert (nul.status_code, nul.json()["error"]) == (422, "invalid_payload")
+    assert count(db, "lead_events", "result = 'rejected'") == 4
+    assert count(db, "contacts") == 0
+
+
+def test_malformed_json_is_400_and_the_raw_body_kept(client: httpx.Client, db: Conn) -> None:
+    text = '{"campaign": "solar-q4", "phone": '
+    response = client.post("/webhooks/leads", content=text.encode(), headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_json"
+    assert last_event(db) == ("rejected", "malformed_json", None, text, None)
+
+    not_utf8 = client.post("/webhooks/leads", content=b'{"phone": "\xff\x00"}', headers=AUTH)
+    assert (not_utf8.status_code, not_utf8.json()["error"]) == (400, "malformed_json")
+    assert last_event(db)[3] == '{"phone": "\ufffd\ufffd"}'
+    assert count(db, "lead_events", "error_code = 'malformed_json'") == 2
+
+
+def test_oversized_body_is_413_and_a_prefix_recorded(client: httpx.Client, db: Conn) -> None:
+    body = b"x" * (LEAD_BODY_LIMIT + 1)
+    declared = client.post("/webhooks/leads", content=body, headers=AUTH)
+    assert declared.status_code == 413
+    assert declared.json()["error"] == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+        for _ in range(17):
+            yield b"y" * 4096
+
+    chunked = client.post("/webhooks/leads", content=chunks(), headers=AUTH)
+    assert chunked.status_code == 413
+    rows = db.execute(
+        "select error_code, length(raw_body), left(raw_body, 1) from pgflow.lead_events order by id"
+    ).fetchall()
+    assert rows == [
+        ("payload_too_large", LEAD_BODY_LIMIT, "x"),
+        ("payload_too_large", LEAD_BODY_LIMIT, "y"),
+    ]
+    # Exactly at the limit is not too large (just not JSON here).
+    at_limit = client.post("/webhooks/leads", content=b" " * LEAD_BODY_LIMIT, headers=AUTH)
+    assert at_limit.status_code == 400
+
+
+def test_missing_or_wrong_token_is_401_and_writes_nothing(
+    client: httpx.Client, db: Conn, db_url: str
+) -> None:
+    attempts: list[dict[str, Any]] = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": "Bearer \u00e9t\u00e9".encode()},
+    ]
+    for headers in attempts:
+        response = client.post("/webhooks/leads", json=LEAD, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"] == "unauthorized"
+        assert TOKEN not in response.text
+    # With no token configured every lead is refused.
+    with serving(Settings(database_url=db_url, lead_token=None)) as open_door:
+        assert open_door.post("/webhooks/leads", json=LEAD, headers=AUTH).status_code == 401
+        assert open_door.post("/webhooks/leads", json=LEAD).status_code == 401
+    assert count(db, "lead_events") == 0
+    assert count(db, "contacts") == 0
+
+
+def test_health_probes(client: httpx.Client, empty_db_url: str) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    with serving(Settings(database_url=empty_db_url, lead_token=TOKEN)) as empty:
+        assert empty.get("/healthz").status_code == 200
+        not_ready = empty.get("/readyz")
+        assert not_ready.status_code == 503
+        assert "migrate" in not_ready.json()["reason"]
+
+
+def test_metrics(client: httpx.Client) -> None:
+    assert post(client, LEAD).status_code == 201
+    assert post(client, {**LEAD, "campaign": "nope"}).status_code == 404
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert samples[("pgflow_contacts", ())] == 1
+    assert samples[("pgflow_enrollments_active", ())] == 1
+    assert samples[("pgflow_database_up", ())] == 1
+    lead_201 = (("method", "POST"), ("route", "/webhooks/leads"), ("status", "201"))
+    lead_404 = (("method", "POST"), ("route", "/webhooks/leads"), ("status", "404"))
+    assert samples[("pgflow_http_requests_total", lead_201)] == 1
+    assert samples[("pgflow_http_requests_total", lead_404)] == 1
+    assert samples[("pgflow_lead_ingest_seconds_count", (("status", "created"),))] == 1
+    assert samples[("pgflow_lead_ingest_seconds_count", (("status", "rejected"),))] == 1
+
+
+def test_serve_command_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    cli = typer.Typer()
+    cli.command()(serve_cli.serve)
+    cli.command("other")(lambda: None)  # a group, so the command is named as in `pgflow serve`
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "PGFLOW_LEAD_TOKEN": TOKEN}
+    result = CliRunner().invoke(cli, ["serve", "--port", "9999"], env=env)
+    assert result.exit_code == 0, result.output
+    [(app, options)] = calls
+    assert isinstance(app, Starlette)
+    assert (options["host"], options["port"], options["log_config"]) == ("127.0.0.1", 9999, None)
+
+
+def test_the_app_needs_no_more_than_the_web_role(db: Conn, login_url: Callable[[str], str]) -> None:
+    db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(CAMPAIGNS)])
+    with serving(Settings(database_url=login_url("pgflow_web"), lead_token=TOKEN)) as web:
+        assert post(web, LEAD).status_code == 201
+        assert post(web, {**LEAD, "campaign": "nope"}).status_code == 404
+        assert web.post("/webhooks/leads", content=b"{", headers=AUTH).status_code == 400
+        assert web.get("/readyz").status_code == 200
+        assert "\npgflow_contacts 1.0\n" in web.get("/metrics").text
+    assert count(db, "lead_events") == 3
