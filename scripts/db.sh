@@ -11,7 +11,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGVER=${PGFLOW_PG_VERSION:-15}
-PORT=${PGFLOW_PG_PORT:-55432}
+PORT=${PGFLOW_PG_PORT:-}
 DBNAME=${PGFLOW_DB_NAME:-pgflow}
 state="$here/.pgflow"
 bindir="/usr/lib/postgresql/$PGVER/bin"
@@ -20,6 +20,16 @@ log() { printf 'db: %s\n' "$*" >&2; }
 
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The port: PGFLOW_PG_PORT, else the one this cluster was created with (.pgflow/port), else
+# 55432 or, when another server holds that, the next free one.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+resolve_port() {
+  if [ -n "$PORT" ]; then return 0; fi
+  if [ -f "$state/port" ]; then PORT=$(cat "$state/port"); return 0; fi
+  PORT=55432
+  while port_in_use "$PORT"; do PORT=$((PORT + 1)); done
 }
 
 local_url() { printf 'postgresql://postgres@127.0.0.1:%s/%s\n' "$PORT" "$DBNAME"; }
@@ -68,6 +78,7 @@ cmd_up() {
   fi
   install_packages
   prepare_state_dir
+  resolve_port
   if [ ! -f "$state/data/PG_VERSION" ]; then
     log "creating a throwaway cluster in $state/data (port $PORT)"
     mkdir -p "$state/data" "$state/run"
@@ -90,9 +101,10 @@ shared_buffers = 256MB
 log_min_messages = warning
 log_statement = none
 CONF
+    echo "$PORT" > "$state/port"
   fi
   if ! is_running; then
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    if port_in_use "$PORT"; then
       log "port $PORT is taken by another server; set PGFLOW_PG_PORT to a free port"
       exit 1
     fi
@@ -118,6 +130,6 @@ cmd_down() {
 case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
-  url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else local_url; fi ;;
+  url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else resolve_port; local_url; fi ;;
   *) echo "usage: $0 up|down|url" >&2; exit 2 ;;
 esac
