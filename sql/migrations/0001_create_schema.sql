@@ -149,8 +149,11 @@ create table pgflow.conversations (
   last_inbound_at timestamptz,
   last_outbound_at timestamptz,
   provider_chat_id text,
+  reply_deadline_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  constraint conversations_reply_deadline_only_open
+    check (reply_deadline_at is null or status = 'open'),
   constraint conversations_status_valid check (status in ('open', 'engaged', 'ended')),
   constraint conversations_conversion_status_valid check (
     conversion_status in
@@ -172,6 +175,9 @@ create index conversations_enrollment_id_idx on pgflow.conversations (enrollment
 -- At most one conversation not yet ended per contact and sending number.
 create unique index conversations_one_live_per_line
   on pgflow.conversations (contact_id, from_number) where status <> 'ended';
+-- The tick's no-response scan: open conversations whose last step has gone unanswered.
+create index conversations_reply_deadline_idx on pgflow.conversations (reply_deadline_at)
+  where status = 'open' and reply_deadline_at is not null;
 
 create table pgflow.messages (
   id bigint generated always as identity primary key,

@@ -188,7 +188,7 @@ begin
 end;
 $$;
 
--- Conversations: open -> engaged -> ended; open -> ended.
+-- Conversations: open -> engaged -> ended; open -> ended. Ending one stops its drip.
 
 create function pgflow.engage_conversation(
   p_id bigint, p_reason text default null, p_now timestamptz default null
@@ -237,7 +237,7 @@ begin
   end if;
   perform pgflow._set_reason(p_conversion_status || coalesce(': ' || p_reason, ''));
   update pgflow.conversations
-     set status = 'ended', ended_at = v_now, updated_at = v_now,
+     set status = 'ended', ended_at = v_now, updated_at = v_now, reply_deadline_at = null,
          conversion_status = p_conversion_status, outcome_reason = p_reason,
          outcome_source = p_source
    where id = p_id and status in ('open', 'engaged')
@@ -245,6 +245,13 @@ begin
   if not found then
     perform pgflow._transition_failed('conversation', p_id,
       (select status from pgflow.conversations where id = p_id), 'end', '{open,engaged}');
+  end if;
+  if v_row.enrollment_id is not null then
+    perform pgflow._set_reason('conversation ended: ' || p_conversion_status);
+    update pgflow.enrollments
+       set status = 'stopped', stop_reason = 'conversation ended: ' || p_conversion_status,
+           ended_at = v_now, updated_at = v_now, next_message_at = null
+     where id = v_row.enrollment_id and status in ('active', 'paused');
   end if;
   return v_row;
 end;

@@ -1,4 +1,4 @@
--- Drop the campaign engine (0005's end_conversation is restored by re-running 0005's body is not needed: it is dropped with 0005).
+-- Drop the campaign engine.
 drop function if exists pgflow.tick(timestamptz, integer);
 drop function if exists pgflow.ingest_lead(jsonb, timestamptz, jsonb);
 drop function if exists pgflow._is_timestamp(text);
@@ -11,7 +11,3 @@ drop function if exists pgflow.render_template(text, jsonb, jsonb);
 drop function if exists pgflow.sms_segments(text);
 drop function if exists pgflow.sms_encoding(text);
 drop function if exists pgflow._normalize_phone(text);
-drop index if exists pgflow.conversations_reply_deadline_idx;
-alter table pgflow.conversations
-  drop constraint if exists conversations_reply_deadline_only_open,
-  drop column if exists reply_deadline_at;

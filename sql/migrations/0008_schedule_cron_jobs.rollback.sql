@@ -1,4 +1,4 @@
--- Unschedule the cron jobs and drop pgflow.prune() (health() goes back with 0004's rollback).
+-- Unschedule the cron jobs and drop pgflow.prune().
 do $$
 begin
   if pg_catalog.to_regclass('cron.job') is not null then
