@@ -1,15 +1,25 @@
-"""Real processes for tests: the worker daemon, started as an operator would start it."""
+"""Real processes and servers for tests: the worker daemon, started as an operator would
+start it, and the web app under a real uvicorn."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import httpx
+import uvicorn
+
+from pgflow.config import Settings
+from pgflow.web.app import create_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,3 +118,30 @@ class WorkerProcess:
     def output(self) -> str:
         with self._cond:
             return "\n".join(self.lines)
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, clock: dt.datetime | None = None) -> Iterator[httpx.Client]:
+    """`pgflow serve`'s app under uvicorn on an ephemeral port in a thread; a client for it.
+
+    `clock` fixes the time ingest_lead sees (None: the database's now())."""
+    app = create_app(settings, clock=None if clock is None else (lambda: clock))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:  # a readiness condition, not a stand-in for time
+            assert thread.is_alive(), "uvicorn died during startup"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.005)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +21,10 @@ from typer.testing import CliRunner
 
 from pgflow.cli import serve as serve_cli
 from pgflow.config import Settings
-from pgflow.web.app import LEAD_BODY_LIMIT, create_app
+from pgflow.web.app import LEAD_BODY_LIMIT
 from tests.factories import at, count
 from tests.helpers import row, scalar
+from tests.processes import serving
 
 Conn = psycopg.Connection[Any]
 TOKEN = "t0ken-for-tests"
@@ -55,35 +53,10 @@ CAMPAIGNS = {
 LEAD = {"campaign": "solar-q4", "phone": "(415) 555-0123", "first_name": "Sam"}
 
 
-@contextlib.contextmanager
-def serving(settings: Settings, clock: dt.datetime = NOW) -> Iterator[httpx.Client]:
-    """The app under uvicorn on an ephemeral port in a thread; a client pointed at it."""
-    app = create_app(settings, clock=lambda: clock)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:  # a readiness condition, not a stand-in for time
-            assert thread.is_alive(), "uvicorn died during startup"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.005)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture
 def client(db_url: str, db: Conn) -> Iterator[httpx.Client]:
     db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(CAMPAIGNS)])
-    with serving(Settings(database_url=db_url, lead_token=TOKEN)) as c:
+    with serving(Settings(database_url=db_url, lead_token=TOKEN), NOW) as c:
         yield c
 
 
@@ -316,7 +289,7 @@ def test_missing_or_wrong_token_is_401_and_writes_nothing(
         assert response.json()["error"] == "unauthorized"
         assert TOKEN not in response.text
     # With no token configured every lead is refused.
-    with serving(Settings(database_url=db_url, lead_token=None)) as open_door:
+    with serving(Settings(database_url=db_url, lead_token=None), NOW) as open_door:
         assert open_door.post("/webhooks/leads", json=LEAD, headers=AUTH).status_code == 401
         assert open_door.post("/webhooks/leads", json=LEAD).status_code == 401
     assert count(db, "lead_events") == 0
@@ -327,7 +300,7 @@ def test_health_probes(client: httpx.Client, empty_db_url: str) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
-    with serving(Settings(database_url=empty_db_url, lead_token=TOKEN)) as empty:
+    with serving(Settings(database_url=empty_db_url, lead_token=TOKEN), NOW) as empty:
         assert empty.get("/healthz").status_code == 200
         not_ready = empty.get("/readyz")
         assert not_ready.status_code == 503

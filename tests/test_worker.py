@@ -11,10 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgflow.config import Settings
 from tests.factories import apply_campaign, count, ingest
 from tests.fake_retell import FakeRetell, Step
 from tests.helpers import row, scalar
-from tests.processes import WorkerProcess, wait_until
+from tests.processes import WorkerProcess, serving, wait_until
 
 Conn = psycopg.Connection[Any]
 OPEN_ALL_DAY = {"window_start": "00:00", "window_end": "24:00"}
@@ -77,11 +78,18 @@ def attempts(db: Conn) -> list[tuple[Any, ...]]:
 
 
 def test_lead_to_first_sms_request_woken_by_notify(
-    db: Conn, campaign: int, fake: FakeRetell, start_worker: Any
+    db: Conn, db_url: str, campaign: int, fake: FakeRetell, start_worker: Any
 ) -> None:
     start_worker("--poll", "60")  # polls only every 60 s: anything sooner came from NOTIFY
-    t0 = time.monotonic()
-    lead = ingest(db, "+1 (212) 555-0147", now(), first_name="Sam")
+    with serving(Settings(database_url=db_url, lead_token="t")) as web:
+        t0 = time.monotonic()
+        response = web.post(
+            "/webhooks/leads",
+            headers={"Authorization": "Bearer t"},
+            json={"campaign": "solar", "phone": "+1 (212) 555-0147", "first_name": "Sam"},
+        )
+        assert response.status_code == 201, response.text
+        lead = response.json()
     [request] = fake.wait_for_requests(1, timeout=2.0)
     assert request.received_at - t0 < 2.0
     body = request.json
