@@ -5,38 +5,22 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from pgflow import migrations
+from tests.conftest import project_url, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def server_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        out = subprocess.run(
-            [str(ROOT / "scripts" / "db.sh"), "up"], check=True, capture_output=True, text=True
-        )
-        url = out.stdout.strip().splitlines()[-1]
-    return url
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
 def fresh_database(name: str) -> str:
     """Drop and create `name`, migrate it, return its URL."""
-    server = server_url()
+    server = project_url()
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"')

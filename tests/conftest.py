@@ -9,7 +9,7 @@ import itertools
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,9 +28,8 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
-@pytest.fixture(scope="session")
-def server_url() -> str:
-    """URL of the project database on the test server."""
+def project_url() -> str:
+    """DATABASE_URL, or the local cluster's (started when needed by scripts/db.sh)."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         out = subprocess.run(
@@ -38,6 +37,12 @@ def server_url() -> str:
         )
         url = out.stdout.strip().splitlines()[-1]
     return url
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """URL of the project database on the test server."""
+    return project_url()
 
 
 def admin(server_url: str) -> psycopg.Connection[Any]:
@@ -92,6 +97,29 @@ def empty_db_url(server_url: str) -> Iterator[str]:
         yield with_database(server_url, name)
     finally:
         drop_database(server_url, name)
+
+
+@pytest.fixture
+def login_url(db: psycopg.Connection[Any], db_url: str) -> Iterator[Callable[[str], str]]:
+    """A factory: the URL of a new login that is a member of a pgflow role (dropped after)."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        user = f"t_{role}_{os.getpid()}_{len(made)}"
+        db.execute(f'create role "{user}" login in role {role}')
+        made.append(user)
+        parts = urlsplit(db_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        url = urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
+        try:
+            psycopg.connect(url).close()
+        except psycopg.OperationalError as exc:
+            pytest.skip(f"the test server does not let a new login in: {exc}")
+        return url
+
+    yield make
+    for user in made:
+        db.execute(f'drop role if exists "{user}"')
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -174,20 +172,9 @@ def test_rows_keep_their_line_numbers(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def operator_url(db: Conn, db_url: str) -> Iterator[str]:
+def operator_url(login_url: Callable[[str], str]) -> str:
     """URL of a new login in role pgflow_operator (what the CLI is meant to run as)."""
-    user = f"t_operator_{os.getpid()}"
-    db.execute(f'create role "{user}" login in role pgflow_operator')
-    parts = urlsplit(db_url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    url = urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
-    try:
-        psycopg.connect(url).close()
-    except psycopg.OperationalError as exc:
-        db.execute(f'drop role if exists "{user}"')
-        pytest.skip(f"the test server does not let a new login in: {exc}")
-    yield url
-    db.execute(f'drop role if exists "{user}"')
+    return login_url("pgflow_operator")
 
 
 def test_import_runs_as_the_operator_role(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -58,29 +56,6 @@ def client(db_url: str, db: Conn) -> Iterator[httpx.Client]:
     db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(CAMPAIGNS)])
     with serving(Settings(database_url=db_url, lead_token=TOKEN), NOW) as c:
         yield c
-
-
-@pytest.fixture
-def login_url(db: Conn, db_url: str) -> Iterator[Callable[[str], str]]:
-    """URL of a new login that is a member of the given pgflow role (dropped after)."""
-    made: list[str] = []
-
-    def make(role: str) -> str:
-        user = f"t_{role}_{os.getpid()}_{len(made)}"
-        db.execute(f'create role "{user}" login in role {role}')
-        made.append(user)
-        parts = urlsplit(db_url)
-        host = parts.netloc.rsplit("@", 1)[-1]
-        url = urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
-        try:
-            psycopg.connect(url).close()
-        except psycopg.OperationalError as exc:
-            pytest.skip(f"the test server does not let a new login in: {exc}")
-        return url
-
-    yield make
-    for user in made:
-        db.execute(f'drop role if exists "{user}"')
 
 
 def post(client: httpx.Client, payload: Any, **kwargs: Any) -> httpx.Response:
