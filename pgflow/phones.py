@@ -45,9 +45,30 @@ def infer_timezone(number: phonenumbers.PhoneNumber) -> str | None:
 
 
 def mask(phone: str | None) -> str:
-    """For logs: country code and area kept, the rest hidden but the last two digits."""
+    """A phone number fit for logs: `+14155550123` -> `+1415***0123`.
+
+    E.164 keeps the country code, three more digits and the last four; anything else keeps
+    only the last four; numbers too short to hide anything are fully masked (`***`)."""
     if not phone:
-        return "-"
-    if len(phone) < 8:
-        return "*" * len(phone)
-    return phone[:5] + "*" * (len(phone) - 7) + phone[-2:]
+        return "***"
+    text = phone.strip()
+    digits = text[1:] if text.startswith("+") else text
+    if not digits.isascii() or not digits.isdigit():
+        return "***"
+    if text.startswith("+"):
+        cc_len = _country_code_length(digits)
+        keep = cc_len + 3
+        if len(digits) >= keep + 4 + 2:
+            return f"+{digits[:keep]}***{digits[-4:]}"
+        return "***"
+    if len(digits) >= 8:
+        return f"***{digits[-4:]}"
+    return "***"
+
+
+def _country_code_length(digits: str) -> int:
+    """Length of the calling code at the start of `digits` (codes are prefix-free)."""
+    for length in (1, 2, 3):
+        if int(digits[:length] or "0") in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return length
+    return 1

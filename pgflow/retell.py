@@ -29,17 +29,16 @@ from typing import Any, Final, Self
 from urllib.parse import quote
 
 import httpx
-import phonenumbers
 
 from pgflow import __version__
 from pgflow.errors import PgflowError
+from pgflow.phones import mask
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "RetellClient",
     "RetellError",
     "SendResult",
-    "mask_phone",
     "sign",
     "verify_signature",
 ]
@@ -248,8 +247,8 @@ class RetellClient:
         message = message.replace(self._api_key, "***")
         for phone in phones:
             if phone:
-                message = message.replace(phone, mask_phone(phone))
-        return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), message)
+                message = message.replace(phone, mask(phone))
+        return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
 
 
 @functools.cache
@@ -351,31 +350,3 @@ def verify_signature(
         return False
     expected = sign(body, api_key, timestamp_ms).partition(",d=")[2]
     return hmac.compare_digest(expected.encode(), digest.lower().encode())
-
-
-def mask_phone(phone: str) -> str:
-    """A phone number fit for logs: `+14155550123` -> `+1415***0123`.
-
-    E.164 keeps the country code, three more digits and the last four; anything else keeps
-    only the last four; numbers too short to hide anything are fully masked (`***`)."""
-    text = phone.strip()
-    digits = text[1:] if text.startswith("+") else text
-    if not digits.isascii() or not digits.isdigit():
-        return "***"
-    if text.startswith("+"):
-        cc_len = _country_code_length(digits)
-        keep = cc_len + 3
-        if len(digits) >= keep + 4 + 2:
-            return f"+{digits[:keep]}***{digits[-4:]}"
-        return "***"
-    if len(digits) >= 8:
-        return f"***{digits[-4:]}"
-    return "***"
-
-
-def _country_code_length(digits: str) -> int:
-    """Length of the calling code at the start of `digits` (codes are prefix-free)."""
-    for length in (1, 2, 3):
-        if int(digits[:length] or "0") in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            return length
-    return 1

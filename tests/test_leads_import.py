@@ -71,7 +71,7 @@ def test_import_counts_reports_errors_and_exits_2(
         ("5", "invalid_phone"),
         ("7", "invalid_payload"),
     ]
-    assert reported[1][1] == "******"  # a short raw phone is masked whole
+    assert reported[1][1] == "***"  # a short raw phone is masked whole
     assert "consent.at must be an ISO 8601 time" in reported[2][3]
     assert "+14155550125" not in errors_file.read_text(encoding="utf-8")
 
