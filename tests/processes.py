@@ -145,3 +145,48 @@ def serving(settings: Settings, clock: dt.datetime | None = None) -> Iterator[ht
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+class CaptureServer:
+    """A real HTTP server on 127.0.0.1 that records POSTed JSON and answers 204."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+
+        received: list[Any] = []
+        cond = threading.Condition()
+        self.received = received
+        self._cond = cond
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"null")
+                with cond:
+                    received.append(payload)
+                    cond.notify_all()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CaptureServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[Any]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.received) >= n, timeout):
+                raise AssertionError(f"expected {n} POSTs, got {len(self.received)}")
+            return list(self.received)

@@ -15,7 +15,7 @@ from pgflow.config import Settings
 from tests.factories import apply_campaign, count, ingest
 from tests.fake_retell import FakeRetell, Step
 from tests.helpers import row, scalar
-from tests.processes import WorkerProcess, serving, wait_until
+from tests.processes import CaptureServer, WorkerProcess, serving, wait_until
 
 Conn = psycopg.Connection[Any]
 OPEN_ALL_DAY = {"window_start": "00:00", "window_end": "24:00"}
@@ -180,6 +180,46 @@ def test_auth_and_payment_failures_dead_letter_and_alert(
         True,
     )
     assert len(fake.sms_requests()) == 1
+
+
+def test_a_new_alert_is_posted_to_the_alert_webhook(
+    db: Conn, db_url: str, campaign: int, fake: FakeRetell
+) -> None:
+    fake.script(401, 401)
+    with CaptureServer() as hook:
+        worker = WorkerProcess(
+            db_url, fake.url, fake.api_key, *FAST, env={"PGFLOW_ALERT_WEBHOOK_URL": hook.url}
+        ).started()
+        try:
+            ingest(db, "2125550147", now())
+            ingest(db, "2125550148", now())
+            [posted] = hook.wait_for(1)
+            wait_until(
+                lambda: (
+                    scalar(
+                        db,
+                        "select count(*) from pgflow.messages"
+                        " where delivery_status = 'dead_letter'",
+                    )
+                    == 2
+                ),
+                what="both dead letters",
+            )
+            wait_until(
+                lambda: scalar(db, "select notified_at is not null from pgflow.alerts"),
+                what="notified_at recorded",
+            )
+        finally:
+            worker.stop()
+    assert posted["source"] == "pgflow-sms"
+    assert (posted["alert"]["kind"], posted["alert"]["severity"]) == (
+        "retell_unauthorized",
+        "critical",
+    )
+    assert "0147" not in posted["alert"]["message"] or "***" in posted["alert"]["message"]
+    # the second failure counts on the same open alert, and is not posted again
+    assert row(db, "select count(*), max(occurrences) from pgflow.alerts") == (1, 2)
+    assert len(hook.received) == 1
 
 
 def test_timeout_is_retried(db: Conn, campaign: int, fake: FakeRetell, start_worker: Any) -> None:
