@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
 import typer
 
 from . import campaign, db, dead_letters, leads, serve, status, worker
+from .common import err_console
 
 app = typer.Typer(
     help="pgflow-sms: inbound leads to SMS conversations, run from Postgres.",
@@ -21,7 +23,15 @@ app.command(name="serve")(serve.serve)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except psycopg.OperationalError as exc:
+        # No traceback for the commonest operator error: say which database and why.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err_console.print(
+            f"[red]error:[/red] cannot reach the database: {first_line}", highlight=False
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
