@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
+from typer.testing import CliRunner
 
 from pgflow import migrations
+from pgflow.cli import db as db_cli
 from tests.snapshot import SNAPSHOT, schema_dump
 
 
@@ -59,3 +63,18 @@ def test_every_migration_has_header_and_rollback() -> None:
             continue
         assert lines[1].startswith("-- depends:"), f"{path.name}: second line must be depends"
         assert path.with_name(path.stem + ".rollback.sql").exists(), f"{path.name}: no rollback"
+
+
+def test_db_cli_migrate_and_status(empty_db_url: str) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": empty_db_url}
+    before = runner.invoke(db_cli.app, ["status", "--json"], env=env)
+    assert before.exit_code == 1
+    assert json.loads(before.output)["applied"] == []
+    applied = runner.invoke(db_cli.app, ["migrate"], env=env)
+    assert applied.exit_code == 0, applied.output
+    assert "applied 0001_create_schema" in applied.output
+    assert "nothing to apply" in runner.invoke(db_cli.app, ["migrate"], env=env).output
+    after = runner.invoke(db_cli.app, ["status", "--json"], env=env)
+    assert after.exit_code == 0
+    assert json.loads(after.output)["pending"] == []
