@@ -718,6 +718,9 @@ declare
   v_preloaded boolean :=
     pg_catalog.current_setting('shared_preload_libraries') ~ '(^|[ ,])pg_cron([ ,]|$)';
   v_local_cron boolean := pg_catalog.to_regclass('cron.job') is not null;
+  -- pg_cron's scheduler; it stops for good if its database is dropped and re-created
+  v_launcher boolean := exists (select 1 from pg_catalog.pg_stat_activity
+                                 where backend_type = 'pg_cron launcher');
   v_tick record;
   v_workers integer;
   v_last_worker timestamptz;
@@ -748,10 +751,12 @@ begin
     $q$ into v_tick;
     v_checks := v_checks || pg_catalog.jsonb_build_object(
       'name', 'tick',
-      'ok', v_tick.jobid is not null and v_tick.active
+      'ok', v_launcher and v_tick.jobid is not null and v_tick.active
             and (v_tick.last_ok > v_now - interval '3 minutes'
                  or (v_tick.last_ok is null and v_tick.last_error is null)),
       'detail', case
+        when not v_launcher
+          then 'pg_cron''s launcher is not running: nothing is scheduled (restart PostgreSQL)'
         when v_tick.jobid is null then 'cron job pgflow-tick is not scheduled'
         when not v_tick.active then 'cron job pgflow-tick is inactive'
         when v_tick.last_ok > v_now - interval '3 minutes'

@@ -43,3 +43,16 @@ def test_tick_and_prune_are_scheduled_by_name(server_url: str) -> None:
         ("pgflow-prune", "17 * * * *", "select pgflow.prune()"),
         ("pgflow-tick", "* * * * *", "select pgflow.tick()"),
     ]
+
+
+def test_status_of_the_project_database_sees_the_tick_schedule(server_url: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        cron_db = scalar(conn, "select current_setting('cron.database_name')")
+    project_url = with_database(server_url, cron_db)
+    migrations.migrate(project_url)
+    with psycopg.connect(project_url, autocommit=True) as conn:
+        health = scalar(conn, "select pgflow.health()")
+    tick = {c["name"]: c for c in health["checks"]}["tick"]
+    # the launcher runs, the job is scheduled: either no run yet, or a recent success
+    assert tick["ok"] is True, tick
+    assert tick["detail"] == "scheduled; no run yet" or tick["detail"].startswith("last ran")
