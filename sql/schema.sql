@@ -97,9 +97,9 @@ begin
     end if;
     v_body := pgflow.render_template(r.body, pgflow._template_values(v_contact), r.fallbacks);
     insert into pgflow.messages
-      (conversation_id, contact_id, direction, kind, body, step_position, delivery_status,
-       segments, encoding, dedupe_key, created_at, updated_at)
-    values (v_conversation.id, r.contact_id, 'outbound', 'campaign', v_body, r.position,
+      (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
+       delivery_status, segments, encoding, dedupe_key, created_at, updated_at)
+    values (v_conversation.id, r.contact_id, r.id, 'outbound', 'campaign', v_body, r.position,
             'queued', pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body),
             'step:' || r.id || ':' || r.position, p_now, p_now)
     on conflict (dedupe_key) do nothing
@@ -383,8 +383,8 @@ begin
       v_first_diff := v_first_diff + 1;
       select pg_catalog.max(m.step_position) into v_passed
         from pgflow.messages m
-        join pgflow.conversations cv on cv.id = m.conversation_id
-       where cv.campaign_id = v_campaign.id and m.kind = 'campaign';
+        join pgflow.enrollments e on e.id = m.enrollment_id
+       where e.campaign_id = v_campaign.id and m.kind = 'campaign';
       if v_passed is not null and v_passed >= v_first_diff then
         raise exception
           'campaign %: step % differs from the applied one, but enrollments have already passed step %; steps 1..% are fixed (append new steps after them, or create a new campaign)',
@@ -418,6 +418,7 @@ declare
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
   v_enrollment_status text;
+  v_campaign_id bigint;
   v_max integer;
   v_open timestamptz;
   v_reason text;
@@ -432,10 +433,13 @@ begin
   end if;
   select * into v_contact from pgflow.contacts where id = m.contact_id;
   select * into v_conversation from pgflow.conversations where id = m.conversation_id;
-  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
-  select * into v_agent from pgflow.agents where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
-  select status into v_enrollment_status from pgflow.enrollments
-   where id = v_conversation.enrollment_id;
+  -- a campaign message answers to its own drip; other messages to the conversation's
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_campaign.agent_id, v_conversation.agent_id);
   v_max := coalesce(v_campaign.max_attempts, 6);
   if m.delivery_status = 'sending' then
     -- The last attempt never came back: its worker died mid-send.
@@ -1145,7 +1149,9 @@ begin
     return pg_catalog.jsonb_build_object('action', 'stale');
   end if;
   select coalesce(c.max_attempts, 6) into v_max
-    from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = m.enrollment_id
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
    where cv.id = m.conversation_id;
   if (p_result ->> 'ok')::boolean then
     perform pgflow._set_reason('sent on attempt ' || p_attempt);
@@ -1255,7 +1261,8 @@ begin
       left join pgflow.messages m on m.id = want.id
       left join pgflow.contacts ct on ct.id = m.contact_id
       left join pgflow.conversations cv on cv.id = m.conversation_id
-      left join pgflow.campaigns c on c.id = cv.campaign_id
+      left join pgflow.enrollments e on e.id = m.enrollment_id
+      left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
      order by want.id
   loop
     if r.found_id is null then
@@ -1555,6 +1562,7 @@ CREATE TABLE pgflow.messages (
     id bigint NOT NULL,
     conversation_id bigint NOT NULL,
     contact_id bigint NOT NULL,
+    enrollment_id bigint,
     direction text NOT NULL,
     kind text NOT NULL,
     body text NOT NULL,
@@ -1572,6 +1580,7 @@ CREATE TABLE pgflow.messages (
     delivered_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
+    CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
     CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
     CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
     CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
@@ -1595,10 +1604,11 @@ CREATE VIEW pgflow.dead_letters AS
     ct.phone,
     (ct.opted_out_at IS NOT NULL) AS contact_opted_out,
     c.slug AS campaign
-   FROM (((pgflow.messages m
+   FROM ((((pgflow.messages m
      JOIN pgflow.contacts ct ON ((ct.id = m.contact_id)))
      JOIN pgflow.conversations cv ON ((cv.id = m.conversation_id)))
-     LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
+     LEFT JOIN pgflow.enrollments e ON ((e.id = m.enrollment_id)))
+     LEFT JOIN pgflow.campaigns c ON ((c.id = COALESCE(e.campaign_id, cv.campaign_id))))
   WHERE (m.delivery_status = 'dead_letter'::text);
 ALTER TABLE pgflow.enrollments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.enrollments_id_seq
@@ -1860,6 +1870,7 @@ CREATE UNIQUE INDEX message_attempts_one_open ON pgflow.message_attempts USING b
 CREATE INDEX messages_contact_id_idx ON pgflow.messages USING btree (contact_id, created_at);
 CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conversation_id, created_at);
 CREATE INDEX messages_dead_letter_idx ON pgflow.messages USING btree (updated_at) WHERE (delivery_status = 'dead_letter'::text);
+CREATE INDEX messages_enrollment_id_idx ON pgflow.messages USING btree (enrollment_id);
 CREATE INDEX messages_provider_message_id_idx ON pgflow.messages USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
 CREATE INDEX pgqueuer_ep_ea_idx ON pgflow.pgqueuer USING btree (entrypoint, execute_after) WHERE (status = 'queued'::pgflow.pgqueuer_status);
 CREATE INDEX pgqueuer_ep_prio_id_idx ON pgflow.pgqueuer USING btree (entrypoint, priority DESC, id) WHERE (status = 'queued'::pgflow.pgqueuer_status);
@@ -1906,3 +1917,5 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id);
+ALTER TABLE ONLY pgflow.messages
+    ADD CONSTRAINT messages_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES pgflow.enrollments(id);

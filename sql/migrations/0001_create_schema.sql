@@ -183,6 +183,8 @@ create table pgflow.messages (
   id bigint generated always as identity primary key,
   conversation_id bigint not null references pgflow.conversations (id),
   contact_id bigint not null references pgflow.contacts (id),
+  -- the drip a campaign message belongs to (a line may carry several campaigns)
+  enrollment_id bigint references pgflow.enrollments (id),
   direction text not null,
   kind text not null,
   body text not null,
@@ -210,6 +212,7 @@ create table pgflow.messages (
   constraint messages_inbound_received
     check ((direction = 'inbound') = (delivery_status = 'received')),
   constraint messages_campaign_has_step check ((kind = 'campaign') = (step_position is not null)),
+  constraint messages_campaign_has_enrollment check (kind <> 'campaign' or enrollment_id is not null),
   constraint messages_sent_has_time
     check (delivery_status not in ('sent', 'delivered') or sent_at is not null),
   constraint messages_delivered_has_time
@@ -220,6 +223,7 @@ create table pgflow.messages (
 );
 create index messages_conversation_id_idx on pgflow.messages (conversation_id, created_at);
 create index messages_contact_id_idx on pgflow.messages (contact_id, created_at);
+create index messages_enrollment_id_idx on pgflow.messages (enrollment_id);
 create index messages_dead_letter_idx on pgflow.messages (updated_at)
   where delivery_status = 'dead_letter';
 create index messages_provider_message_id_idx on pgflow.messages (provider_message_id)

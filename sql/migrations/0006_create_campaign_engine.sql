@@ -236,9 +236,9 @@ begin
     end if;
     v_body := pgflow.render_template(r.body, pgflow._template_values(v_contact), r.fallbacks);
     insert into pgflow.messages
-      (conversation_id, contact_id, direction, kind, body, step_position, delivery_status,
-       segments, encoding, dedupe_key, created_at, updated_at)
-    values (v_conversation.id, r.contact_id, 'outbound', 'campaign', v_body, r.position,
+      (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
+       delivery_status, segments, encoding, dedupe_key, created_at, updated_at)
+    values (v_conversation.id, r.contact_id, r.id, 'outbound', 'campaign', v_body, r.position,
             'queued', pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body),
             'step:' || r.id || ':' || r.position, p_now, p_now)
     on conflict (dedupe_key) do nothing

@@ -119,8 +119,8 @@ begin
       v_first_diff := v_first_diff + 1;
       select pg_catalog.max(m.step_position) into v_passed
         from pgflow.messages m
-        join pgflow.conversations cv on cv.id = m.conversation_id
-       where cv.campaign_id = v_campaign.id and m.kind = 'campaign';
+        join pgflow.enrollments e on e.id = m.enrollment_id
+       where e.campaign_id = v_campaign.id and m.kind = 'campaign';
       if v_passed is not null and v_passed >= v_first_diff then
         raise exception
           'campaign %: step % differs from the applied one, but enrollments have already passed step %; steps 1..% are fixed (append new steps after them, or create a new campaign)',

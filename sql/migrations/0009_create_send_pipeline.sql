@@ -110,6 +110,7 @@ declare
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
   v_enrollment_status text;
+  v_campaign_id bigint;
   v_max integer;
   v_open timestamptz;
   v_reason text;
@@ -124,10 +125,13 @@ begin
   end if;
   select * into v_contact from pgflow.contacts where id = m.contact_id;
   select * into v_conversation from pgflow.conversations where id = m.conversation_id;
-  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
-  select * into v_agent from pgflow.agents where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
-  select status into v_enrollment_status from pgflow.enrollments
-   where id = v_conversation.enrollment_id;
+  -- a campaign message answers to its own drip; other messages to the conversation's
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_campaign.agent_id, v_conversation.agent_id);
   v_max := coalesce(v_campaign.max_attempts, 6);
 
   if m.delivery_status = 'sending' then
@@ -248,7 +252,9 @@ begin
     return pg_catalog.jsonb_build_object('action', 'stale');
   end if;
   select coalesce(c.max_attempts, 6) into v_max
-    from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = m.enrollment_id
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
    where cv.id = m.conversation_id;
 
   if (p_result ->> 'ok')::boolean then
@@ -311,7 +317,8 @@ select m.id, m.created_at, m.updated_at as failed_at, m.attempts, m.delivery_err
   from pgflow.messages m
   join pgflow.contacts ct on ct.id = m.contact_id
   join pgflow.conversations cv on cv.id = m.conversation_id
-  left join pgflow.campaigns c on c.id = cv.campaign_id
+  left join pgflow.enrollments e on e.id = m.enrollment_id
+  left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
  where m.delivery_status = 'dead_letter';
 
 -- Requeue dead letters (by id, or all, optionally of one campaign): attempts reset, a new
@@ -341,7 +348,8 @@ begin
       left join pgflow.messages m on m.id = want.id
       left join pgflow.contacts ct on ct.id = m.contact_id
       left join pgflow.conversations cv on cv.id = m.conversation_id
-      left join pgflow.campaigns c on c.id = cv.campaign_id
+      left join pgflow.enrollments e on e.id = m.enrollment_id
+      left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
      order by want.id
   loop
     if r.found_id is null then
