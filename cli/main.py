@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from . import campaign, db, dead_letters, leads, serve, status, worker
+from . import campaign, conversations, db, dead_letters, leads, serve, status, worker
 from .common import err_console
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(leads.app, name="leads")
+app.add_typer(conversations.app, name="conversations")
 app.command(name="status")(status.status)
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)

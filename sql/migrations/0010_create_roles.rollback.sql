@@ -24,4 +24,3 @@ begin
 end;
 $$;
 grant execute on all functions in schema pgflow to public;
-alter default privileges in schema pgflow grant execute on functions to public;
