@@ -339,21 +339,16 @@ class ImportSummary:
 
 
 def check_campaign(conn: psycopg.Connection[Any], slug: str) -> None:
-    """Fail fast (LeadFileError) unless the campaign exists, is active and has steps."""
-    found = db.fetch_all(
-        conn,
-        "select c.status, (select count(*) from pgflow.campaign_steps s"
-        " where s.campaign_id = c.id) as steps from pgflow.campaigns c where c.slug = %(slug)s",
-        {"slug": slug},
+    """Fail fast (LeadFileError) unless the campaign takes leads: pgflow.campaign_refusal()."""
+    refusal = db.call(conn, "campaign_refusal", slug)
+    if refusal is None:
+        return
+    hint = (
+        "; apply it first with `pgflow campaign apply`"
+        if refusal["error"] == "unknown_campaign"
+        else ""
     )
-    if not found:
-        raise LeadFileError(
-            f"no campaign with slug {slug!r}; apply it first with `pgflow campaign apply`"
-        )
-    if found[0]["status"] != "active":
-        raise LeadFileError(f"campaign {slug!r} is {found[0]['status']}, not active")
-    if not found[0]["steps"]:
-        raise LeadFileError(f"campaign {slug!r} has no steps")
+    raise LeadFileError(f"{refusal['detail']}{hint}")
 
 
 def import_rows(

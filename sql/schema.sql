@@ -406,6 +406,22 @@ begin
   return v_result;
 end;
 $$;
+CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select case
+    when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
+      'detail', pg_catalog.format('no campaign with slug %L', p_slug))
+    when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
+      'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
+    when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
+      then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
+        'detail', pg_catalog.format('campaign %L has no steps', c.slug))
+  end
+  from (select 1) one
+  left join pgflow.campaigns c on c.slug = p_slug
+$$;
 CREATE FUNCTION pgflow.claim_send(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -871,6 +887,7 @@ declare
   v_edge jsonb := coalesce(p_edge, '{}'::jsonb);
   v_campaign pgflow.campaigns;
   v_first pgflow.campaign_steps;
+  v_refusal jsonb;
   v_phone text;
   v_tz text;
   v_error text;
@@ -923,20 +940,14 @@ begin
     end if;
   end if;
   if v_error is null then
-    select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
-    if not found then
-      v_error := 'unknown_campaign';
-      v_detail := pg_catalog.format('no campaign with slug %L', payload ->> 'campaign');
-    elsif v_campaign.status <> 'active' then
-      v_error := 'campaign_inactive';
-      v_detail := pg_catalog.format('campaign %L is %s', v_campaign.slug, v_campaign.status);
+    v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
+    if v_refusal is not null then
+      v_error := v_refusal ->> 'error';
+      v_detail := v_refusal ->> 'detail';
     else
+      select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
       select * into v_first from pgflow.campaign_steps
        where campaign_id = v_campaign.id order by position limit 1;
-      if not found then
-        v_error := 'campaign_has_no_steps';
-        v_detail := pg_catalog.format('campaign %L has no steps', v_campaign.slug);
-      end if;
     end if;
   end if;
   if v_error is null then

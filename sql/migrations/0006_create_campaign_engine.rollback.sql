@@ -1,6 +1,7 @@
 -- Drop the campaign engine.
 drop function if exists pgflow.tick(timestamptz, integer);
 drop function if exists pgflow.ingest_lead(jsonb, timestamptz, jsonb);
+drop function if exists pgflow.campaign_refusal(text);
 drop function if exists pgflow._is_timestamp(text);
 drop function if exists pgflow.reject_lead(text, text, text, text, timestamptz);
 drop function if exists pgflow._dispatch_steps(bigint[], timestamptz, integer);

@@ -313,6 +313,26 @@ exception when others then
 end;
 $$;
 
+-- Why a campaign takes no leads now ({"error", "detail"}), or NULL when it does:
+-- it must exist, be active and have at least one step. ingest_lead() and the CSV import's
+-- up-front check share it.
+create function pgflow.campaign_refusal(p_slug text) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  select case
+    when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
+      'detail', pg_catalog.format('no campaign with slug %L', p_slug))
+    when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
+      'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
+    when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
+      then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
+        'detail', pg_catalog.format('campaign %L has no steps', c.slug))
+  end
+  from (select 1) one
+  left join pgflow.campaigns c on c.slug = p_slug
+$$;
+
 -- One call per lead. Records it in lead_events whatever happens; upserts the contact;
 -- enrolls idempotently; opens the conversation; sends step 1 at once when it is due and
 -- the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
@@ -330,6 +350,7 @@ declare
   v_edge jsonb := coalesce(p_edge, '{}'::jsonb);
   v_campaign pgflow.campaigns;
   v_first pgflow.campaign_steps;
+  v_refusal jsonb;
   v_phone text;
   v_tz text;
   v_error text;
@@ -382,20 +403,14 @@ begin
     end if;
   end if;
   if v_error is null then
-    select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
-    if not found then
-      v_error := 'unknown_campaign';
-      v_detail := pg_catalog.format('no campaign with slug %L', payload ->> 'campaign');
-    elsif v_campaign.status <> 'active' then
-      v_error := 'campaign_inactive';
-      v_detail := pg_catalog.format('campaign %L is %s', v_campaign.slug, v_campaign.status);
+    v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
+    if v_refusal is not null then
+      v_error := v_refusal ->> 'error';
+      v_detail := v_refusal ->> 'detail';
     else
+      select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
       select * into v_first from pgflow.campaign_steps
        where campaign_id = v_campaign.id order by position limit 1;
-      if not found then
-        v_error := 'campaign_has_no_steps';
-        v_detail := pg_catalog.format('campaign %L has no steps', v_campaign.slug);
-      end if;
     end if;
   end if;
   if v_error is null then

@@ -31,6 +31,7 @@ alter function pgflow.record_alert_delivery(bigint, text, timestamptz) security 
 alter function pgflow.tick(timestamptz, integer) security definer;
 alter function pgflow.prune(timestamptz, interval, interval, interval, interval, integer) security definer;
 alter function pgflow.apply_campaigns(jsonb, timestamptz) security definer;
+alter function pgflow.campaign_refusal(text) security definer;
 alter function pgflow.requeue_dead_letters(bigint[], text, timestamptz) security definer;
 alter function pgflow.discard_dead_letters(bigint[], timestamptz) security definer;
 alter function pgflow.pause_enrollment(bigint, text, timestamptz) security definer;
@@ -69,6 +70,7 @@ grant execute on function pgflow.apply_campaigns(jsonb, timestamptz),
   pgflow.end_conversation(bigint, text, text, text, timestamptz),
   pgflow.ingest_lead(jsonb, timestamptz, jsonb),
   pgflow.reject_lead(text, text, text, text, timestamptz),
+  pgflow.campaign_refusal(text),
   pgflow.health(timestamptz)
   to pgflow_operator;
 grant pgflow_reader to pgflow_operator;
