@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -24,48 +20,12 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.common import ROOT, fresh_database, record
+from bench.common import fresh_database, record
 from tests.factories import campaign_doc
 from tests.fake_retell import FakeRetell
-from tests.processes import WorkerProcess, wait_until
+from tests.processes import ServeProcess, WorkerProcess
 
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url, "PGFLOW_LEAD_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgflow.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: _ready(port), timeout=30, what="pgflow serve")
-    return proc
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def phone(i: int, base: int) -> str:
@@ -158,8 +118,8 @@ def main() -> None:
             "select pgflow.apply_campaigns(%s)",
             [Jsonb(campaign_doc("bench", window_start="00:00", window_end="24:00"))],
         )
-    port = free_port()
-    server = start_server(url, port)
+    server = ServeProcess(url, "--log-level", "INFO", env={"PGFLOW_LEAD_TOKEN": TOKEN}).started()
+    port = server.port
     try:
         # 1. intake alone (no worker): what the webhook + ingest_lead sustain
         intake = asyncio.run(throughput(port, args.seconds, args.clients))
@@ -177,7 +137,7 @@ def main() -> None:
                 worker.stop()
     finally:
         server.terminate()
-        server.wait(30)
+        server.stop()
     record(
         "webhook",
         {"intake": intake, "speed_to_lead": latency, "goal": "speed_to_lead p95 < 300 ms"},

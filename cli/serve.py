@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import typer
 import uvicorn
 
@@ -20,7 +23,7 @@ def serve(
     SIGTERM/SIGINT stop accepting connections and let requests in flight finish."""
     configure_logging(log_level)
     app = create_app(settings())
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -30,3 +33,15 @@ def serve(
         lifespan="on",  # a failing start-up stops the server instead of serving without a pool
         server_header=False,
     )
+    _DrainingServer(config).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies by
+    the signal; after a clean drain `pgflow serve` exits 0, like `pgflow worker`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()

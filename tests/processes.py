@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -36,33 +36,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.02)
 
 
-class WorkerProcess:
-    """`pgflow worker` in a subprocess; its log lines are collected as they arrive."""
+class PgflowProcess:
+    """A `pgflow` command in a subprocess; its log lines are collected as they arrive."""
 
-    def __init__(
-        self,
-        database_url: str,
-        retell_url: str,
-        api_key: str,
-        *args: str,
-        env: dict[str, str] | None = None,
-    ) -> None:
+    started_event = "event=worker.started"
+
+    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
         full_env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("PGFLOW_", "RETELL_", "DATABASE_URL"))
         }
-        full_env.update(
-            DATABASE_URL=database_url,
-            RETELL_BASE_URL=retell_url,
-            RETELL_API_KEY=api_key,
-            PYTHONUNBUFFERED="1",
-        )
+        full_env.update(DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
         full_env.update(env or {})
+        self.command = args[0] if args else "pgflow"
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pgflow.cli.main", "worker", *args],
+            [sys.executable, "-m", "pgflow.cli.main", *args],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -91,12 +82,13 @@ class WorkerProcess:
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     raise AssertionError(
-                        f"worker never logged {needle!r}; output:\n" + "\n".join(self.lines[-40:])
+                        f"pgflow {self.command} never logged {needle!r}; output:\n"
+                        + "\n".join(self.lines[-40:])
                     )
                 self._cond.wait(min(left, 0.5))
 
-    def started(self) -> WorkerProcess:
-        self.wait_for_line("event=worker.started")
+    def started(self) -> Self:
+        self.wait_for_line(self.started_event)
         return self
 
     def kill(self) -> None:
@@ -118,6 +110,39 @@ class WorkerProcess:
     def output(self) -> str:
         with self._cond:
             return "\n".join(self.lines)
+
+
+class WorkerProcess(PgflowProcess):
+    """`pgflow worker` pointed at a (fake) Retell."""
+
+    def __init__(
+        self,
+        database_url: str,
+        retell_url: str,
+        api_key: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        retell = {"RETELL_BASE_URL": retell_url, "RETELL_API_KEY": api_key}
+        super().__init__(database_url, "worker", *args, env={**retell, **(env or {})})
+
+
+class ServeProcess(PgflowProcess):
+    """`pgflow serve` on a free port of 127.0.0.1; `url` once `started()`."""
+
+    started_event = "event=web.started"
+
+    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(database_url, "serve", "--port", str(self.port), *args, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextlib.contextmanager

@@ -10,19 +10,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import typer
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
-from starlette.applications import Starlette
-from typer.testing import CliRunner
 
-from pgflow.cli import serve as serve_cli
 from pgflow.config import Settings
 from pgflow.web.app import LEAD_BODY_LIMIT
 from tests.factories import at, count
 from tests.helpers import row, scalar
-from tests.processes import serving
+from tests.processes import ServeProcess, serving
 
 Conn = psycopg.Connection[Any]
 TOKEN = "t0ken-for-tests"
@@ -304,18 +299,22 @@ def test_metrics(client: httpx.Client) -> None:
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "rejected"),))] == 1
 
 
-def test_serve_command_runs_uvicorn_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    cli = typer.Typer()
-    cli.command()(serve_cli.serve)
-    cli.command("other")(lambda: None)  # a group, so the command is named as in `pgflow serve`
-    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "PGFLOW_LEAD_TOKEN": TOKEN}
-    result = CliRunner().invoke(cli, ["serve", "--port", "9999"], env=env)
-    assert result.exit_code == 0, result.output
-    [(app, options)] = calls
-    assert isinstance(app, Starlette)
-    assert (options["host"], options["port"], options["log_config"]) == ("127.0.0.1", 9999, None)
+def test_pgflow_serve_takes_leads_and_stops_cleanly(db_url: str, db: Conn) -> None:
+    """The command an operator runs: a real process, a real port, SIGTERM."""
+    db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(CAMPAIGNS)])
+    server = ServeProcess(db_url, env={"PGFLOW_LEAD_TOKEN": TOKEN}).started()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as web:
+            assert web.get("/healthz").json() == {"status": "ok"}
+            assert web.get("/readyz").status_code == 200
+            assert post(web, {**LEAD, "campaign": "solar-q4"}).status_code in (200, 201)
+        assert server.terminate() == 0
+        assert "event=web.stopped" in server.output()
+        assert "event=lead.ingested" in server.output()
+        assert "4155550123" not in server.output()  # phones are masked in logs
+    finally:
+        server.stop()
+    assert count(db, "lead_events") == 1
 
 
 def test_the_app_needs_no_more_than_the_web_role(db: Conn, login_url: Callable[[str], str]) -> None:
