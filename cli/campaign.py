@@ -30,7 +30,7 @@ def apply(
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     with db.connect(settings().database_url, autocommit=False, application="cli") as conn:
         try:
-            result = db.apply_campaigns(conn, parsed.doc)
+            result = db.apply_campaigns(parsed.doc).run(conn)
         except PgflowError as exc:
             conn.rollback()
             fail(str(exc))

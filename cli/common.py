@@ -8,13 +8,32 @@ import sys
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from pgflow.config import Settings
 from pgflow.errors import PgflowError
 
-console = Console()
-err_console = Console(stderr=True)
+# Width for tables written to a pipe or a file (a terminal uses its own width).
+PIPE_WIDTH = 200
+
+
+class _Console(Console):
+    """rich's Console that never wraps a printed line (soft wrap) and, when the output is
+    not a terminal, lays tables out at a fixed wide width instead of 80 columns: what a
+    log, a pipe or a test reads does not depend on the terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured: ConsoleDimensions = Console.size.fget(self)  # type: ignore[attr-defined]
+        return measured if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, measured.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console(soft_wrap=True)
+err_console = _Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:

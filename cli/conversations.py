@@ -29,7 +29,7 @@ def show(
     if number.e164 is None:
         fail(f"{phone!r}: {number.error}")
     with db.connect(settings().database_url, application="cli") as conn:
-        report = db.call(conn, "contact_report", number.e164, limit)
+        report = db.contact_report(number.e164, limit).run(conn)
     if report is None:
         fail(f"no contact with number {phones.mask(number.e164)}")
     if as_json:

@@ -35,15 +35,7 @@ def list_(
 ) -> None:
     """List dead letters, newest first (phones masked)."""
     with db.connect(settings().database_url, application="cli") as conn:
-        rows = db.fetch_all(
-            conn,
-            "select id, campaign, phone, attempts, delivery_error, failed_at, contact_opted_out,"
-            " step_position, body from pgflow.dead_letters"
-            " where (%(campaign)s::text is null or campaign = %(campaign)s)"
-            " and (%(since)s::timestamptz is null or failed_at >= %(since)s)"
-            " order by failed_at desc, id desc limit %(limit)s",
-            {"campaign": campaign, "since": _since(since), "limit": limit},
-        )
+        rows = db.dead_letters(campaign, _since(since), limit).run(conn)
     for r in rows:
         r["phone"] = phones.mask(r["phone"])
     if as_json:
@@ -100,7 +92,7 @@ def requeue(
         fail("--campaign goes with --all")
     with db.connect(settings().database_url, application="cli") as conn:
         try:
-            results = db.call(conn, "requeue_dead_letters", ids or None, campaign)
+            results = db.requeue_dead_letters(ids or None, campaign).run(conn)
         except PgflowError as exc:
             fail(str(exc))
     if not results:
@@ -116,5 +108,5 @@ def discard(
 ) -> None:
     """Give up on dead letters for good (they become 'failed')."""
     with db.connect(settings().database_url, application="cli") as conn:
-        results = db.call(conn, "discard_dead_letters", ids)
+        results = db.discard_dead_letters(ids).run(conn)
     _report(results, as_json, "discarded")

@@ -1,21 +1,38 @@
-"""Database access: connections, the one place `pgflow.*` SQL functions are called, and the
-mapping of database errors (by SQLSTATE) onto `pgflow.errors`."""
+"""The one door from Python to the database.
+
+Every SQL function the engine calls, and every query it runs, is built here and nowhere
+else: one typed builder per SQL function returns a `Call`, which runs on a sync connection
+(`.run(conn)`) or an async one (`await .arun(conn)`, or `await .arun_in(pool)`). The two
+twins share the builder, so the SQL text, the argument order and the way the answer is
+read exist once (procrastinate's manager does the same with `*_query_kwargs` helpers).
+Database errors that carry our own SQLSTATEs (class PF) become `pgflow.errors` exceptions
+here, in one table.
+
+Layout: connection helpers; `Call`; then the builders, grouped by area in the order a lead
+travels (intake, campaigns, tick, sending, inbound, outcomes, operations)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, LiteralString, TypeVar, cast
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from pgflow import errors
 
-# Our own SQLSTATEs (class PF), raised by the SQL functions.
+T = TypeVar("T")
+Row = dict[str, Any]
+Now = dt.datetime | None  # the injected clock: None is the database's now()
+
+# Our own SQLSTATEs (class PF), raised by the SQL functions (sql/STATE_MACHINES.md).
 SQLSTATE_ERRORS: dict[str, type[errors.PgflowError]] = {
     "PF001": errors.IllegalTransition,
     "PF002": errors.NotFound,
@@ -25,22 +42,49 @@ SQLSTATE_ERRORS: dict[str, type[errors.PgflowError]] = {
 }
 
 APPLICATION_NAME = "pgflow"
+# Errors that mean "the database is not there right now" (restart, failover, network).
+UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def connect(url: str, *, autocommit: bool = True, application: str = "") -> psycopg.Connection[Any]:
-    """A plain connection; autocommit so every SQL function call is its own transaction."""
-    name = f"{APPLICATION_NAME}-{application}" if application else APPLICATION_NAME
-    return psycopg.connect(url, autocommit=autocommit, application_name=name)
+    """A plain connection; autocommit so every call is its own transaction."""
+    return psycopg.connect(url, autocommit=autocommit, application_name=_app_name(application))
+
+
+def async_pool(
+    url: str,
+    *,
+    application: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 10.0,
+) -> AsyncConnectionPool[Any]:
+    """A pool of autocommit async connections, not yet opened (`await pool.open()`).
+
+    Each connection is checked before it is handed out, so the first request after a
+    database restart gets a live connection instead of a dead one."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True, "application_name": _app_name(application)},
+        check=AsyncConnectionPool.check_connection,
+        name=_app_name(application),
+        open=False,
+    )
+
+
+def _app_name(application: str) -> str:
+    return f"{APPLICATION_NAME}-{application}" if application else APPLICATION_NAME
 
 
 def map_error(exc: psycopg.Error) -> Exception:
     """The engine's exception for a database error, or the error itself."""
-    state = exc.sqlstate or ""
-    cls = SQLSTATE_ERRORS.get(state)
+    cls = SQLSTATE_ERRORS.get(exc.sqlstate or "")
     if cls is None:
         return exc
-    message = exc.diag.message_primary or str(exc)
-    return cls(message)
+    return cls(exc.diag.message_primary or str(exc))
 
 
 @contextlib.contextmanager
@@ -55,102 +99,251 @@ def mapped_errors() -> Iterator[None]:
         raise mapped from exc
 
 
-def call(conn: psycopg.Connection[Any], function: str, *args: Any, **kwargs: Any) -> Any:
-    """Call `pgflow.<function>` with positional and named arguments; return its scalar value.
-
-    dicts are passed as jsonb, lists as arrays; the function name is quoted as an identifier.
-    """
-    query, params = _function_call(function, args, kwargs)
-    with mapped_errors(), conn.cursor() as cur:
-        cur.execute(query, params)
-        row = cur.fetchone()
-        return None if row is None else row[0]
+# --- Call: one statement, run sync or async -----------------------------------------------
 
 
-def _function_call(
-    function: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[sql.Composed, list[Any]]:
-    params: list[Any] = [_adapt(a) for a in args]
+@dataclasses.dataclass(frozen=True)
+class Call(Generic[T]):
+    """One SQL statement with its parameters and the way its answer is read."""
+
+    query: sql.SQL | sql.Composed
+    params: Sequence[Any] | dict[str, Any]
+    read: Callable[[list[Row]], T]
+    # The answer when a table the query reads does not exist (yet): None re-raises.
+    absent: Callable[[], T] | None = None
+
+    def run(self, conn: psycopg.Connection[Any]) -> T:
+        try:
+            with mapped_errors(), conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(self.query, self.params)
+                return self.read(cur.fetchall() if cur.description else [])
+        except psycopg.errors.UndefinedTable:
+            if self.absent is None:
+                raise
+            return self.absent()
+
+    async def arun(self, conn: psycopg.AsyncConnection[Any]) -> T:
+        try:
+            with mapped_errors():
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await cur.execute(self.query, self.params)
+                    return self.read(await cur.fetchall() if cur.description else [])
+        except psycopg.errors.UndefinedTable:
+            if self.absent is None:
+                raise
+            return self.absent()
+
+    async def arun_in(self, pool: AsyncConnectionPool[Any]) -> T:
+        async with pool.connection() as conn:
+            return await self.arun(conn)
+
+
+def _scalar(rows: list[Row]) -> Any:
+    return next(iter(rows[0].values())) if rows else None
+
+
+def _function(name: str, *args: Any, **named: Any) -> Call[Any]:
+    """`select pgflow.<name>(args..., key => value...)`: its one value (dicts go as jsonb)."""
     parts: list[sql.Composable] = [sql.Placeholder() for _ in args]
-    for name, value in kwargs.items():
-        parts.append(sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder()))
+    params = [_adapt(a) for a in args]
+    for key, value in named.items():
+        parts.append(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder()))
         params.append(_adapt(value))
-    query = sql.SQL("select {}({})").format(
-        sql.Identifier("pgflow", function), sql.SQL(", ").join(parts)
+    query = sql.SQL("select {}({}) as value").format(
+        sql.Identifier("pgflow", name), sql.SQL(", ").join(parts)
     )
-    return query, params
+    return Call(query, params, _scalar)
 
 
-async def acall(
-    conn: psycopg.AsyncConnection[Any], function: str, *args: Any, **kwargs: Any
-) -> Any:
-    """`call` for async connections: one statement, our SQLSTATEs mapped."""
-    query, params = _function_call(function, args, kwargs)
-    with mapped_errors():
-        async with conn.cursor() as cur:
-            await cur.execute(query, params)
-            row = await cur.fetchone()
-            return None if row is None else row[0]
+def _json(name: str, *args: Any, **named: Any) -> Call[Row]:
+    """A function that returns one jsonb object."""
+    return cast(Call[Row], _function(name, *args, **named))
 
 
-def fetch_all(
-    conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """Rows of a read-only query as dicts (used by the CLI's read views)."""
-    with mapped_errors(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query.encode(), params)
-        return cur.fetchall()
+def _void(name: str, *args: Any, **named: Any) -> Call[None]:
+    """A function called for its effect (a transition returns its row: not needed here)."""
+    call = _function(name, *args, **named)
+    return Call(call.query, call.params, lambda rows: None)
+
+
+def _json_list(name: str, *args: Any, **named: Any) -> Call[list[Row]]:
+    """A function that returns a jsonb array of objects."""
+    call = _function(name, *args, **named)
+    return Call(call.query, call.params, lambda rows: list(_scalar(rows) or []))
+
+
+def _rows(text: LiteralString, params: dict[str, Any] | None = None) -> Call[list[Row]]:
+    """A named read-only query (its text lives only in this module)."""
+    return Call(sql.SQL(text), params or {}, lambda rows: rows)
 
 
 def _adapt(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Jsonb(value)
-    return value
+    return Jsonb(value) if isinstance(value, dict) else value
 
 
-def now(conn: psycopg.Connection[Any]) -> dt.datetime:
-    with conn.cursor() as cur:
-        cur.execute("select now()")
-        row = cur.fetchone()
-        assert row is not None
-        value: dt.datetime = row[0]
-        return value
+# --- intake -------------------------------------------------------------------------------
 
 
-# --- the SQL functions, one thin wrapper each -------------------------------------------
-
-
-def ingest_lead(
-    conn: psycopg.Connection[Any],
-    payload: Any,
-    edge: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """pgflow.ingest_lead(): one lead in, {contact_id, enrollment_id, status} (or rejected)."""
-    result: dict[str, Any] = call(conn, "ingest_lead", Jsonb(payload), now, edge)
-    return result
+def ingest_lead(payload: Any, edge: dict[str, Any] | None = None, now: Now = None) -> Call[Row]:
+    """pgflow.ingest_lead(): one lead in -> {contact_id, enrollment_id, status}
+    (created | already_enrolled | suppressed) or {status: rejected, error, detail}."""
+    return _json("ingest_lead", Jsonb(payload), now, edge)
 
 
 def reject_lead(
-    conn: psycopg.Connection[Any],
-    raw_body: str,
-    error: str,
-    detail: str,
-    source: str | None = None,
-    now: dt.datetime | None = None,
-) -> dict[str, Any]:
+    raw_body: str, error: str, detail: str, source: str | None = None, now: Now = None
+) -> Call[Row]:
     """pgflow.reject_lead(): record a lead body that could not be read at all."""
-    result: dict[str, Any] = call(conn, "reject_lead", raw_body, error, detail, source, now)
-    return result
+    return _json("reject_lead", raw_body, error, detail, source, now)
 
 
-def tick(conn: psycopg.Connection[Any], now: dt.datetime | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = call(conn, "tick", now)
-    return result
+def campaign_refusal(slug: str) -> Call[Row | None]:
+    """pgflow.campaign_refusal(): why a campaign takes no leads ({error, detail}) or None."""
+    return cast(Call[Row | None], _function("campaign_refusal", slug))
 
 
-def apply_campaigns(
-    conn: psycopg.Connection[Any], doc: dict[str, Any], now: dt.datetime | None = None
-) -> dict[str, Any]:
-    result: dict[str, Any] = call(conn, "apply_campaigns", doc, now)
-    return result
+# --- campaigns ----------------------------------------------------------------------------
+
+
+def apply_campaigns(doc: dict[str, Any], now: Now = None) -> Call[Row]:
+    """pgflow.apply_campaigns(): upsert agents and campaigns; what was done per item."""
+    return _json("apply_campaigns", doc, now)
+
+
+# --- the tick and transitions -------------------------------------------------------------
+
+
+def tick(now: Now = None, batch: int = 1000) -> Call[Row]:
+    """pgflow.tick(): dispatch due steps, end unanswered conversations; counts."""
+    return _json("tick", now, batch)
+
+
+def prune(now: Now = None) -> Call[Row]:
+    """pgflow.prune(): retention in bounded batches; rows deleted per table."""
+    return _json("prune", now)
+
+
+def pause_enrollment(enrollment_id: int, reason: str | None = None, now: Now = None) -> Call[None]:
+    return _void("pause_enrollment", enrollment_id, reason, now)
+
+
+def resume_enrollment(enrollment_id: int, reason: str | None = None, now: Now = None) -> Call[None]:
+    return _void("resume_enrollment", enrollment_id, reason, now)
+
+
+def complete_enrollment(
+    enrollment_id: int, reason: str | None = None, now: Now = None
+) -> Call[None]:
+    return _void("complete_enrollment", enrollment_id, reason, now)
+
+
+def stop_enrollment(enrollment_id: int, reason: str, now: Now = None) -> Call[None]:
+    return _void("stop_enrollment", enrollment_id, reason, now)
+
+
+def opt_out_enrollment(
+    enrollment_id: int, reason: str | None = None, now: Now = None
+) -> Call[None]:
+    return _void("opt_out_enrollment", enrollment_id, reason, now)
+
+
+def engage_conversation(
+    conversation_id: int, reason: str | None = None, now: Now = None
+) -> Call[None]:
+    return _void("engage_conversation", conversation_id, reason, now)
+
+
+def end_conversation(
+    conversation_id: int, status: str, reason: str | None, source: str, now: Now = None
+) -> Call[None]:
+    """pgflow.end_conversation(): open|engaged -> ended with an outcome (PF001 otherwise)."""
+    return _void("end_conversation", conversation_id, status, reason, source, now)
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+def claim_send(message_id: int, worker_id: uuid.UUID | None, now: Now = None) -> Call[Row]:
+    """pgflow.claim_send(): the send-time re-check and claim; {action: send|defer|...}."""
+    return _json("claim_send", message_id, worker_id, now)
+
+
+def record_send(
+    message_id: int, attempt: int, result: dict[str, Any], retry_base: float, now: Now = None
+) -> Call[Row]:
+    """pgflow.record_send(): the outcome of one attempt; {action: sent|retry|dead_letter|stale}."""
+    return _json("record_send", message_id, attempt, result, retry_base, now)
+
+
+def worker_heartbeat(
+    worker_id: uuid.UUID, host: str, pid: int, version: str, stopping: bool = False
+) -> Call[None]:
+    return _void("worker_heartbeat", worker_id, host, pid, version, stopping)
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+def alert(alert_id: int) -> Call[Row | None]:
+    """pgflow.alert(): one alert as JSON (None when it is gone)."""
+    return cast(Call[Row | None], _function("alert", alert_id))
+
+
+def record_alert_delivery(alert_id: int, error: str | None) -> Call[None]:
+    return _void("record_alert_delivery", alert_id, error)
+
+
+# --- operations: health, dead letters, reports --------------------------------------------
+
+
+def health(now: Now = None) -> Call[Row]:
+    """pgflow.health(): {"now", "checks": [{name, ok, detail}], "figures": {name: number}}."""
+    return _json("health", now)
+
+
+def server_version() -> Call[str]:
+    call = _rows("select current_setting('server_version') as version")
+    return Call(call.query, call.params, lambda rows: str(rows[0]["version"]))
+
+
+def applied_migrations() -> Call[set[str] | None]:
+    """Ids of the applied yoyo migrations; None when the database was never migrated.
+
+    Read-only (yoyo's bookkeeping table in schema pgflow), so probes may call it often."""
+    return Call(
+        sql.SQL("select migration_id from pgflow._yoyo_migration"),
+        [],
+        lambda rows: {str(r["migration_id"]) for r in rows},
+        absent=lambda: None,
+    )
+
+
+def create_schema() -> Call[None]:
+    """The schema yoyo keeps its bookkeeping in (it must exist before yoyo connects)."""
+    return Call(sql.SQL("create schema if not exists pgflow"), [], lambda rows: None)
+
+
+def requeue_dead_letters(ids: list[int] | None, campaign: str | None) -> Call[list[Row]]:
+    """pgflow.requeue_dead_letters(): one {id, result, detail?} per message asked for."""
+    return _json_list("requeue_dead_letters", ids, campaign)
+
+
+def discard_dead_letters(ids: list[int]) -> Call[list[Row]]:
+    return _json_list("discard_dead_letters", ids)
+
+
+def dead_letters(campaign: str | None, since: dt.datetime | None, limit: int) -> Call[list[Row]]:
+    """Rows of the view pgflow.dead_letters, newest first (phones unmasked: mask them)."""
+    return _rows(
+        "select id, campaign, phone, attempts, delivery_error, failed_at, contact_opted_out,"
+        " step_position, body from pgflow.dead_letters"
+        " where (%(campaign)s::text is null or campaign = %(campaign)s)"
+        " and (%(since)s::timestamptz is null or failed_at >= %(since)s)"
+        " order by failed_at desc, id desc limit %(limit)s",
+        {"campaign": campaign, "since": since, "limit": limit},
+    )
+
+
+def contact_report(phone: str, limit: int = 200) -> Call[Row | None]:
+    """pgflow.contact_report(): one contact's drips, conversations and transcript."""
+    return cast(Call[Row | None], _function("contact_report", phone, limit))

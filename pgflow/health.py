@@ -1,4 +1,8 @@
-"""Health report shared by `pgflow status`, `/readyz` and `/metrics`."""
+"""The health report behind `pgflow status`, `/readyz` and `/metrics`.
+
+One builder (`build`) turns three readings (server version, applied migrations,
+`pgflow.health()`) into a `Report`; `report()` reads them on a sync connection and
+`areport()` on an async one."""
 
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ class Report:
     def healthy(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    @property
+    def schema_current(self) -> bool:
+        return any(c.name == "schema" and c.ok for c in self.checks)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
@@ -34,29 +42,41 @@ class Report:
         }
 
 
+def unreachable(exc: Exception) -> Report:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Report(checks=[Check("database", False, f"unreachable: {first}")])
+
+
+def build(
+    version: str, schema: migrations.MigrationStatus, health: dict[str, Any] | None
+) -> Report:
+    report = Report()
+    report.checks.append(Check("database", True, f"PostgreSQL {version}"))
+    report.checks.append(Check("schema", schema.current, schema.describe()))
+    if health is not None:
+        for item in health["checks"]:
+            report.checks.append(Check(item["name"], bool(item["ok"]), str(item["detail"])))
+        report.figures.update(health["figures"])
+    return report
+
+
 def report(database_url: str) -> Report:
-    rep = Report()
+    """The whole report for `pgflow status` (a database that cannot be reached is a check)."""
     try:
         conn = db.connect(database_url, application="status")
     except psycopg.OperationalError as exc:
-        rep.checks.append(Check("database", False, f"unreachable: {exc}".strip()))
-        return rep
+        return unreachable(exc)
     with conn:
-        version = conn.execute("select current_setting('server_version')").fetchone()
-        rep.checks.append(Check("database", True, f"PostgreSQL {version[0] if version else '?'}"))
-        st = migrations.status(database_url)
-        rep.checks.append(
-            Check(
-                "schema",
-                st.current,
-                f"{len(st.applied)} migrations applied"
-                + (f", {len(st.pending)} pending: {', '.join(st.pending)}" if st.pending else ""),
-            )
-        )
-        if not st.current:
-            return rep
-        health = db.call(conn, "health")
-        for item in health["checks"]:
-            rep.checks.append(Check(item["name"], bool(item["ok"]), str(item["detail"])))
-        rep.figures.update(health["figures"])
-    return rep
+        version = db.server_version().run(conn)
+        schema = migrations.compare(db.applied_migrations().run(conn))
+        health = db.health().run(conn) if schema.current else None
+    return build(version, schema, health)
+
+
+async def areport(conn: psycopg.AsyncConnection[Any], *, figures: bool = True) -> Report:
+    """The same report on an async connection; without `figures`, only database and schema
+    (what /readyz needs)."""
+    version = await db.server_version().arun(conn)
+    schema = migrations.compare(await db.applied_migrations().arun(conn))
+    health = await db.health().arun(conn) if figures and schema.current else None
+    return build(version, schema, health)

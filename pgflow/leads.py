@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import datetime as dt
 import io
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from pgflow import db, errors, phones
+from pgflow import db, errors, intake
 
 PHONE_ALIASES = frozenset(
     {
@@ -340,7 +339,7 @@ class ImportSummary:
 
 def check_campaign(conn: psycopg.Connection[Any], slug: str) -> None:
     """Fail fast (LeadFileError) unless the campaign takes leads: pgflow.campaign_refusal()."""
-    refusal = db.call(conn, "campaign_refusal", slug)
+    refusal = db.campaign_refusal(slug).run(conn)
     if refusal is None:
         return
     hint = (
@@ -388,12 +387,11 @@ def import_row(
     dry_run: bool = False,
     now: dt.datetime | None = None,
 ) -> RowOutcome:
-    normalized = phones.normalize(lead.phone)
-    masked = phones.mask(normalized.e164 or lead.phone)
     payload = lead.payload(campaign, source)
+    _, masked = intake.edge(payload)
     rollback = conn.transaction(force_rollback=True) if dry_run else contextlib.nullcontext()
     with rollback:
-        result = _ingest(conn, payload, normalized.as_edge(), source, now, savepoint=dry_run)
+        result = intake.ingest(conn, payload, source=source, now=now, savepoint=dry_run)
     status = str(result.get("status"))
     if status in ACCEPTED_STATUSES:
         return RowOutcome(lead.line, masked, status, contact_id=result.get("contact_id"))
@@ -404,35 +402,3 @@ def import_row(
         error=str(result.get("error") or "rejected"),
         detail=str(result.get("detail") or ""),
     )
-
-
-def _ingest(
-    conn: psycopg.Connection[Any],
-    payload: dict[str, Any],
-    edge: dict[str, Any],
-    source: str,
-    now: dt.datetime | None,
-    *,
-    savepoint: bool,
-) -> dict[str, Any]:
-    try:
-        # In a dry run the call sits in a savepoint, so a failure leaves the transaction usable.
-        with conn.transaction() if savepoint else contextlib.nullcontext():
-            return db.ingest_lead(conn, payload, edge, now)
-    except (psycopg.DataError, errors.InvalidInput) as exc:
-        # A value the SQL could not take (e.g. a consent_at that is not a time): keep the
-        # lead anyway, as an unreadable one, rather than stop the import.
-        detail = (exc.diag.message_primary if isinstance(exc, psycopg.Error) else None) or str(exc)
-        detail = detail[:500]
-        try:
-            return db.reject_lead(
-                conn,
-                json.dumps(payload, ensure_ascii=False),
-                "invalid_payload",
-                detail,
-                source,
-                now,
-            )
-        except psycopg.errors.InsufficientPrivilege:
-            # A login without EXECUTE on pgflow.reject_lead: still report the row.
-            return {"status": "rejected", "error": "invalid_payload", "detail": detail}

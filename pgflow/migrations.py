@@ -1,18 +1,23 @@
 """Schema migrations: a thin wrapper around yoyo over `sql/migrations/`.
 
-yoyo's bookkeeping tables live in schema `pgflow` too (its connection's search_path)."""
+yoyo's bookkeeping tables live in schema `pgflow` too (its connection's search_path).
+Whether a database is current is decided in one place, `pending()`, from the applied ids
+that `pgflow.db.applied_migrations()` reads; `pgflow db status`, `pgflow status`,
+`/readyz` and the worker's start-up check all go through it."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
 from yoyo import get_backend, read_migrations
 from yoyo.backends.base import DatabaseBackend
+
+from pgflow import db
 
 _here = Path(__file__).resolve().parent
 # Installed wheels carry sql/ inside the package; a checkout has it beside the package.
@@ -29,6 +34,16 @@ class MigrationStatus:
     def current(self) -> bool:
         return not self.pending
 
+    def describe(self) -> str:
+        """One line for a check: how many are applied, which are pending."""
+        if not self.applied and self.pending:
+            return "schema not migrated; run `pgflow db migrate`"
+        text = f"{len(self.applied)} migrations applied"
+        if self.pending:
+            text += f", {len(self.pending)} pending: {', '.join(self.pending)}"
+            text += "; run `pgflow db migrate`"
+        return text
+
 
 def yoyo_url(database_url: str) -> str:
     """yoyo's URL for a libpq URL: the psycopg 3 backend, search_path = pgflow."""
@@ -40,8 +55,8 @@ def yoyo_url(database_url: str) -> str:
 
 @contextmanager
 def _backend(database_url: str) -> Iterator[DatabaseBackend]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("create schema if not exists pgflow")
+    with db.connect(database_url, application="migrate") as conn:
+        db.create_schema().run(conn)
     backend = get_backend(yoyo_url(database_url))
     try:
         yield backend
@@ -49,28 +64,27 @@ def _backend(database_url: str) -> Iterator[DatabaseBackend]:
         backend.connection.close()
 
 
-# yoyo's bookkeeping table (schema pgflow, see yoyo_url); read directly so that asking for
-# the status never creates anything and needs nothing beyond SELECT on it.
-APPLIED_MIGRATIONS_SQL = "select migration_id from pgflow._yoyo_migration"
-
-
-def migration_ids() -> list[str]:
+@functools.cache
+def migration_ids() -> tuple[str, ...]:
     """The ids of every migration in sql/migrations/, in order."""
-    return [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
+    return tuple(m.id for m in read_migrations(str(MIGRATIONS_DIR)))
+
+
+def compare(applied: Iterable[str] | None) -> MigrationStatus:
+    """The one pending-migrations check: the ids this code expects against those applied
+    (None: the database was never migrated)."""
+    done = set(applied or ())
+    ids = migration_ids()
+    return MigrationStatus(
+        applied=[i for i in ids if i in done],
+        pending=[i for i in ids if i not in done],
+    )
 
 
 def status(database_url: str) -> MigrationStatus:
     """Applied and pending migrations; read-only."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        exists = conn.execute("select to_regclass('pgflow._yoyo_migration')").fetchone()
-        applied: set[str] = set()
-        if exists is not None and exists[0] is not None:
-            applied = {r[0] for r in conn.execute(APPLIED_MIGRATIONS_SQL)}
-    ids = migration_ids()
-    return MigrationStatus(
-        applied=[i for i in ids if i in applied],
-        pending=[i for i in ids if i not in applied],
-    )
+    with db.connect(database_url, application="status") as conn:
+        return compare(db.applied_migrations().run(conn))
 
 
 def migrate(database_url: str) -> list[str]:

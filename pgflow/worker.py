@@ -39,7 +39,7 @@ from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent
 from pgflow.jobs.deliver_alert import deliver_alert
 from pgflow.jobs.send_sms import SendContext, send_sms
-from pgflow.retell import RetellClient
+from pgflow.transport.retell import RetellClient
 
 log = logging.getLogger("pgflow.worker")
 
@@ -103,12 +103,10 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     check_startable(settings)
     assert settings.retell_api_key is not None
     worker_id = uuid.uuid4()
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool = db.async_pool(
         settings.database_url,
-        min_size=1,
+        application="worker",
         max_size=max(4, min(options.concurrency, 20) + 3),
-        kwargs={"autocommit": True, "application_name": "pgflow-worker"},
-        open=False,
     )
     await pool.open(wait=True, timeout=30)
     timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
@@ -147,10 +145,8 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     host = socket.gethostname()
 
     async def heartbeat(stopping: bool = False) -> None:
-        async with pool.connection() as conn:
-            await db.acall(
-                conn, "worker_heartbeat", worker_id, host, os.getpid(), __version__, stopping
-            )
+        beat = db.worker_heartbeat(worker_id, host, os.getpid(), __version__, stopping)
+        await beat.arun_in(pool)
 
     async def heartbeats() -> None:
         while True:

@@ -47,7 +47,7 @@ def campaign_doc(slug: str = "solar", **overrides: Any) -> dict[str, Any]:
 
 
 def apply_campaign(conn: psycopg.Connection[Any], slug: str = "solar", **overrides: Any) -> int:
-    result = pdb.apply_campaigns(conn, campaign_doc(slug, **overrides))
+    result = pdb.apply_campaigns(campaign_doc(slug, **overrides)).run(conn)
     campaign_id: int = result["campaigns"][0]["id"]
     return campaign_id
 
@@ -61,7 +61,7 @@ def ingest(
 ) -> dict[str, Any]:
     """A lead through the same path the webhook takes (edge normalisation + one SQL call)."""
     payload = {"campaign": campaign, "phone": phone, **fields}
-    return pdb.ingest_lead(conn, payload, phones.normalize(phone).as_edge(), now)
+    return pdb.ingest_lead(payload, phones.normalize(phone).as_edge(), now).run(conn)
 
 
 def count(

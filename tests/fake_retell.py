@@ -44,7 +44,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from pgflow.retell import sign
+from pgflow.transport.retell import sign
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DEFAULT_AGENT_ID = "agent_default"

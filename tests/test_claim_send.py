@@ -8,7 +8,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from pgflow import db as pdb
 from tests.factories import apply_campaign, at, ingest
@@ -20,13 +19,11 @@ OPEN = {"window_start": "00:00", "window_end": "24:00"}
 
 
 def claim(db: Conn, message: int, now: dt.datetime = NOW) -> dict[str, Any]:
-    result: dict[str, Any] = pdb.call(db, "claim_send", message, None, now)
-    return result
+    return pdb.claim_send(message, None, now).run(db)
 
 
 def record(db: Conn, message: int, attempt: int, result: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = pdb.call(db, "record_send", message, attempt, Jsonb(result), 30.0, NOW)
-    return out
+    return pdb.record_send(message, attempt, result, 30.0, NOW).run(db)
 
 
 def message_of(db: Conn, enrollment: int) -> int:
@@ -42,7 +39,7 @@ def test_campaigns_sharing_a_number_answer_to_their_own_drip(db: Conn) -> None:
     a = ingest(db, "2125550147", NOW, campaign="solar")
     b = ingest(db, "2125550147", NOW, campaign="roofing")
     assert scalar(db, "select count(*) from pgflow.conversations") == 1  # one live line
-    pdb.call(db, "stop_enrollment", a["enrollment_id"], "operator stopped solar")
+    pdb.stop_enrollment(a["enrollment_id"], "operator stopped solar").run(db)
     # roofing's message is not suppressed because solar's drip stopped
     assert claim(db, message_of(db, b["enrollment_id"]))["action"] == "send"
     assert claim(db, message_of(db, a["enrollment_id"])) == {

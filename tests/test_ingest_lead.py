@@ -181,7 +181,7 @@ def test_opted_out_contact_is_recorded_but_not_enrolled(db: Conn, campaign: int)
 def test_rejected_leads_are_recorded_with_the_reason(
     db: Conn, campaign: int, payload: Any, edge: Any, error: str
 ) -> None:
-    result = pdb.ingest_lead(db, payload, edge, MORNING)
+    result = pdb.ingest_lead(payload, edge, MORNING).run(db)
     assert result["status"] == "rejected"
     assert result["error"] == error
     assert result["detail"]
@@ -199,7 +199,7 @@ def test_inactive_campaign_rejects(db: Conn) -> None:
 
 
 def test_unreadable_body_is_recorded(db: Conn) -> None:
-    result = pdb.reject_lead(db, "{not json", "malformed_json", "Expecting property name")
+    result = pdb.reject_lead("{not json", "malformed_json", "Expecting property name").run(db)
     assert result["error"] == "malformed_json"
     assert row(db, "select raw_body, error_code from pgflow.lead_events") == (
         "{not json",
@@ -241,6 +241,8 @@ def test_consent_is_recorded(db: Conn, campaign: int) -> None:
 
 
 def test_sql_alone_normalises_us_numbers(db: Conn, campaign: int) -> None:
-    result = pdb.ingest_lead(db, {"campaign": "solar", "phone": "(212) 555-0147"}, None, MORNING)
+    result = pdb.ingest_lead({"campaign": "solar", "phone": "(212) 555-0147"}, None, MORNING).run(
+        db
+    )
     assert result["status"] == "created"
     assert scalar(db, "select phone from pgflow.contacts") == "+12125550147"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pgflow.phones import mask
-from pgflow.retell import (
+from pgflow.transport.retell import (
     RetellClient,
     RetellError,
     SendResult,

@@ -21,7 +21,7 @@ MINUTE = dt.timedelta(minutes=1)
 
 
 def tick(db: Conn, now: dt.datetime) -> dict[str, Any]:
-    return pdb.tick(db, now)
+    return pdb.tick(now).run(db)
 
 
 def test_three_step_campaign_runs_to_no_response(db: Conn) -> None:
@@ -103,8 +103,8 @@ def test_concurrent_ticks_one_runs_the_other_skips(db_url: str, db: Conn) -> Non
     for i in range(20):
         ingest(db, f"+1212555{i:04d}", START)
     with psycopg.connect(db_url) as first, psycopg.connect(db_url, autocommit=True) as second:
-        held = pdb.tick(first, START + DAY)  # transaction left open, advisory lock held
-        skipped = pdb.tick(second, START + DAY)
+        held = pdb.tick(START + DAY).run(first)  # transaction left open, advisory lock held
+        skipped = pdb.tick(START + DAY).run(second)
         first.commit()
     assert held["sent"] == 20
     assert skipped == {"skipped": True, "reason": "another tick is running"}
@@ -121,7 +121,7 @@ def test_ticks_racing_on_many_connections(db_url: str, db: Conn) -> None:
     def run() -> None:
         with psycopg.connect(db_url, autocommit=True) as conn:
             barrier.wait()
-            results.append(pdb.tick(conn, START + DAY))
+            results.append(pdb.tick(START + DAY).run(conn))
 
     threads = [threading.Thread(target=run) for _ in range(6)]
     for t in threads:

@@ -43,7 +43,8 @@ def force_enrollment(db: Conn, enrollment: int, status: str) -> None:
 
 def move(db: Conn, function: str, entity_id: int) -> Any:
     extra = ["because"] if function == "stop_enrollment" else []
-    return pdb.call(db, function, entity_id, *extra, p_now=NOW)
+    builder: Any = getattr(pdb, function)
+    return builder(entity_id, *extra, now=NOW).run(db)
 
 
 @pytest.mark.parametrize("function", sorted(ENROLLMENT_MOVES))
@@ -82,18 +83,18 @@ def test_missing_row_is_not_found(db: Conn, function: str) -> None:
 
 def test_conversation_open_engaged_ended(db: Conn, lead: dict[str, Any]) -> None:
     conversation = scalar(db, "select id from pgflow.conversations")
-    pdb.call(db, "engage_conversation", conversation, p_now=NOW)
+    pdb.engage_conversation(conversation, now=NOW).run(db)
     with pytest.raises(errors.IllegalTransition, match="is engaged; cannot engage"):
-        pdb.call(db, "engage_conversation", conversation)
-    pdb.call(db, "end_conversation", conversation, "qualified", "owns home", "llm", NOW)
+        pdb.engage_conversation(conversation).run(db)
+    pdb.end_conversation(conversation, "qualified", "owns home", "llm", NOW).run(db)
     assert row(
         db, "select status, conversion_status, outcome_reason, ended_at from pgflow.conversations"
     ) == ("ended", "qualified", "owns home", NOW)
     for args in (("success", None, "human"), ("qualified", None, "llm")):
         with pytest.raises(errors.IllegalTransition, match="is ended; cannot end"):
-            pdb.call(db, "end_conversation", conversation, *args)
+            pdb.end_conversation(conversation, *args).run(db)
     with pytest.raises(errors.IllegalTransition):
-        pdb.call(db, "engage_conversation", conversation)
+        pdb.engage_conversation(conversation).run(db)
     # ending the conversation stopped the drip
     assert row(db, "select status, stop_reason from pgflow.enrollments") == (
         "stopped",
@@ -103,7 +104,7 @@ def test_conversation_open_engaged_ended(db: Conn, lead: dict[str, Any]) -> None
 
 def test_open_conversation_can_end_directly(db: Conn, lead: dict[str, Any]) -> None:
     conversation = scalar(db, "select id from pgflow.conversations")
-    pdb.call(db, "end_conversation", conversation, "discarded", "STOP", "rule")
+    pdb.end_conversation(conversation, "discarded", "STOP", "rule").run(db)
     assert scalar(db, "select conversion_status from pgflow.conversations") == "discarded"
 
 
@@ -115,16 +116,16 @@ def test_end_conversation_validates_its_arguments(
 ) -> None:
     conversation = scalar(db, "select id from pgflow.conversations")
     with pytest.raises(errors.InvalidInput):
-        pdb.call(db, "end_conversation", conversation, status, None, source)
+        pdb.end_conversation(conversation, status, None, source).run(db)  # type: ignore[arg-type]
 
 
 def test_stop_needs_a_reason(db: Conn, lead: dict[str, Any]) -> None:
     with pytest.raises(errors.InvalidInput):
-        pdb.call(db, "stop_enrollment", lead["enrollment_id"], " ")
+        pdb.stop_enrollment(lead["enrollment_id"], " ").run(db)
 
 
 def test_events_carry_the_reason(db: Conn, lead: dict[str, Any]) -> None:
-    pdb.call(db, "pause_enrollment", lead["enrollment_id"], "operator hold", p_now=NOW)
+    pdb.pause_enrollment(lead["enrollment_id"], "operator hold", NOW).run(db)
     assert scalar(db, "select reason from pgflow.events where to_status = 'paused'") == (
         "operator hold"
     )

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
 from pgflow.config import Settings
-from pgflow.web.app import LEAD_BODY_LIMIT
+from pgflow.web.leads import LEAD_BODY_LIMIT
 from tests.factories import at, count
 from tests.helpers import row, scalar
 from tests.processes import ServeProcess, serving

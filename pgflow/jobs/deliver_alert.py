@@ -16,8 +16,7 @@ log = logging.getLogger("pgflow.jobs.deliver_alert")
 async def deliver_alert(
     pool: AsyncConnectionPool[Any], http: httpx.AsyncClient, url: str | None, alert_id: int
 ) -> None:
-    async with pool.connection() as conn:
-        alert = await db.acall(conn, "alert", alert_id)
+    alert = await db.alert(alert_id).arun_in(pool)
     if alert is None:
         return
     logs.event(
@@ -38,8 +37,7 @@ async def deliver_alert(
             error = f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:300]
-    async with pool.connection() as conn:
-        await db.acall(conn, "record_alert_delivery", alert_id, error)
+    await db.record_alert_delivery(alert_id, error).arun_in(pool)
     logs.event(
         log,
         "alert.notified" if error is None else "alert.notify_failed",

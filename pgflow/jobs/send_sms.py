@@ -1,4 +1,4 @@
-"""The send_sms job: claim (send-time re-check) -> call Retell -> record, no transaction
+"""The send_sms job: claim (send-time re-check) -> call the transport -> record, no transaction
 held across the HTTP call. Every outcome is recorded by one SQL call."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pgqueuer.domain.errors import RetryRequested
 from psycopg_pool import AsyncConnectionPool
 
 from pgflow import db, logs, phones
-from pgflow.retell import RetellClient, RetellError
+from pgflow.transport import SmsTransport, TransportError
 
 log = logging.getLogger("pgflow.jobs.send_sms")
 
@@ -24,7 +24,7 @@ Clock = Callable[[], dt.datetime | None]
 @dataclasses.dataclass
 class SendContext:
     pool: AsyncConnectionPool[Any]
-    retell: RetellClient
+    transport: SmsTransport
     worker_id: uuid.UUID
     retry_base_seconds: float = 30.0
     clock: Clock = lambda: None  # None: the database's now()
@@ -32,10 +32,7 @@ class SendContext:
 
 async def send_sms(ctx: SendContext, message_id: int) -> str:
     """Run one send_sms job; returns the final action (for logs and tests)."""
-    async with ctx.pool.connection() as conn:
-        claim: dict[str, Any] = await db.acall(
-            conn, "claim_send", message_id, ctx.worker_id, ctx.clock()
-        )
+    claim = await db.claim_send(message_id, ctx.worker_id, ctx.clock()).arun_in(ctx.pool)
     action = claim["action"]
     if action == "defer":
         delay = float(claim["delay_seconds"])
@@ -56,7 +53,7 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
         await _end_previous_chat(ctx, claim["previous_chat_id"], message_id)
     result: dict[str, Any]
     try:
-        sent = await ctx.retell.create_sms_chat(
+        sent = await ctx.transport.create_sms_chat(
             from_number=claim["from_number"],
             to_number=claim["to_number"],
             body=claim["body"],
@@ -70,7 +67,7 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
             "agent_id": sent.agent_id,
             "status_code": sent.status_code,
         }
-    except RetellError as exc:
+    except TransportError as exc:
         result = {
             "ok": False,
             "retryable": exc.retryable,
@@ -89,10 +86,8 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
             "error": f"unexpected {type(exc).__name__}: {exc}"[:500],
         }
 
-    async with ctx.pool.connection() as conn:
-        outcome: dict[str, Any] = await db.acall(
-            conn, "record_send", message_id, attempt, result, ctx.retry_base_seconds, ctx.clock()
-        )
+    record = db.record_send(message_id, attempt, result, ctx.retry_base_seconds, ctx.clock())
+    outcome = await record.arun_in(ctx.pool)
     recorded = outcome["action"]
     fields: dict[str, Any] = {
         "message_id": message_id,
@@ -130,8 +125,8 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
 async def _end_previous_chat(ctx: SendContext, chat_id: str, message_id: int) -> None:
     """Best effort: close the lead's previous Retell chat before starting the next one."""
     try:
-        await ctx.retell.end_chat(chat_id)
-    except RetellError as exc:
+        await ctx.transport.end_chat(chat_id)
+    except TransportError as exc:
         logs.event(
             log,
             "sms.end_previous_chat_failed",

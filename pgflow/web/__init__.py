@@ -1,0 +1,10 @@
+"""`pgflow serve`: the ASGI app, one small module per concern.
+
+- `app`: the app, its lifespan and the route table
+- `context`: what the handlers share (settings, the pool, the clock, the metrics)
+- `http`: reading bodies within a limit, JSON parsing, error responses
+- `auth`: bearer tokens compared in constant time
+- `leads`: POST /webhooks/leads
+- `probes`: GET /healthz, GET /readyz
+- `metrics`: GET /metrics and the request counter
+"""

@@ -1,20 +1,17 @@
-"""Retell AI adapter: send SMS chats, end and read them, sign and verify webhooks.
+"""Retell AI: the first SMS transport (chats), and Retell's webhook signatures.
 
 Sending uses the exact-text design (see the README and sql docs): a Retell chat agent whose
 `begin_message` is `{{sms_body}}` sends whatever we pass as the dynamic variable `sms_body`,
 so every send carries our rendered text in `retell_llm_dynamic_variables.sms_body`.
 
-Errors are one type, `RetellError`, classified for the worker:
-- `retryable`: 429, 5xx, timeouts and transport failures (try again later, with backoff;
-  `retry_after` carries the server's `Retry-After` in seconds when it sent one);
-- permanent: any other 4xx and a malformed success response (dead-letter at once);
-- `alert`: 401 (bad key) and 402 (payment), which need a human.
-Messages never contain the API key or a full phone number.
+Errors are one type, `RetellError` (a `TransportError`): 429, 5xx, timeouts and transport
+failures are retryable; any other 4xx and a malformed success response are permanent;
+401 (bad key) and 402 (payment) also need a human (`alert`). Messages never contain the
+API key or a full phone number.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import functools
 import hashlib
@@ -33,8 +30,8 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from pgflow import __version__
-from pgflow.errors import PgflowError
 from pgflow.phones import mask
+from pgflow.transport.base import SendResult, TransportError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -57,46 +54,16 @@ _SIGNATURE_PART = re.compile(r"^(v|d)=(.*)$")
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-class RetellError(PgflowError):
-    """A Retell call failed; `retryable` and `alert` tell the caller what to do next."""
+class RetellError(TransportError):
+    """A Retell call failed (see `TransportError` for the classification)."""
 
     code = "retell"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None,
-        retryable: bool,
-        alert: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.retryable = retryable
-        self.alert = alert
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return (
-            f"RetellError({self.message!r}, status_code={self.status_code!r}, "
-            f"retryable={self.retryable!r}, alert={self.alert!r}, "
-            f"retry_after={self.retry_after!r})"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class SendResult:
-    """A chat Retell accepted: its id, the agent that carries it and the HTTP status."""
-
-    chat_id: str
-    agent_id: str | None
-    status_code: int
 
 
 class RetellClient:
     """Retell's REST API over one pooled `httpx.AsyncClient`; use `async with` or `aclose()`.
+
+    An `SmsTransport` whose chats Retell's own LLM carries on (`accepts_text` is False).
 
     The client is httpx; its default transport is aiohttp's connection pool (httpx-aiohttp),
     which measured about 4x the requests per second of httpcore's on the same server, with
@@ -111,6 +78,8 @@ class RetellClient:
         limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.name = "retell"
+        self.accepts_text = False
         if not api_key:
             raise ValueError("api_key must not be empty")
         if not base_url:

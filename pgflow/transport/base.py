@@ -1,0 +1,86 @@
+"""The SMS transport interface the worker sends through.
+
+A transport starts chats (an outbound SMS whose text is exactly ours), reads and ends
+them, and, where it accepts arbitrary text into a live chat (`accepts_text`, the local
+sandbox), posts the agent's replies. Retell (`pgflow.transport.retell`) is the first
+implementation; every failure is a `TransportError` classified for the worker."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from pgflow.errors import PgflowError
+
+
+class TransportError(PgflowError):
+    """A transport call failed; `retryable` and `alert` tell the caller what to do next.
+
+    - `retryable`: 429, 5xx, timeouts and transport failures (try again, with backoff;
+      `retry_after` carries the server's `Retry-After` in seconds when it sent one);
+    - permanent: any other 4xx and a malformed success response (dead-letter at once);
+    - `alert`: a refusal that needs a human (a bad key, an unpaid account)."""
+
+    code = "transport"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        retryable: bool,
+        alert: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retryable = retryable
+        self.alert = alert
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r}, "
+            f"retryable={self.retryable!r}, alert={self.alert!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SendResult:
+    """A chat the transport accepted: its id, the agent that carries it, the HTTP status."""
+
+    chat_id: str
+    agent_id: str | None
+    status_code: int
+
+
+class SmsTransport(Protocol):
+    """What the worker needs from an SMS provider."""
+
+    name: str
+    accepts_text: bool
+
+    async def create_sms_chat(
+        self,
+        *,
+        from_number: str,
+        to_number: str,
+        body: str,
+        agent_id: str | None,
+        metadata: dict[str, str],
+        dynamic_variables: dict[str, str],
+    ) -> SendResult:
+        """Start a chat whose first message is exactly `body`."""
+        ...
+
+    async def get_chat(self, chat_id: str) -> dict[str, Any]:
+        """The chat object (status, transcript, metadata)."""
+        ...
+
+    async def end_chat(self, chat_id: str) -> None:
+        """End an ongoing chat."""
+        ...
+
+    async def aclose(self) -> None: ...
