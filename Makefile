@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DB_URL = $${DATABASE_URL:-$$(scripts/db.sh up)}
 
-.PHONY: help venv db-up db-down migrate run test lint types pytest schema-snapshot bench clean
+.PHONY: help venv db-up db-down migrate run test lint types pytest schema-snapshot release-migrations bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test: lint types pytest ## Lint, types and every test
 
 schema-snapshot: venv ## Rewrite sql/schema.sql from the migrations
 	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.snapshot
+
+release-migrations: venv ## Freeze the migrations: dump head as a release, pin new files
+	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.releases cut
 
 clean: ## Remove caches (not the database)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

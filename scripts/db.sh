@@ -18,8 +18,10 @@ bindir="/usr/lib/postgresql/$PGVER/bin"
 
 log() { printf 'db: %s\n' "$*" >&2; }
 
+# Run a PostgreSQL command as the postgres OS user, from a directory it can enter (the
+# caller's may be under a private home), with paths that do not pass through .pgflow's link.
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && "$@"); fi
 }
 
 # The port: PGFLOW_PG_PORT, else the one this cluster was created with (.pgflow/port), else
@@ -55,16 +57,20 @@ install_packages() {
 
 # The data directory must be reachable by the postgres OS user; a checkout under a private
 # home directory is not, so the cluster then lives under /var/tmp and .pgflow links to it.
+# Either way, `state` ends as the resolved path: postgres is never handed the link itself,
+# whose parent it may not be allowed to traverse.
 prepare_state_dir() {
-  if [ -e "$state" ]; then return 0; fi
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$here"; then
-    local alt
-    alt="/var/tmp/pgflow-sms-$(printf '%s' "$here" | sha1sum | cut -c1-12)"
-    mkdir -p "$alt"
-    ln -s "$alt" "$state"
-  else
-    mkdir -p "$state"
+  if [ ! -e "$state" ]; then
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$here"; then
+      local alt
+      alt="/var/tmp/pgflow-sms-$(printf '%s' "$here" | sha1sum | cut -c1-12)"
+      mkdir -p "$alt"
+      ln -s "$alt" "$state"
+    else
+      mkdir -p "$state"
+    fi
   fi
+  state=$(readlink -f "$state")
 }
 
 is_running() {
@@ -82,13 +88,13 @@ cmd_up() {
   if [ ! -f "$state/data/PG_VERSION" ]; then
     log "creating a throwaway cluster in $state/data (port $PORT)"
     mkdir -p "$state/data" "$state/run"
-    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$state/" "$(readlink -f "$state")"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$state"
     as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     cat >>"$state/data/postgresql.conf" <<CONF
 # pgflow-sms local cluster: throwaway, tuned for speed over durability
 listen_addresses = '127.0.0.1'
 port = $PORT
-unix_socket_directories = '$(readlink -f "$state")/run'
+unix_socket_directories = '$state/run'
 shared_preload_libraries = 'pg_cron'
 cron.database_name = '$DBNAME'
 cron.use_background_workers = on
@@ -119,6 +125,7 @@ CONF
 }
 
 cmd_down() {
+  if [ -e "$state" ]; then state=$(readlink -f "$state"); fi
   if [ -d "$state/data" ] && is_running; then
     as_pg "$bindir/pg_ctl" -D "$state/data" -m fast -w stop >/dev/null
     log "stopped"
@@ -130,6 +137,7 @@ cmd_down() {
 case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
-  url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else resolve_port; local_url; fi ;;
+  url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else
+         [ -e "$state" ] && state=$(readlink -f "$state"); resolve_port; local_url; fi ;;
   *) echo "usage: $0 up|down|url" >&2; exit 2 ;;
 esac

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from pgflow import migrations
 from pgflow.cli import db as db_cli
-from tests.snapshot import SNAPSHOT, schema_dump
+from tests import releases
+from tests.conftest import admin, drop_database, with_database
+from tests.snapshot import SNAPSHOT, normalise, schema_dump
 
 
 def objects(url: str) -> list[tuple[str, str]]:
@@ -78,3 +88,73 @@ def test_db_cli_migrate_and_status(empty_db_url: str) -> None:
     after = runner.invoke(db_cli.app, ["status", "--json"], env=env)
     assert after.exit_code == 0
     assert json.loads(after.output)["pending"] == []
+
+
+# --- released migrations are frozen (sql/README.md) ------------------------------------------
+
+
+def test_released_migrations_are_unchanged() -> None:
+    pins = releases.read_pins()
+    assert pins, "sql/migrations.lock pins no migration"
+    for name, digest in sorted(pins.items()):
+        path = releases.MIGRATIONS / name
+        assert path.exists(), f"{name} was released and must not be removed"
+        assert releases.sha256(path) == digest, (
+            f"{name} changed after it was released: a database already past it never sees "
+            "the change. Restore it and put the change in a new migration (sql/README.md)."
+        )
+
+
+def test_every_release_is_pinned() -> None:
+    pins = releases.read_pins()
+    dumps = releases.release_dumps()
+    assert dumps, "tests/data/releases holds no release"
+    for dump in dumps:
+        applied = re.findall(r"^[0-9a-f]{64}\t(\S+)\t", dump.read_text(), flags=re.M)
+        assert applied, f"{dump.name} records no applied migration"
+        assert applied[-1] == dump.stem
+        for migration in applied:
+            assert f"{migration}.sql" in pins, f"{migration} is in {dump.name} but not pinned"
+
+
+@pytest.mark.parametrize("dump", releases.release_dumps(), ids=lambda p: p.stem)
+def test_upgrade_from_a_release_equals_a_fresh_build(
+    dump: Path, server_url: str, template_db: str, tmp_path: Path
+) -> None:
+    """A database built by an earlier migration set, upgraded to head, is the same schema
+    (functions, grants, constraints) as one built from scratch: the gap a fresh-chain
+    snapshot cannot see. Both sides go through one dump and restore before they are
+    compared, because a restore re-parenthesises CHECK expressions."""
+    with scratch_databases(server_url, 3) as (upgraded, round_a, round_b):
+        releases.restore(upgraded, dump)
+        assert migrations.status(upgraded).applied[-1] == dump.stem
+        migrations.migrate(upgraded)
+        assert migrations.status(upgraded).current
+        fresh = with_database(server_url, template_db)
+        sides = []
+        for source, target in ((upgraded, round_a), (fresh, round_b)):
+            out = tmp_path / f"{target.rsplit('/', 1)[-1]}.sql"
+            out.write_text(releases.restorable(releases.full_dump(source)))
+            releases.restore(target, out)
+            sides.append(normalise(releases.full_dump(target)))
+        assert sides[0] == sides[1], _first_difference(sides[0], sides[1])
+
+
+@contextlib.contextmanager
+def scratch_databases(server_url: str, n: int) -> Iterator[list[str]]:
+    names = [f"pgflow_up_{os.getpid()}_{uuid.uuid4().hex[:6]}" for _ in range(n)]
+    with admin(server_url) as conn:
+        for name in names:
+            conn.execute(f'create database "{name}"')
+    try:
+        yield [with_database(server_url, name) for name in names]
+    finally:
+        for name in names:
+            drop_database(server_url, name)
+
+
+def _first_difference(upgraded: str, fresh: str) -> str:
+    diff = difflib.unified_diff(
+        fresh.splitlines(), upgraded.splitlines(), "fresh build", "upgraded release", lineterm=""
+    )
+    return "upgraded schema differs from a fresh build:\n" + "\n".join(list(diff)[:40])

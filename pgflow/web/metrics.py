@@ -73,14 +73,14 @@ class _HealthCollector:
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
-            "pgflow_database_up", "1 when pgflow.health() answered on this scrape."
+            "pgflow_database_up", "1 when the database's health report answered this scrape."
         )
         up.add_metric([], 0 if self.health is None else 1)
         yield up
         if self.health is None:
             return
         checks = GaugeMetricFamily(
-            "pgflow_health_check_ok", "1 when the pgflow.health() check passes.", labels=["check"]
+            "pgflow_health_check_ok", "1 when the health check passes.", labels=["check"]
         )
         for check in self.health.get("checks") or []:
             checks.add_metric([str(check.get("name"))], 1 if check.get("ok") else 0)
@@ -91,7 +91,7 @@ class _HealthCollector:
                 continue
             if not _METRIC_NAME.match(metric):
                 continue
-            gauge = GaugeMetricFamily(metric, f"pgflow.health() figure {name}.")
+            gauge = GaugeMetricFamily(metric, f"Health figure {name}.")
             gauge.add_metric([], value)
             yield gauge
 

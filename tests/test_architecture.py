@@ -1,0 +1,157 @@
+"""The shape of the code: one door to the SQL, and layers that import only downwards
+(docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOOR = ROOT / "pgflow" / "db.py"
+SQL_START = re.compile(
+    r"^\s*(select\b.*\b(from|pgflow)\b|insert\s+into\s|update\s+\S+\s+set\s|delete\s+from\s"
+    r"|with\s+\w+\s+as\s*\(|create\s+(or\s+replace\s+)?(table|function|index|schema|view)\s"
+    r"|alter\s+(table|function|role)\s|drop\s+(table|function|schema|index)\s"
+    r"|truncate\s|grant\s+\w+\s+on\s|revoke\s+\w+\s+on\s)",
+    re.IGNORECASE | re.DOTALL,
+)
+SQL_CALL = re.compile(r"\bpgflow\.[a-z_]+\s*\(")
+
+# faces -> runtimes -> jobs/services -> adapters -> base. A module may import its own layer
+# or lower ones, never a higher one.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("pgflow", "pgflow.config", "pgflow.errors", "pgflow.phones", "pgflow.logs")),
+    ("adapters", ("pgflow.db", "pgflow.migrations", "pgflow.transport", "pgflow.agent")),
+    (
+        "services",
+        ("pgflow.health", "pgflow.intake", "pgflow.leads", "pgflow.campaigns", "pgflow.jobs"),
+    ),
+    ("runtimes", ("pgflow.worker", "pgflow.web", "pgflow.sandbox", "pgflow.demo")),
+    ("faces", ("pgflow.cli",)),
+]
+
+
+def python_files() -> list[Path]:
+    return sorted([*(ROOT / "pgflow").rglob("*.py"), *(ROOT / "cli").rglob("*.py")])
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "cli":
+        parts = ["pgflow", "cli", *parts[1:]]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def sql_function_names() -> set[str]:
+    """Names of our SQL functions that cannot be mistaken for a plain word ("alert" and
+    "tick" are also dictionary keys; a call to them is caught by SQL_CALL or SQL_START)."""
+    schema = (ROOT / "sql" / "schema.sql").read_text()
+    names = re.findall(r"^CREATE FUNCTION pgflow\.([a-z_0-9]+)\(", schema, flags=re.M)
+    return {name for name in names if "_" in name.strip("_")}
+
+
+def test_there_are_sql_functions_to_look_for() -> None:
+    assert {"ingest_lead", "claim_send", "record_send"} <= sql_function_names()
+
+
+def sql_outside_the_door(source: str, where: str) -> list[str]:
+    """Every string constant (docstrings aside) that is SQL or names one of our functions."""
+    tree = ast.parse(source, where)
+    skip = docstrings(tree)
+    names = sql_function_names()
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+            continue
+        if id(node) in skip:
+            continue
+        text = node.value
+        if SQL_START.match(text) or SQL_CALL.search(text) or text in names:
+            found.append(f"{where}:{node.lineno}: {text[:60]!r}")
+    return found
+
+
+BAD_MODULE = '''"""A module."""
+def f(conn):
+    """select pgflow.tick() in a docstring is prose."""
+    conn.execute("select id from pgflow.messages")
+    conn.execute("SELECT pgflow.tick(%s)", [1])
+    return call(conn, "claim_send", help="With --all: only this campaign.")
+'''
+
+
+def test_the_door_check_finds_sql() -> None:
+    found = sql_outside_the_door(BAD_MODULE, "bad.py")
+    assert [line.split(": ", 1)[0] for line in found] == ["bad.py:4", "bad.py:5", "bad.py:6"]
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_sql_outside_the_door(path: Path) -> None:
+    if path == DOOR:
+        return
+    found = sql_outside_the_door(path.read_text(), str(path.relative_to(ROOT)))
+    assert not found, "SQL outside pgflow/db.py (the one door):\n" + "\n".join(found)
+
+
+def upward_imports(source: str, module: str, *, package: bool = False) -> list[str]:
+    """The pgflow imports of `module` that point up the layers."""
+    own = layer_of(module)
+    assert own is not None, f"{module} belongs to no layer: add it to LAYERS and the docs"
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this package
+                base = module.split(".") if package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                targets = [".".join([*base, *(node.module or "").split(".")]).rstrip(".")]
+            else:
+                targets = [node.module or ""]
+            targets += [f"{targets[0]}.{alias.name}" for alias in node.names]
+        for target in targets:
+            theirs = layer_of(target) if target.startswith("pgflow") else None
+            if theirs is not None and theirs > own:
+                found.append(f"{module} ({LAYERS[own][0]}) imports {target} ({LAYERS[theirs][0]})")
+    return found
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    source = "from pgflow import worker\nfrom pgflow.errors import PgflowError\n"
+    assert upward_imports(source, "pgflow.db") == [
+        "pgflow.db (adapters) imports pgflow.worker (runtimes)"
+    ]
+    assert upward_imports("from . import common\n", "pgflow.cli.status") == []
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path: Path) -> None:
+    found = upward_imports(path.read_text(), module_name(path), package=path.name == "__init__.py")
+    assert not found, "imports must point down the layers:\n" + "\n".join(found)
