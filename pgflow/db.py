@@ -275,10 +275,106 @@ def record_send(
     return _json("record_send", message_id, attempt, result, retry_base, now)
 
 
+def claim_message(
+    message_id: int, worker_id: uuid.UUID | None, checked_chat: str | None = None, now: Now = None
+) -> Call[Row]:
+    """pgflow.claim_message(): the send-time re-check and claim; {action: send | defer |
+    suppressed | skip | dead_letter | check_chat}."""
+    return _json("claim_message", message_id, worker_id, checked_chat, now)
+
+
+def chat_ended(chat_id: str, now: Now = None) -> Call[int]:
+    """pgflow.chat_ended(): the chat is over; how many conversations it was current for."""
+    return cast(Call[int], _function("chat_ended", chat_id, now))
+
+
+def chat_to_end(conversation_id: int) -> Call[str | None]:
+    """pgflow.chat_to_end(): the conversation's chat while it may be ongoing, else None."""
+    return cast(Call[str | None], _function("chat_to_end", conversation_id))
+
+
 def worker_heartbeat(
     worker_id: uuid.UUID, host: str, pid: int, version: str, stopping: bool = False
 ) -> Call[None]:
     return _void("worker_heartbeat", worker_id, host, pid, version, stopping)
+
+
+# --- inbound and the agent ---------------------------------------------------------------
+
+
+def record_retell_event(
+    payload: dict[str, Any], engine_replies: bool = False, now: Now = None
+) -> Call[Row]:
+    """pgflow.record_retell_event(): one Retell webhook, recorded once and handled;
+    {result, response?: what to answer Retell, ...}."""
+    return _json("record_retell_event", payload, engine_replies, now)
+
+
+def record_chat(
+    chat: dict[str, Any], event: str = "get_chat", engine_replies: bool = False, now: Now = None
+) -> Call[Row]:
+    """pgflow.record_chat(): a chat object (e.g. from GET /get-chat) recorded like a webhook."""
+    return _json("record_chat", chat, event, engine_replies, now)
+
+
+def agent_turn(trigger_id: int, now: Now = None) -> Call[Row]:
+    """pgflow.agent_turn(): what the agent needs to answer a lead text, or {answer: false}."""
+    return _json("agent_turn", trigger_id, now)
+
+
+def record_agent_reply(trigger_id: int, body: str, now: Now = None) -> Call[Row]:
+    """pgflow.record_agent_reply(): the reply queued for sending, or {result: stale}."""
+    return _json("record_agent_reply", trigger_id, body, now)
+
+
+def opt_out_question(message_id: int) -> Call[Row | None]:
+    """pgflow.opt_out_question(): {message_id, text} while it waits for a judgment."""
+    return cast(Call[Row | None], _function("opt_out_question", message_id))
+
+
+def record_opt_out_judgment(message_id: int, opt_out: bool, now: Now = None) -> Call[Row]:
+    return _json("record_opt_out_judgment", message_id, opt_out, now)
+
+
+def inbound_intent(text: str) -> Call[Row]:
+    """pgflow.inbound_intent(): {intent, rule} for a lead's text, by the rules."""
+    call = _rows("select intent, rule from pgflow.inbound_intent(%(text)s)", {"text": text})
+    return Call(call.query, call.params, lambda rows: rows[0])
+
+
+def opt_out_contact(
+    contact_id: int,
+    source: str,
+    message_id: int | None = None,
+    text: str | None = None,
+    now: Now = None,
+) -> Call[Row]:
+    return _json("opt_out_contact", contact_id, source, message_id, text, now)
+
+
+def opt_in_contact(
+    contact_id: int,
+    source: str,
+    message_id: int | None = None,
+    text: str | None = None,
+    now: Now = None,
+) -> Call[Row]:
+    return _json("opt_in_contact", contact_id, source, message_id, text, now)
+
+
+def takeover(phone: str, reason: str | None = None, now: Now = None) -> Call[Row]:
+    """pgflow.takeover(): a person takes over every live conversation of the contact."""
+    return _json("takeover", phone, reason, now)
+
+
+def live_conversations(limit: int = 200) -> Call[list[Row]]:
+    """Rows of the view pgflow.live_conversations, most recent activity first."""
+    return _rows(
+        "select id, phone, campaign, agent, status, from_number, created_at, engaged_at,"
+        " agent_turns, chat_status, last_message_at from pgflow.live_conversations"
+        " order by last_message_at desc, id desc limit %(limit)s",
+        {"limit": limit},
+    )
 
 
 # --- alerts -------------------------------------------------------------------------------

@@ -8,6 +8,322 @@ CREATE TYPE pgflow.pgqueuer_status AS ENUM (
     'deleted',
     'failed'
 );
+CREATE FUNCTION pgflow._is_time_zone(p_tz text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+begin
+  if p_tz is null then
+    return true;
+  end if;
+  perform pg_catalog.now() at time zone p_tz;
+  return true;
+exception when invalid_parameter_value then
+  return false;
+end;
+$$;
+CREATE TABLE pgflow.agents (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    prompt text NOT NULL,
+    model text,
+    retell_agent_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_turns integer DEFAULT 10 NOT NULL,
+    reply_debounce interval DEFAULT '00:00:03'::interval NOT NULL,
+    CONSTRAINT agents_max_turns_range CHECK (((max_turns >= 1) AND (max_turns <= 100))),
+    CONSTRAINT agents_name_nonempty CHECK ((name ~ '^\S(.*\S)?$'::text)),
+    CONSTRAINT agents_prompt_nonempty CHECK ((length(btrim(prompt)) > 0)),
+    CONSTRAINT agents_reply_debounce_range CHECK (((reply_debounce >= '00:00:00'::interval) AND (reply_debounce <= '00:05:00'::interval)))
+);
+CREATE TABLE pgflow.campaigns (
+    id bigint NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    agent_id bigint NOT NULL,
+    from_number text NOT NULL,
+    status text DEFAULT 'draft'::text NOT NULL,
+    timezone text DEFAULT 'America/New_York'::text NOT NULL,
+    window_start time without time zone DEFAULT '09:00:00'::time without time zone NOT NULL,
+    window_end time without time zone DEFAULT '20:00:00'::time without time zone NOT NULL,
+    window_days smallint[] DEFAULT '{1,2,3,4,5,6}'::smallint[] NOT NULL,
+    reply_timeout interval DEFAULT '3 days'::interval NOT NULL,
+    silence_timeout interval DEFAULT '24:00:00'::interval NOT NULL,
+    daily_cap integer DEFAULT 3 NOT NULL,
+    max_attempts integer DEFAULT 6 NOT NULL,
+    help_text text,
+    opt_out_text text DEFAULT 'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'::text NOT NULL,
+    fallbacks jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    goal text,
+    CONSTRAINT campaigns_daily_cap_positive CHECK ((daily_cap > 0)),
+    CONSTRAINT campaigns_fallbacks_object CHECK ((jsonb_typeof(fallbacks) = 'object'::text)),
+    CONSTRAINT campaigns_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT campaigns_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 50))),
+    CONSTRAINT campaigns_reply_timeout_positive CHECK ((reply_timeout > '00:00:00'::interval)),
+    CONSTRAINT campaigns_silence_timeout_positive CHECK ((silence_timeout > '00:00:00'::interval)),
+    CONSTRAINT campaigns_slug_shape CHECK ((slug ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT campaigns_status_valid CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'paused'::text, 'archived'::text]))),
+    CONSTRAINT campaigns_timezone_valid CHECK (pgflow._is_time_zone(timezone)),
+    CONSTRAINT campaigns_window_days_valid CHECK ((((cardinality(window_days) >= 1) AND (cardinality(window_days) <= 7)) AND (window_days <@ '{1,2,3,4,5,6,7}'::smallint[]))),
+    CONSTRAINT campaigns_window_order CHECK ((window_start < window_end))
+);
+CREATE TABLE pgflow.contacts (
+    id bigint NOT NULL,
+    phone text NOT NULL,
+    first_name text,
+    last_name text,
+    email text,
+    timezone text,
+    attributes jsonb DEFAULT '{}'::jsonb NOT NULL,
+    opted_out_at timestamp with time zone,
+    opt_out_source text,
+    consent_at timestamp with time zone,
+    consent_source text,
+    consent_text text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
+    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
+    CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
+    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
+);
+CREATE FUNCTION pgflow._agent_variables(p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_agent pgflow.agents, p_sms_body text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'agent_prompt', coalesce(nullif(pg_catalog.btrim(p_agent.prompt), ''),
+                             'You are a helpful assistant. Be brief.'),
+    'first_name', coalesce(nullif(pg_catalog.btrim(p_contact.first_name), ''),
+                           p_campaign.fallbacks ->> 'first_name', 'there'),
+    'campaign_name', coalesce(p_campaign.name, 'our team'),
+    'campaign_goal', coalesce(nullif(pg_catalog.btrim(p_campaign.goal), ''),
+                              'help the lead and answer their questions'),
+    'lead_context', coalesce((
+      select pg_catalog.string_agg(k || ': ' || v, '; ' order by k)
+        from pg_catalog.jsonb_each_text(pgflow._template_values(p_contact)) as kv(k, v)
+       where nullif(pg_catalog.btrim(v), '') is not null), 'nothing known yet'),
+    'sms_body', coalesce(nullif(pg_catalog.btrim(p_sms_body), ''), 'Thanks for your message.'))
+$$;
+CREATE FUNCTION pgflow._answer_inbound(p_payload jsonb, p_now timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_in jsonb := case
+    when pg_catalog.jsonb_typeof(p_payload -> 'chat_inbound') = 'object' then p_payload -> 'chat_inbound'
+    when pg_catalog.jsonb_typeof(p_payload -> 'sms_inbound') = 'object' then p_payload -> 'sms_inbound'
+    else p_payload end;
+  v_lead text := v_in ->> 'from_number';
+  v_line text := v_in ->> 'to_number';
+  v_text text := coalesce(v_in ->> 'message', v_in ->> 'body', v_in ->> 'content');
+  v_reject jsonb := '{"chat_inbound": {"reject": true}}';
+  v_contact pgflow.contacts;
+  v_number pgflow.sending_numbers;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_enrollment bigint;
+  v_message bigint;
+  v_answer jsonb;
+begin
+  if v_lead is null or v_lead !~ '^\+[1-9][0-9]{6,14}$'
+     or v_line is null or v_line !~ '^\+[1-9][0-9]{6,14}$' then
+    return pg_catalog.jsonb_build_object('result', 'invalid', 'response', v_reject,
+      'detail', 'from_number and to_number must be E.164 numbers');
+  end if;
+  select * into v_number from pgflow.sending_numbers where number = v_line;
+  select * into v_contact from pgflow.contacts where phone = v_lead for update;
+  if v_contact.id is null then
+    if v_number.inbound_agent_id is null then
+      return pg_catalog.jsonb_build_object('result', 'unknown_number_rejected',
+                                           'response', v_reject);
+    end if;
+    insert into pgflow.contacts (phone, created_at, updated_at)
+    values (v_lead, p_now, p_now)
+    on conflict (phone) do update set updated_at = excluded.updated_at
+    returning * into v_contact;
+  elsif v_contact.opted_out_at is not null
+        and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
+    return pg_catalog.jsonb_build_object('result', 'suppressed_rejected', 'response', v_reject);
+  end if;
+  select * into v_conversation from pgflow.conversations
+   where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
+  if v_conversation.id is null then
+    -- the drip the lead is in on this line, else the last campaign that used it
+    select e.id, e.campaign_id into v_enrollment, v_campaign.id
+      from pgflow.enrollments e join pgflow.campaigns c on c.id = e.campaign_id
+     where e.contact_id = v_contact.id and c.from_number = v_line
+     order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
+    select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
+    select * into v_agent from pgflow.agents
+     where id = coalesce(v_campaign.agent_id, v_number.inbound_agent_id,
+                         (select cv.agent_id from pgflow.conversations cv
+                           where cv.contact_id = v_contact.id and cv.from_number = v_line
+                           order by cv.id desc limit 1));
+    if v_agent.id is null then
+      return pg_catalog.jsonb_build_object('result', 'no_agent_rejected', 'response', v_reject);
+    end if;
+    perform pgflow._set_reason('lead wrote first');
+    insert into pgflow.conversations
+      (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+    values (v_contact.id, v_campaign.id, v_agent.id, v_enrollment, v_line, p_now, p_now)
+    on conflict (contact_id, from_number) where status <> 'ended' do nothing
+    returning * into v_conversation;
+    if v_conversation.id is null then
+      select * into v_conversation from pgflow.conversations
+       where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
+    end if;
+  end if;
+  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
+  select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
+  if v_in ? 'chat_id' and nullif(v_in ->> 'chat_id', '') is not null then
+    update pgflow.conversations
+       set provider_chat_id = v_in ->> 'chat_id', chat_status = 'ongoing', updated_at = p_now
+     where id = v_conversation.id;
+  end if;
+  v_answer := pg_catalog.jsonb_build_object(
+    'dynamic_variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, null),
+    'metadata', pg_catalog.jsonb_build_object(
+      'pgflow_conversation_id', v_conversation.id::text,
+      'pgflow_contact_id', v_contact.id::text));
+  if v_agent.retell_agent_id is not null then
+    v_answer := v_answer || pg_catalog.jsonb_build_object('override_agent_id', v_agent.retell_agent_id);
+  end if;
+  -- The older shape carries the text itself: record it as the lead's message.
+  if v_text is not null then
+    perform pgflow._set_reason('lead text (inbound webhook)');
+    insert into pgflow.messages
+      (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+       dedupe_key, created_at, updated_at)
+    values (v_conversation.id, v_contact.id, 'inbound', 'lead', v_text, 'received',
+            pgflow.sms_segments(v_text), pgflow.sms_encoding(v_text),
+            'inbound:' || pg_catalog.md5(p_payload::text), p_now, p_now)
+    on conflict (dedupe_key) do nothing
+    returning id into v_message;
+    if v_message is not null then
+      perform pgflow._on_inbound(v_message, false, p_now);
+    end if;
+  end if;
+  return pg_catalog.jsonb_build_object('result', 'answered', 'conversation_id', v_conversation.id,
+    'response', pg_catalog.jsonb_build_object('chat_inbound', v_answer));
+end;
+$_$;
+CREATE TABLE pgflow.conversations (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    campaign_id bigint,
+    agent_id bigint,
+    enrollment_id bigint,
+    from_number text NOT NULL,
+    status text DEFAULT 'open'::text NOT NULL,
+    conversion_status text,
+    outcome_reason text,
+    outcome_source text,
+    ended_at timestamp with time zone,
+    last_inbound_at timestamp with time zone,
+    last_outbound_at timestamp with time zone,
+    provider_chat_id text,
+    reply_deadline_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    chat_status text,
+    engaged_at timestamp with time zone,
+    agent_turns integer DEFAULT 0 NOT NULL,
+    CONSTRAINT conversations_agent_turns_nonnegative CHECK ((agent_turns >= 0)),
+    CONSTRAINT conversations_chat_status_valid CHECK ((chat_status = ANY (ARRAY['ongoing'::text, 'ended'::text]))),
+    CONSTRAINT conversations_conversion_status_valid CHECK ((conversion_status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text]))),
+    CONSTRAINT conversations_ended_at_iff_ended CHECK (((status = 'ended'::text) = (ended_at IS NOT NULL))),
+    CONSTRAINT conversations_ended_has_outcome CHECK (((status <> 'ended'::text) OR ((conversion_status IS NOT NULL) AND (outcome_source IS NOT NULL)))),
+    CONSTRAINT conversations_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT conversations_outcome_only_when_ended CHECK (((conversion_status IS NULL) OR (status = 'ended'::text))),
+    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text]))),
+    CONSTRAINT conversations_reply_deadline_only_open CHECK (((reply_deadline_at IS NULL) OR (status = 'open'::text))),
+    CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
+);
+CREATE FUNCTION pgflow._chat_conversation(p_chat jsonb) RETURNS pgflow.conversations
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_row pgflow.conversations;
+  v_id text := p_chat #>> '{metadata,pgflow_conversation_id}';
+  v_chat text := p_chat ->> 'chat_id';
+begin
+  if v_id ~ '^\d{1,18}$' then
+    select * into v_row from pgflow.conversations where id = v_id::bigint;
+    if found then
+      return v_row;
+    end if;
+  end if;
+  if v_chat is not null then
+    select * into v_row from pgflow.conversations where provider_chat_id = v_chat
+     order by id desc limit 1;
+    if found then
+      return v_row;
+    end if;
+    select cv.* into v_row from pgflow.messages m
+      join pgflow.conversations cv on cv.id = m.conversation_id
+     where m.provider_message_id = v_chat order by m.id desc limit 1;
+  end if;
+  return v_row;
+end;
+$_$;
+CREATE FUNCTION pgflow._chat_items(p_chat jsonb) RETURNS TABLE(pos integer, key text, role text, content text, at timestamp with time zone)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_chat_id text := coalesce(p_chat ->> 'chat_id', '?');
+  v_line text;
+  v_role text;
+  v_text text;
+  v_pos integer := 0;
+begin
+  if pg_catalog.jsonb_typeof(p_chat -> 'message_with_tool_calls') = 'array' then
+    return query
+      select (t.n - 1)::integer,
+             coalesce(nullif(t.e ->> 'message_id', ''), v_chat_id || ':' || (t.n - 1)),
+             t.e ->> 'role', t.e ->> 'content',
+             case when (t.e ->> 'created_timestamp') ~ '^\d{10,16}$'
+                  then pg_catalog.to_timestamp((t.e ->> 'created_timestamp')::bigint / 1000.0) end
+        from (select x.e, pg_catalog.row_number() over (order by x.ord) as n
+                from pg_catalog.jsonb_array_elements(p_chat -> 'message_with_tool_calls')
+                     with ordinality as x(e, ord)
+               where pg_catalog.jsonb_typeof(x.e) = 'object'
+                 and x.e ->> 'role' in ('agent', 'user')
+                 and pg_catalog.jsonb_typeof(x.e -> 'content') = 'string') t
+       order by t.n;
+    return;
+  end if;
+  if pg_catalog.jsonb_typeof(p_chat -> 'transcript') <> 'string' then
+    return;
+  end if;
+  foreach v_line in array pg_catalog.string_to_array(p_chat ->> 'transcript', E'\n') loop
+    if v_line ~ '^(Agent|User): ' then
+      if v_role is not null then
+        pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role; content := v_text;
+        at := null;
+        return next;
+        v_pos := v_pos + 1;
+      end if;
+      v_role := case when v_line like 'Agent: %' then 'agent' else 'user' end;
+      v_text := pg_catalog.substr(v_line, pg_catalog.strpos(v_line, ': ') + 2);
+    elsif v_role is not null then
+      v_text := v_text || E'\n' || v_line;
+    end if;
+  end loop;
+  if v_role is not null then
+    pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role;
+    content := pg_catalog.rtrim(v_text, E'\n'); at := null;
+    return next;
+  end if;
+end;
+$_$;
 CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time zone, p_priority integer DEFAULT 0) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -130,6 +446,43 @@ begin
     'completed', v_completed, 'held', v_held, 'stopped', v_stopped);
 end;
 $$;
+CREATE FUNCTION pgflow._end_chats(p_conversation_ids bigint[]) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select pgflow._enqueue('end_chat', coalesce(pg_catalog.array_agg(cv.id), '{}'), 20)
+    from pgflow.conversations cv
+   where cv.id = any (p_conversation_ids) and cv.provider_chat_id is not null
+     and coalesce(cv.chat_status, 'ongoing') = 'ongoing'
+$$;
+CREATE FUNCTION pgflow._engage(p_conversation_id bigint, p_at timestamp with time zone, p_now timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_conversation pgflow.conversations;
+  r record;
+begin
+  perform pgflow._set_reason('lead replied');
+  update pgflow.conversations
+     set status = 'engaged', engaged_at = coalesce(engaged_at, p_at, p_now),
+         reply_deadline_at = null, updated_at = p_now
+   where id = p_conversation_id and status = 'open'
+  returning * into v_conversation;
+  if not found then
+    return false;
+  end if;
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.campaigns c on c.id = e.campaign_id
+            where e.contact_id = v_conversation.contact_id
+              and c.from_number = v_conversation.from_number and e.status = 'active'
+            order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'lead replied', p_now);
+  end loop;
+  return true;
+end;
+$$;
 CREATE FUNCTION pgflow._enqueue(p_entrypoint text, p_ids bigint[], p_priority integer DEFAULT 0) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -153,18 +506,27 @@ begin
   return v_count;
 end;
 $$;
-CREATE FUNCTION pgflow._is_time_zone(p_tz text) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+CREATE FUNCTION pgflow._enqueue_after(p_entrypoint text, p_ids bigint[], p_priority integer, p_after timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+declare
+  v_count integer;
 begin
-  if p_tz is null then
-    return true;
+  if coalesce(pg_catalog.cardinality(p_ids), 0) = 0 then
+    return 0;
   end if;
-  perform pg_catalog.now() at time zone p_tz;
-  return true;
-exception when invalid_parameter_value then
-  return false;
+  insert into pgflow.pgqueuer (priority, entrypoint, payload, execute_after, dedupe_key, status)
+  select p_priority, p_entrypoint,
+         pg_catalog.convert_to(pg_catalog.json_build_object('id', id)::text, 'UTF8'),
+         p_after, p_entrypoint || ':' || id, 'queued'
+    from pg_catalog.unnest(p_ids) as id
+  on conflict (dedupe_key)
+    where ((status = any (array['queued'::pgflow.pgqueuer_status, 'picked'::pgflow.pgqueuer_status]))
+           and (dedupe_key is not null))
+  do nothing;
+  get diagnostics v_count = row_count;
+  return v_count;
 end;
 $$;
 CREATE FUNCTION pgflow._is_timestamp(p_text text) RETURNS boolean
@@ -184,6 +546,35 @@ exception when others then
   return false;
 end;
 $_$;
+CREATE FUNCTION pgflow._live_conversation(p_ended pgflow.conversations, p_now timestamp with time zone) RETURNS pgflow.conversations
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row pgflow.conversations;
+begin
+  select * into v_row from pgflow.conversations
+   where contact_id = p_ended.contact_id and from_number = p_ended.from_number
+     and status <> 'ended';
+  if found then
+    return v_row;
+  end if;
+  perform pgflow._set_reason('lead wrote after the conversation ended');
+  insert into pgflow.conversations
+    (contact_id, campaign_id, agent_id, from_number, provider_chat_id, chat_status,
+     created_at, updated_at)
+  values (p_ended.contact_id, p_ended.campaign_id, p_ended.agent_id, p_ended.from_number,
+          p_ended.provider_chat_id, p_ended.chat_status, p_now, p_now)
+  on conflict (contact_id, from_number) where status <> 'ended' do nothing
+  returning * into v_row;
+  if v_row.id is null then
+    select * into v_row from pgflow.conversations
+     where contact_id = p_ended.contact_id and from_number = p_ended.from_number
+       and status <> 'ended';
+  end if;
+  return v_row;
+end;
+$$;
 CREATE FUNCTION pgflow._log_transition() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -225,31 +616,163 @@ CREATE FUNCTION pgflow._normalize_phone(p_raw text) RETURNS text
   from (select nullif(pg_catalog.regexp_replace(p_raw, '[^0-9]', '', 'g'), '') as d) x
   where p_raw !~ '[A-Za-z]'
 $_$;
+CREATE FUNCTION pgflow._on_inbound(p_message_id bigint, p_engine_replies boolean, p_now timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  m pgflow.messages;
+  v_contact pgflow.contacts;
+  v_intent text;
+  v_rule text;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_debounce interval;
+begin
+  select * into m from pgflow.messages where id = p_message_id;
+  select * into v_contact from pgflow.contacts where id = m.contact_id for update;
+  select i.intent, i.rule into v_intent, v_rule from pgflow.inbound_intent(m.body) i;
+  update pgflow.messages set intent = v_intent where id = m.id;
+  update pgflow.conversations
+     set last_inbound_at = greatest(last_inbound_at, m.created_at), updated_at = p_now
+   where id = m.conversation_id;
+  if v_contact.opted_out_at is not null then
+    if v_intent = 'opt_in' then
+      perform pgflow.opt_in_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+      return 'opt_in';
+    end if;
+    return 'ignored_opted_out';
+  end if;
+  if v_intent = 'opt_out' then
+    perform pgflow.opt_out_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+    return 'opt_out';
+  end if;
+  perform pgflow._engage(m.conversation_id, m.created_at, p_now);
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  if v_conversation.status = 'ended' then
+    return 'recorded';
+  end if;
+  if v_intent = 'help' then
+    select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
+    perform pgflow._system_message(v_conversation.id,
+      coalesce(v_campaign.help_text,
+               pg_catalog.format('%s: reply STOP to opt out. Msg & data rates may apply.',
+                                 coalesce(v_campaign.name, 'Help'))),
+      'help:' || m.id, p_now);
+    return 'help';
+  end if;
+  if v_intent = 'maybe_opt_out' then
+    perform pgflow._enqueue('judge_opt_out', array[m.id], 30);
+  end if;
+  if p_engine_replies then
+    select a.reply_debounce into v_debounce from pgflow.agents a
+     where a.id = v_conversation.agent_id;
+    perform pgflow._enqueue_after('agent_reply', array[m.id], 15,
+                                  pg_catalog.now() + coalesce(v_debounce, interval '3 seconds'));
+  end if;
+  return v_intent;
+end;
+$$;
+CREATE TABLE pgflow.messages (
+    id bigint NOT NULL,
+    conversation_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    enrollment_id bigint,
+    direction text NOT NULL,
+    kind text NOT NULL,
+    body text NOT NULL,
+    step_position integer,
+    delivery_status text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    delivery_error text,
+    provider_message_id text,
+    segments integer DEFAULT 1 NOT NULL,
+    encoding text DEFAULT 'gsm7'::text NOT NULL,
+    dedupe_key text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    send_after timestamp with time zone,
+    sent_at timestamp with time zone,
+    delivered_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    chat_id text,
+    chat_message_id text,
+    intent text,
+    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
+    CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
+    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
+    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
+    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
+    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
+    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
+    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
+    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
+    CONSTRAINT messages_intent_inbound CHECK (((intent IS NULL) OR (direction = 'inbound'::text))),
+    CONSTRAINT messages_intent_valid CHECK ((intent = ANY (ARRAY['opt_out'::text, 'opt_in'::text, 'help'::text, 'human'::text, 'maybe_opt_out'::text, 'none'::text]))),
+    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
+    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
+    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
+);
+CREATE FUNCTION pgflow._reply_refusal(p_trigger pgflow.messages) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select case
+    when cv.id is null then 'no such conversation'
+    when cv.status = 'ended' then 'conversation ended'
+    when ct.opted_out_at is not null then 'contact opted out'
+    when exists (select 1 from pgflow.messages x
+                  where x.conversation_id = cv.id and x.direction = 'inbound'
+                    and x.id > p_trigger.id)
+      then 'a later text will be answered'
+    when exists (select 1 from pgflow.messages x
+                  where x.conversation_id = cv.id and x.direction = 'outbound'
+                    and x.kind in ('agent', 'human') and x.id > p_trigger.id)
+      then 'already answered'
+    when cv.agent_turns >= coalesce(a.max_turns, 10) then 'the agent has used its turns'
+  end
+  from (select 1) one
+  left join pgflow.conversations cv on cv.id = p_trigger.conversation_id
+  left join pgflow.contacts ct on ct.id = cv.contact_id
+  left join pgflow.agents a on a.id = cv.agent_id
+$$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
     AS $$ select pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true) $$;
-CREATE TABLE pgflow.contacts (
-    id bigint NOT NULL,
-    phone text NOT NULL,
-    first_name text,
-    last_name text,
-    email text,
-    timezone text,
-    attributes jsonb DEFAULT '{}'::jsonb NOT NULL,
-    opted_out_at timestamp with time zone,
-    opt_out_source text,
-    consent_at timestamp with time zone,
-    consent_source text,
-    consent_text text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
-    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
-    CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
-    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
-);
+CREATE FUNCTION pgflow._sms_words(p_text text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.btrim(pg_catalog.regexp_replace(
+           pg_catalog.regexp_replace(
+             pg_catalog.regexp_replace(
+               pg_catalog.translate(pg_catalog.lower(coalesce(p_text, '')), '’‘`´', ''''''''''),
+               '''', '', 'g'),
+             '[^[:alnum:]]+', ' ', 'g'),
+           '\s+', ' ', 'g'))
+$$;
+CREATE FUNCTION pgflow._system_message(p_conversation_id bigint, p_body text, p_dedupe_key text, p_now timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_id bigint;
+begin
+  perform pgflow._set_reason('system message ' || pg_catalog.split_part(p_dedupe_key, ':', 1));
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  select cv.id, cv.contact_id, 'outbound', 'system', p_body, 'queued',
+         pgflow.sms_segments(p_body), pgflow.sms_encoding(p_body), p_dedupe_key, p_now, p_now
+    from pgflow.conversations cv where cv.id = p_conversation_id
+  on conflict (dedupe_key) do nothing
+  returning id into v_id;
+  if v_id is not null then
+    perform pgflow._enqueue('send_sms', array[v_id], 20);
+  end if;
+  return v_id;
+end;
+$$;
 CREATE FUNCTION pgflow._template_values(p_contact pgflow.contacts) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -269,6 +792,54 @@ begin
   raise exception '% % is %; cannot % (allowed from: %)',
     p_entity, p_id, p_current, p_action, pg_catalog.array_to_string(p_allowed, ', ')
     using errcode = 'PF001';
+end;
+$$;
+CREATE FUNCTION pgflow.agent_turn(p_trigger_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  m pgflow.messages;
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_refusal text;
+begin
+  select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
+  if not found then
+    return '{"answer": false, "reason": "no such lead text"}';
+  end if;
+  v_refusal := pgflow._reply_refusal(m);
+  if v_refusal is not null then
+    return pg_catalog.jsonb_build_object('answer', false, 'reason', v_refusal);
+  end if;
+  if exists (select 1 from pgflow.messages x where x.conversation_id = m.conversation_id
+              and x.direction = 'inbound' and x.intent = 'maybe_opt_out') then
+    return '{"answer": false, "reason": "an opt-out judgment is pending", "retry_seconds": 2}';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
+  select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
+  return pg_catalog.jsonb_build_object(
+    'answer', true,
+    'conversation_id', v_conversation.id,
+    'turns', v_conversation.agent_turns,
+    'max_turns', v_agent.max_turns,
+    'agent', pg_catalog.jsonb_build_object('name', v_agent.name, 'prompt', v_agent.prompt,
+                                           'model', v_agent.model),
+    'campaign', pg_catalog.jsonb_build_object('name', v_campaign.name, 'goal', v_campaign.goal),
+    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, null) - 'sms_body',
+    'transcript', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'role', case when t.direction = 'inbound' then 'lead' else 'agent' end,
+               'text', t.body, 'at', t.created_at) order by t.created_at, t.id)
+        from (select x.* from pgflow.messages x
+               where x.conversation_id = v_conversation.id
+                 and (x.direction = 'inbound'
+                      or x.delivery_status in ('queued', 'sending', 'sent', 'delivered'))
+               order by x.created_at desc, x.id desc limit 40) t), '[]'));
 end;
 $$;
 CREATE FUNCTION pgflow.alert(p_id bigint) RETURNS jsonb
@@ -291,19 +862,23 @@ declare
   v_new jsonb;
   v_first_diff integer;
   v_passed integer;
-  v_result jsonb := '{"agents": [], "campaigns": []}'::jsonb;
+  v_result jsonb := '{"agents": [], "campaigns": [], "numbers": []}'::jsonb;
   v_steps_action text;
 begin
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
   loop
-    insert into pgflow.agents as a (name, prompt, model, retell_agent_id, created_at, updated_at)
+    insert into pgflow.agents as a (name, prompt, model, retell_agent_id, max_turns,
+                                    reply_debounce, created_at, updated_at)
     values (v_item ->> 'name', v_item ->> 'prompt', v_item ->> 'model',
-            v_item ->> 'retell_agent_id', v_now, v_now)
+            v_item ->> 'retell_agent_id', coalesce((v_item ->> 'max_turns')::integer, 10),
+            coalesce((v_item ->> 'reply_debounce')::interval, '3 seconds'), v_now, v_now)
     on conflict (name) do update set
       prompt = excluded.prompt, model = excluded.model,
-      retell_agent_id = excluded.retell_agent_id, updated_at = excluded.updated_at
-    where (a.prompt, a.model, a.retell_agent_id)
-          is distinct from (excluded.prompt, excluded.model, excluded.retell_agent_id)
+      retell_agent_id = excluded.retell_agent_id, max_turns = excluded.max_turns,
+      reply_debounce = excluded.reply_debounce, updated_at = excluded.updated_at
+    where (a.prompt, a.model, a.retell_agent_id, a.max_turns, a.reply_debounce)
+          is distinct from (excluded.prompt, excluded.model, excluded.retell_agent_id,
+                            excluded.max_turns, excluded.reply_debounce)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_result := pg_catalog.jsonb_set(v_result, '{agents}', (v_result -> 'agents') ||
       pg_catalog.jsonb_build_object('name', v_item ->> 'name', 'action',
@@ -324,7 +899,7 @@ begin
     insert into pgflow.campaigns as c
       (slug, name, agent_id, from_number, status, timezone, window_start, window_end,
        window_days, reply_timeout, silence_timeout, daily_cap, max_attempts, help_text,
-       opt_out_text, fallbacks, created_at, updated_at)
+       opt_out_text, fallbacks, goal, created_at, updated_at)
     values (
       v_item ->> 'slug', v_item ->> 'name', v_agent_id, v_item ->> 'from_number',
       coalesce(v_item ->> 'status', 'active'),
@@ -342,6 +917,7 @@ begin
       coalesce(v_item ->> 'opt_out_text',
         'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'),
       coalesce(v_item -> 'fallbacks', '{}'),
+      v_item ->> 'goal',
       v_now, v_now)
     on conflict (slug) do update set
       name = excluded.name, agent_id = excluded.agent_id, from_number = excluded.from_number,
@@ -351,17 +927,17 @@ begin
       reply_timeout = excluded.reply_timeout, silence_timeout = excluded.silence_timeout,
       daily_cap = excluded.daily_cap, max_attempts = excluded.max_attempts,
       help_text = excluded.help_text, opt_out_text = excluded.opt_out_text,
-      fallbacks = excluded.fallbacks, updated_at = excluded.updated_at
+      fallbacks = excluded.fallbacks, goal = excluded.goal, updated_at = excluded.updated_at
     where (c.name, c.agent_id, c.from_number, c.timezone, c.window_start, c.window_end,
            c.window_days, c.reply_timeout, c.silence_timeout, c.daily_cap, c.max_attempts,
-           c.help_text, c.opt_out_text, c.fallbacks,
+           c.help_text, c.opt_out_text, c.fallbacks, c.goal,
            case when v_item ? 'status' then excluded.status else c.status end)
           is distinct from
           (excluded.name, excluded.agent_id, excluded.from_number, excluded.timezone,
            excluded.window_start, excluded.window_end, excluded.window_days,
            excluded.reply_timeout, excluded.silence_timeout, excluded.daily_cap,
            excluded.max_attempts, excluded.help_text, excluded.opt_out_text,
-           excluded.fallbacks, c.status)
+           excluded.fallbacks, excluded.goal, c.status)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_changed := v_id is not null;
     select * into v_campaign from pgflow.campaigns where slug = v_item ->> 'slug';
@@ -402,6 +978,31 @@ begin
       pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,
         'action', case when v_inserted then 'created' when v_changed then 'updated' else 'unchanged' end,
         'steps', v_steps_action));
+    insert into pgflow.sending_numbers (number, created_at, updated_at)
+    values (v_campaign.from_number, v_now, v_now)
+    on conflict (number) do nothing;
+  end loop;
+  -- Sending numbers: the default agent for leads who text a number without a conversation.
+  for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'numbers', '[]'))
+  loop
+    v_agent_id := null;
+    if v_item ->> 'inbound_agent' is not null then
+      select id into v_agent_id from pgflow.agents where name = v_item ->> 'inbound_agent';
+      if v_agent_id is null then
+        raise exception 'number %: unknown agent %', v_item ->> 'number',
+          v_item ->> 'inbound_agent' using errcode = 'PF003';
+      end if;
+    end if;
+    v_id := null;
+    insert into pgflow.sending_numbers as n (number, inbound_agent_id, created_at, updated_at)
+    values (v_item ->> 'number', v_agent_id, v_now, v_now)
+    on conflict (number) do update set
+      inbound_agent_id = excluded.inbound_agent_id, updated_at = excluded.updated_at
+    where n.inbound_agent_id is distinct from excluded.inbound_agent_id
+    returning id, (xmax = 0) into v_id, v_inserted;
+    v_result := pg_catalog.jsonb_set(v_result, '{numbers}', (v_result -> 'numbers') ||
+      pg_catalog.jsonb_build_object('number', v_item ->> 'number', 'action',
+        case when v_id is null then 'unchanged' when v_inserted then 'created' else 'updated' end));
   end loop;
   return v_result;
 end;
@@ -421,6 +1022,158 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   end
   from (select 1) one
   left join pgflow.campaigns c on c.slug = p_slug
+$$;
+CREATE FUNCTION pgflow.chat_ended(p_chat_id text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  update pgflow.conversations
+     set chat_status = 'ended', updated_at = coalesce(p_now, pg_catalog.now())
+   where provider_chat_id = p_chat_id and coalesce(chat_status, 'ongoing') <> 'ended';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+CREATE FUNCTION pgflow.chat_to_end(p_conversation_id bigint) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select provider_chat_id from pgflow.conversations
+   where id = p_conversation_id and coalesce(chat_status, 'ongoing') = 'ongoing'
+$$;
+CREATE FUNCTION pgflow.claim_message(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_checked_chat text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_enrollment_status text;
+  v_campaign_id bigint;
+  v_max integer;
+  v_open timestamptz;
+  v_reason text;
+begin
+  select * into m from pgflow.messages where id = p_message_id for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
+  end if;
+  if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
+    return pg_catalog.jsonb_build_object('action', 'skip',
+      'reason', 'message is ' || m.delivery_status);
+  end if;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
+  v_max := coalesce(v_campaign.max_attempts, 6);
+  if m.delivery_status = 'sending' then
+    -- The last attempt never came back: its worker died mid-send.
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'interrupted',
+           error = 'the worker stopped during the send'
+     where message_id = m.id and finished_at is null;
+    if m.attempts >= v_max then
+      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+      update pgflow.messages
+         set delivery_status = 'dead_letter', updated_at = v_now,
+             delivery_error = pg_catalog.format(
+               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
+    end if;
+  end if;
+  v_reason := case
+    when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
+    when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
+      then 'enrollment ' || v_enrollment_status
+    when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
+    when v_conversation.status = 'ended' and m.kind <> 'system' then 'conversation ended'
+  end;
+  if v_reason is not null then
+    perform pgflow._set_reason(v_reason);
+    update pgflow.messages
+       set delivery_status = 'suppressed', delivery_error = v_reason, updated_at = v_now
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'suppressed', 'reason', v_reason);
+  end if;
+  if m.send_after > v_now then
+    return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'backoff',
+      'delay_seconds', extract(epoch from m.send_after - v_now));
+  end if;
+  if m.kind = 'campaign' then
+    if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
+      -- held, not dropped: a paused campaign or drip sends it when resumed
+      update pgflow.messages set delivery_status = 'queued',
+             send_after = v_now + interval '15 minutes', updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
+        case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
+             else 'drip paused' end, 'delay_seconds', 900);
+    end if;
+    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
+      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+    -- A missed or late webhook must never let a drip talk over a live conversation.
+    if v_conversation.provider_chat_id is not null
+       and coalesce(v_conversation.chat_status, 'ongoing') = 'ongoing'
+       and p_checked_chat is distinct from v_conversation.provider_chat_id then
+      return pg_catalog.jsonb_build_object('action', 'check_chat',
+        'chat_id', v_conversation.provider_chat_id);
+    end if;
+  end if;
+  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
+  update pgflow.messages
+     set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         updated_at = v_now,
+         -- an agent reply posted into a chat carries our id, so its echo is recognised
+         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
+                                else chat_message_id end
+   where id = m.id
+  returning * into m;
+  insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
+  select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
+    from pgflow.message_attempts a where a.message_id = m.id;
+  return pg_catalog.jsonb_build_object(
+    'action', 'send',
+    'message_id', m.id,
+    'attempt', m.attempts,
+    'max_attempts', v_max,
+    'kind', m.kind,
+    'from_number', v_conversation.from_number,
+    'to_number', v_contact.phone,
+    'body', m.body,
+    'retell_agent_id', v_agent.retell_agent_id,
+    'chat_id', v_conversation.provider_chat_id,
+    'chat_status', v_conversation.chat_status,
+    'chat_message_id', m.chat_message_id,
+    'previous_chat_id', v_conversation.provider_chat_id,
+    -- an opt-out confirmation ends its chat at once: nothing may follow it
+    'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
+    'metadata', pg_catalog.jsonb_build_object(
+      'pgflow_message_id', m.id::text,
+      'pgflow_conversation_id', m.conversation_id::text,
+      'pgflow_contact_id', m.contact_id::text),
+    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+end;
 $$;
 CREATE FUNCTION pgflow.claim_send(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -641,33 +1394,6 @@ begin
   return v_results;
 end;
 $$;
-CREATE TABLE pgflow.conversations (
-    id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    campaign_id bigint,
-    agent_id bigint,
-    enrollment_id bigint,
-    from_number text NOT NULL,
-    status text DEFAULT 'open'::text NOT NULL,
-    conversion_status text,
-    outcome_reason text,
-    outcome_source text,
-    ended_at timestamp with time zone,
-    last_inbound_at timestamp with time zone,
-    last_outbound_at timestamp with time zone,
-    provider_chat_id text,
-    reply_deadline_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT conversations_conversion_status_valid CHECK ((conversion_status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text]))),
-    CONSTRAINT conversations_ended_at_iff_ended CHECK (((status = 'ended'::text) = (ended_at IS NOT NULL))),
-    CONSTRAINT conversations_ended_has_outcome CHECK (((status <> 'ended'::text) OR ((conversion_status IS NOT NULL) AND (outcome_source IS NOT NULL)))),
-    CONSTRAINT conversations_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT conversations_outcome_only_when_ended CHECK (((conversion_status IS NULL) OR (status = 'ended'::text))),
-    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text]))),
-    CONSTRAINT conversations_reply_deadline_only_open CHECK (((reply_deadline_at IS NULL) OR (status = 'open'::text))),
-    CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
-);
 CREATE FUNCTION pgflow.end_conversation(p_id bigint, p_conversion_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.conversations
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -876,6 +1602,52 @@ begin
         (select pg_catalog.count(*) from pgflow.lead_events
           where result = 'rejected' and received_at > v_now - interval '24 hours')
     ));
+end;
+$_$;
+CREATE FUNCTION pgflow.inbound_intent(p_text text, OUT intent text, OUT rule text) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+declare
+  w text := pgflow._sms_words(p_text);
+  v_polite text := '(please |pls |plz )?(%s)( please| pls| plz| now| thanks| thank you| it| me)*';
+begin
+  if w ~ ('^' || pg_catalog.format(v_polite,
+      'stop|stopall|stop all|unsubscribe|unsub|cancel|end|quit|revoke|optout|opt out'
+      || '|parar|alto|detener|cancelar|baja') || '$') then
+    intent := 'opt_out'; rule := 'keyword'; return;
+  end if;
+  if w !~ '\m(dont|do not|never|wont|will not|didnt|did not) (stop|quit|cease|unsubscribe|remove)\M'
+     and (w ~ '\m(stop|quit|cease) (texting|txting|texing|messaging|msging|contacting|sending|calling|spamming|bothering|emailing)\M'
+       or w ~ '\m(stop|quit) (all )?(these |the |your )?(texts|txts|messages|msgs|sms)\M'
+       or w ~ '\m(remove|delete|erase|drop) (me|my number|this number|my info|my information)\M'
+       or w ~ '\mtake (me|my number|this number) off\M'
+       or w ~ '\m(dont|do not|never) (text|txt|message|msg|contact|call|sms|email|bother) (me|us|this number)\M'
+       or w ~ '\m(unsubscribe|unsub)\M'
+       or w ~ '\mopt (me )?out\M|\moptout\M'
+       or w ~ '\mleave me alone\M'
+       or w ~ '\mlose (my|this) number\M'
+       or w ~ '\mno more (texts|text|txts|messages|msgs)\M'
+       or w ~ '\mno me (escribas|escriban|envies|envien|mandes|manden|contactes|contacten)\M'
+       or w ~ '\m(deja|dejen) de (escribir|enviar|mandar)\M') then
+    intent := 'opt_out'; rule := 'phrase'; return;
+  end if;
+  if w ~ ('^' || pg_catalog.format(v_polite, 'start|unstop|yes|subscribe|resubscribe') || '$') then
+    intent := 'opt_in'; rule := 'keyword'; return;
+  end if;
+  if w ~ '^(help|info|information|ayuda)( please| pls)?$' then
+    intent := 'help'; rule := 'keyword'; return;
+  end if;
+  if w ~ '\m(real|actual|live) (person|human|agent|people)\M'
+     or w ~ '\m(talk|speak|chat|text) (to|with) (a |an |someone|somebody|a real |an actual |your |the )?(person|human|someone|somebody|manager|agent|representative|rep|owner|supervisor|boss)\M'
+     or w ~ '\m(can|could|would|will) (someone|somebody|a person|a human|a manager) (call|contact|phone|text|reach)\M'
+     or w ~ '^(human|agent|representative|operator|person|manager)( please| pls)?$' then
+    intent := 'human'; rule := 'phrase'; return;
+  end if;
+  if w ~ '\m(stop|stopping|unsubscribe|unsub|remove|quit|cancel|optout|opt|block|blocked|spam|spamming|harass|harassing|report|reported|parar|baja)\M' then
+    intent := 'maybe_opt_out'; rule := 'ambiguous'; return;
+  end if;
+  intent := 'none';
 end;
 $_$;
 CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_edge jsonb DEFAULT NULL::jsonb) RETURNS jsonb
@@ -1088,6 +1860,106 @@ begin
   return v_id;
 end;
 $$;
+CREATE FUNCTION pgflow.opt_in_contact(p_contact_id bigint, p_source text, p_message_id bigint DEFAULT NULL::bigint, p_text text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_opt_in bigint;
+  v_via bigint;
+  v_name text;
+begin
+  update pgflow.contacts
+     set opted_out_at = null, opt_out_source = null, updated_at = v_now
+   where id = p_contact_id and opted_out_at is not null;
+  if not found then
+    if not exists (select 1 from pgflow.contacts where id = p_contact_id) then
+      raise exception 'contact % does not exist', p_contact_id using errcode = 'PF002';
+    end if;
+    return pg_catalog.jsonb_build_object('result', 'not_opted_out');
+  end if;
+  insert into pgflow.opt_outs (contact_id, action, source, message_id, text, occurred_at)
+  values (p_contact_id, 'opt_in', p_source, p_message_id, pg_catalog.left(p_text, 500), v_now)
+  returning id into v_opt_in;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', p_contact_id, 'opted_out', 'subscribed', 'opt-in by ' || p_source);
+  select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;
+  v_via := coalesce(v_via, (select pg_catalog.max(id) from pgflow.conversations
+                             where contact_id = p_contact_id));
+  if v_via is not null then
+    select coalesce(c.name, 'our') into v_name
+      from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
+     where cv.id = v_via;
+    perform pgflow._system_message(v_via,
+      pg_catalog.format('You are resubscribed to %s messages. Reply STOP to opt out.', v_name),
+      'opt_in_confirmation:' || v_opt_in, v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('result', 'opted_in', 'opt_in_id', v_opt_in);
+end;
+$$;
+CREATE FUNCTION pgflow.opt_out_contact(p_contact_id bigint, p_source text, p_message_id bigint DEFAULT NULL::bigint, p_text text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_contact pgflow.contacts;
+  v_opt_out bigint;
+  v_via bigint;
+  v_live bigint[];
+  v_text text;
+  r record;
+begin
+  update pgflow.contacts
+     set opted_out_at = v_now, opt_out_source = p_source, updated_at = v_now
+   where id = p_contact_id and opted_out_at is null
+  returning * into v_contact;
+  if not found then
+    if not exists (select 1 from pgflow.contacts where id = p_contact_id) then
+      raise exception 'contact % does not exist', p_contact_id using errcode = 'PF002';
+    end if;
+    return pg_catalog.jsonb_build_object('result', 'already_opted_out');
+  end if;
+  insert into pgflow.opt_outs (contact_id, action, source, message_id, text, occurred_at)
+  values (p_contact_id, 'opt_out', p_source, p_message_id, pg_catalog.left(p_text, 500), v_now)
+  returning id into v_opt_out;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', p_contact_id, 'subscribed', 'opted_out', 'opt-out by ' || p_source);
+  for r in select id from pgflow.enrollments
+            where contact_id = p_contact_id and status in ('active', 'paused') order by id
+  loop
+    perform pgflow.opt_out_enrollment(r.id, 'contact opted out (' || p_source || ')', v_now);
+  end loop;
+  select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;
+  select pg_catalog.array_agg(id order by id) into v_live
+    from pgflow.conversations where contact_id = p_contact_id and status <> 'ended';
+  v_via := coalesce(v_via, v_live[pg_catalog.cardinality(v_live)],
+                    (select pg_catalog.max(id) from pgflow.conversations
+                      where contact_id = p_contact_id));
+  for r in select unnest as id from pg_catalog.unnest(coalesce(v_live, '{}')) loop
+    perform pgflow.end_conversation(r.id, 'discarded', 'opted out (' || p_source || ')',
+                                    'rule', v_now);
+  end loop;
+  perform pgflow._set_reason('contact opted out');
+  update pgflow.messages
+     set delivery_status = 'suppressed', delivery_error = 'contact opted out', updated_at = v_now
+   where contact_id = p_contact_id and direction = 'outbound' and kind <> 'system'
+     and delivery_status in ('pending', 'queued');
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = p_contact_id));
+  if v_via is not null then
+    select coalesce(c.opt_out_text,
+                    'You are unsubscribed and will receive no more messages. Reply START to resubscribe.')
+      into v_text
+      from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
+     where cv.id = v_via;
+    perform pgflow._system_message(v_via, v_text, 'opt_out_confirmation:' || v_opt_out, v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('result', 'opted_out', 'opt_out_id', v_opt_out,
+                                       'conversation_id', v_via);
+end;
+$$;
 CREATE FUNCTION pgflow.opt_out_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1108,6 +1980,14 @@ begin
   end if;
   return v_row;
 end;
+$$;
+CREATE FUNCTION pgflow.opt_out_question(p_message_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object('message_id', m.id, 'text', m.body)
+    from pgflow.messages m
+   where m.id = p_message_id and m.direction = 'inbound' and m.intent = 'maybe_opt_out'
 $$;
 CREATE FUNCTION pgflow.pause_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1166,6 +2046,47 @@ begin
                                        'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
 end;
 $_$;
+CREATE FUNCTION pgflow.record_agent_reply(p_trigger_id bigint, p_body text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_refusal text;
+  v_id bigint;
+begin
+  select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
+  if not found then
+    raise exception 'lead text % does not exist', p_trigger_id using errcode = 'PF002';
+  end if;
+  if coalesce(pg_catalog.btrim(p_body), '') = '' then
+    raise exception 'an agent reply must not be empty' using errcode = 'PF003';
+  end if;
+  -- serialise with the inbound path and other replies of this conversation
+  perform 1 from pgflow.conversations where id = m.conversation_id for update;
+  v_refusal := pgflow._reply_refusal(m);
+  if v_refusal is not null then
+    return pg_catalog.jsonb_build_object('result', 'stale', 'reason', v_refusal);
+  end if;
+  perform pgflow._set_reason('agent reply');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (m.conversation_id, m.contact_id, 'outbound', 'agent', p_body, 'queued',
+          pgflow.sms_segments(p_body), pgflow.sms_encoding(p_body),
+          'agent_reply:' || m.id, v_now, v_now)
+  on conflict (dedupe_key) do nothing
+  returning id into v_id;
+  if v_id is null then
+    return '{"result": "stale", "reason": "already answered"}';
+  end if;
+  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now
+   where id = m.conversation_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 15);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id);
+end;
+$$;
 CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
@@ -1175,6 +2096,172 @@ CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEF
          details = case when p_error is null then details
                         else details || pg_catalog.jsonb_build_object('notify_error', p_error) end
    where id = p_alert_id
+$$;
+CREATE FUNCTION pgflow.record_chat(p_chat jsonb, p_event text DEFAULT 'get_chat'::text, p_engine_replies boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_chat_id text := p_chat ->> 'chat_id';
+  v_conversation pgflow.conversations;
+  v_target pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_started bigint;
+  v_first_agent boolean := true;
+  v_inserted bigint;
+  v_inbound integer := 0;
+  v_agent integer := 0;
+  v_ended boolean := p_event in ('chat_ended', 'chat_analyzed')
+                     or p_chat ->> 'chat_status' in ('ended', 'error');
+  i record;
+begin
+  v_conversation := pgflow._chat_conversation(p_chat);
+  if v_conversation.id is null then
+    return pg_catalog.jsonb_build_object('result', 'unknown_chat');
+  end if;
+  -- one chat at a time per conversation: concurrent deliveries wait here
+  select * into v_conversation from pgflow.conversations where id = v_conversation.id for update;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id;
+  if v_chat_id is not null then
+    update pgflow.conversations
+       set provider_chat_id = coalesce(provider_chat_id, v_chat_id),
+           chat_status = case when v_ended then 'ended'
+                              else coalesce(chat_status, 'ongoing') end,
+           updated_at = v_now
+     where id = v_conversation.id
+       and (provider_chat_id is null or provider_chat_id = v_chat_id);
+  end if;
+  if (p_chat #>> '{metadata,pgflow_message_id}') ~ '^\d{1,18}$' then
+    v_started := (p_chat #>> '{metadata,pgflow_message_id}')::bigint;
+  end if;
+  v_target := v_conversation;
+  for i in select * from pgflow._chat_items(p_chat) order by pos loop
+    if i.role = 'agent' and v_first_agent then
+      v_first_agent := false;
+      if v_started is not null then
+        update pgflow.messages
+           set chat_message_id = i.key, chat_id = coalesce(chat_id, v_chat_id)
+         where id = v_started and contact_id = v_contact.id and chat_message_id is null
+           and not exists (select 1 from pgflow.messages x where x.chat_message_id = i.key);
+        if found then
+          continue;
+        end if;
+      end if;
+    end if;
+    if exists (select 1 from pgflow.messages where chat_message_id = i.key) then
+      continue;
+    end if;
+    if i.role = 'user' and v_target.status = 'ended' and v_contact.opted_out_at is null then
+      v_target := pgflow._live_conversation(v_target, v_now);
+    end if;
+    if i.role = 'agent' then
+      perform pgflow._set_reason('agent message in chat ' || coalesce(v_chat_id, '?'));
+      insert into pgflow.messages
+        (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+         dedupe_key, chat_id, chat_message_id, created_at, sent_at, updated_at)
+      values (v_target.id, v_contact.id, 'outbound', 'agent', i.content, 'sent',
+              pgflow.sms_segments(i.content), pgflow.sms_encoding(i.content),
+              'chat:' || i.key, v_chat_id, i.key, coalesce(i.at, v_now), coalesce(i.at, v_now),
+              v_now)
+      on conflict (chat_message_id) where chat_message_id is not null do nothing
+      returning id into v_inserted;
+      if v_inserted is not null then
+        v_agent := v_agent + 1;
+        update pgflow.conversations
+           set last_outbound_at = greatest(last_outbound_at, coalesce(i.at, v_now))
+         where id = v_target.id;
+      end if;
+    else
+      perform pgflow._set_reason('lead text in chat ' || coalesce(v_chat_id, '?'));
+      insert into pgflow.messages
+        (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+         dedupe_key, chat_id, chat_message_id, created_at, updated_at)
+      values (v_target.id, v_contact.id, 'inbound', 'lead', i.content, 'received',
+              pgflow.sms_segments(i.content), pgflow.sms_encoding(i.content),
+              'chat:' || i.key, v_chat_id, i.key, coalesce(i.at, v_now), v_now)
+      on conflict (chat_message_id) where chat_message_id is not null do nothing
+      returning id into v_inserted;
+      if v_inserted is not null then
+        v_inbound := v_inbound + 1;
+        perform pgflow._on_inbound(v_inserted, p_engine_replies, v_now);
+        select * into v_target from pgflow.conversations where id = v_target.id;
+        select * into v_contact from pgflow.contacts where id = v_contact.id;
+      end if;
+    end if;
+  end loop;
+  return pg_catalog.jsonb_build_object(
+    'result', 'recorded', 'conversation_id', v_target.id, 'inbound', v_inbound,
+    'agent', v_agent, 'chat_ended', v_ended);
+end;
+$_$;
+CREATE FUNCTION pgflow.record_opt_out_judgment(p_message_id bigint, p_opt_out boolean, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+begin
+  update pgflow.messages set intent = case when p_opt_out then 'opt_out' else 'none' end
+   where id = p_message_id and direction = 'inbound' and intent = 'maybe_opt_out'
+  returning * into m;
+  if not found then
+    return '{"result": "already_judged"}';
+  end if;
+  if p_opt_out then
+    perform pgflow.opt_out_contact(m.contact_id, 'llm', m.id, m.body, v_now);
+    return '{"result": "opted_out"}';
+  end if;
+  return '{"result": "kept"}';
+end;
+$$;
+CREATE FUNCTION pgflow.record_retell_event(p_payload jsonb, p_engine_replies boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_event text := coalesce(nullif(p_payload ->> 'event', ''), '(none)');
+  v_key text;
+  v_delivery bigint;
+  v_result jsonb;
+begin
+  if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
+    raise exception 'a webhook payload must be a JSON object' using errcode = 'PF003';
+  end if;
+  v_key := v_event || ':'
+           || coalesce(p_payload #>> '{chat,chat_id}', p_payload #>> '{chat_inbound,chat_id}', '-')
+           || ':' || pg_catalog.md5(p_payload::text);
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('retell', v_key, pg_catalog.left(v_event, 100), p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    select pg_catalog.jsonb_build_object('result', 'duplicate', 'first_result', d.result)
+           || case when d.response is not null
+                   then pg_catalog.jsonb_build_object('response', d.response)
+                   else '{}'::jsonb end
+      into v_result
+      from pgflow.webhook_deliveries d where d.provider = 'retell' and d.delivery_key = v_key;
+    return v_result;
+  end if;
+  if v_event in ('chat_inbound', 'sms_inbound') then
+    v_result := pgflow._answer_inbound(p_payload, v_now);
+  elsif v_event in ('chat_started', 'transcript_updated', 'chat_ended', 'chat_analyzed') then
+    if pg_catalog.jsonb_typeof(p_payload -> 'chat') = 'object' then
+      v_result := pgflow.record_chat(p_payload -> 'chat', v_event, p_engine_replies, v_now);
+    else
+      v_result := '{"result": "malformed", "detail": "no chat object"}';
+    end if;
+  else
+    v_result := '{"result": "ignored", "detail": "unknown event"}';
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result -> 'response'
+   where id = v_delivery;
+  return v_result || pg_catalog.jsonb_build_object('delivery_id', v_delivery);
+end;
 $$;
 CREATE FUNCTION pgflow.record_send(p_message_id bigint, p_attempt integer, p_result jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1188,6 +2275,7 @@ declare
   v_error text := pg_catalog.left(p_result ->> 'error', 2000);
   v_status integer := (p_result ->> 'status_code')::integer;
   v_kind text;
+  v_chat text := p_result ->> 'chat_id';
 begin
   select * into m from pgflow.messages
    where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
@@ -1205,13 +2293,17 @@ begin
     perform pgflow._set_reason('sent on attempt ' || p_attempt);
     update pgflow.messages
        set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
-           provider_message_id = p_result ->> 'chat_id'
+           provider_message_id = v_chat, chat_id = coalesce(v_chat, chat_id)
      where id = m.id;
     update pgflow.message_attempts
        set finished_at = v_now, outcome = 'sent', status_code = v_status
      where message_id = m.id and finished_at is null;
     update pgflow.conversations
-       set last_outbound_at = v_now, provider_chat_id = coalesce(p_result ->> 'chat_id', provider_chat_id),
+       set last_outbound_at = v_now,
+           chat_status = case when v_chat is not null
+                               and v_chat is distinct from provider_chat_id then 'ongoing'
+                              else chat_status end,
+           provider_chat_id = coalesce(v_chat, provider_chat_id),
            updated_at = v_now
      where id = m.conversation_id;
     return pg_catalog.jsonb_build_object('action', 'sent');
@@ -1420,6 +2512,39 @@ begin
   return v_row;
 end;
 $$;
+CREATE FUNCTION pgflow.takeover(p_phone text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_contact pgflow.contacts;
+  v_ended jsonb := '[]';
+  r record;
+begin
+  select * into v_contact from pgflow.contacts where phone = p_phone;
+  if not found then
+    raise exception 'no contact with that number' using errcode = 'PF002';
+  end if;
+  for r in select cv.id, c.slug from pgflow.conversations cv
+             left join pgflow.campaigns c on c.id = cv.campaign_id
+            where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
+            for update of cv
+  loop
+    perform pgflow.end_conversation(r.id, 'escalated',
+      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human', v_now);
+    perform pgflow._end_chats(array[r.id]);
+    perform pgflow.open_alert('escalation:' || r.id, 'warning',
+      pg_catalog.format('conversation %s (%s) was taken over by a person', r.id,
+                        coalesce(r.slug, 'inbound')),
+      pg_catalog.jsonb_build_object('conversation_id', r.id, 'contact_id', v_contact.id,
+                                    'reason', p_reason), v_now);
+    v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
+                                                         'campaign', r.slug);
+  end loop;
+  return pg_catalog.jsonb_build_object('contact_id', v_contact.id, 'ended', v_ended);
+end;
+$$;
 CREATE FUNCTION pgflow.tick(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_batch integer DEFAULT 1000) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1490,17 +2615,6 @@ CREATE FUNCTION pgflow.worker_heartbeat(p_id uuid, p_host text, p_pid integer, p
   on conflict (id) do update
     set last_seen_at = excluded.last_seen_at, stopped_at = excluded.stopped_at
 $$;
-CREATE TABLE pgflow.agents (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    prompt text NOT NULL,
-    model text,
-    retell_agent_id text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT agents_name_nonempty CHECK ((name ~ '^\S(.*\S)?$'::text)),
-    CONSTRAINT agents_prompt_nonempty CHECK ((length(btrim(prompt)) > 0))
-);
 ALTER TABLE pgflow.agents ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.agents_id_seq
     START WITH 1
@@ -1550,38 +2664,6 @@ ALTER TABLE pgflow.campaign_steps ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     NO MAXVALUE
     CACHE 1
 );
-CREATE TABLE pgflow.campaigns (
-    id bigint NOT NULL,
-    slug text NOT NULL,
-    name text NOT NULL,
-    agent_id bigint NOT NULL,
-    from_number text NOT NULL,
-    status text DEFAULT 'draft'::text NOT NULL,
-    timezone text DEFAULT 'America/New_York'::text NOT NULL,
-    window_start time without time zone DEFAULT '09:00:00'::time without time zone NOT NULL,
-    window_end time without time zone DEFAULT '20:00:00'::time without time zone NOT NULL,
-    window_days smallint[] DEFAULT '{1,2,3,4,5,6}'::smallint[] NOT NULL,
-    reply_timeout interval DEFAULT '3 days'::interval NOT NULL,
-    silence_timeout interval DEFAULT '24:00:00'::interval NOT NULL,
-    daily_cap integer DEFAULT 3 NOT NULL,
-    max_attempts integer DEFAULT 6 NOT NULL,
-    help_text text,
-    opt_out_text text DEFAULT 'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'::text NOT NULL,
-    fallbacks jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT campaigns_daily_cap_positive CHECK ((daily_cap > 0)),
-    CONSTRAINT campaigns_fallbacks_object CHECK ((jsonb_typeof(fallbacks) = 'object'::text)),
-    CONSTRAINT campaigns_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT campaigns_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 50))),
-    CONSTRAINT campaigns_reply_timeout_positive CHECK ((reply_timeout > '00:00:00'::interval)),
-    CONSTRAINT campaigns_silence_timeout_positive CHECK ((silence_timeout > '00:00:00'::interval)),
-    CONSTRAINT campaigns_slug_shape CHECK ((slug ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT campaigns_status_valid CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'paused'::text, 'archived'::text]))),
-    CONSTRAINT campaigns_timezone_valid CHECK (pgflow._is_time_zone(timezone)),
-    CONSTRAINT campaigns_window_days_valid CHECK ((((cardinality(window_days) >= 1) AND (cardinality(window_days) <= 7)) AND (window_days <@ '{1,2,3,4,5,6,7}'::smallint[]))),
-    CONSTRAINT campaigns_window_order CHECK ((window_start < window_end))
-);
 ALTER TABLE pgflow.campaigns ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.campaigns_id_seq
     START WITH 1
@@ -1605,40 +2687,6 @@ ALTER TABLE pgflow.conversations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
-);
-CREATE TABLE pgflow.messages (
-    id bigint NOT NULL,
-    conversation_id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    enrollment_id bigint,
-    direction text NOT NULL,
-    kind text NOT NULL,
-    body text NOT NULL,
-    step_position integer,
-    delivery_status text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    delivery_error text,
-    provider_message_id text,
-    segments integer DEFAULT 1 NOT NULL,
-    encoding text DEFAULT 'gsm7'::text NOT NULL,
-    dedupe_key text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    send_after timestamp with time zone,
-    sent_at timestamp with time zone,
-    delivered_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
-    CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
-    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
-    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
-    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
-    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
-    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
-    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
-    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
-    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
-    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
-    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
 );
 CREATE VIEW pgflow.dead_letters AS
  SELECT m.id,
@@ -1710,6 +2758,24 @@ ALTER TABLE pgflow.lead_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
     NO MAXVALUE
     CACHE 1
 );
+CREATE VIEW pgflow.live_conversations AS
+ SELECT cv.id,
+    ct.phone,
+    c.slug AS campaign,
+    a.name AS agent,
+    cv.status,
+    cv.from_number,
+    cv.created_at,
+    cv.engaged_at,
+    cv.agent_turns,
+    cv.chat_status,
+    GREATEST(cv.last_inbound_at, cv.last_outbound_at, cv.created_at) AS last_message_at,
+    cv.last_inbound_at
+   FROM (((pgflow.conversations cv
+     JOIN pgflow.contacts ct ON ((ct.id = cv.contact_id)))
+     LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
+     LEFT JOIN pgflow.agents a ON ((a.id = cv.agent_id)))
+  WHERE (cv.status <> 'ended'::text);
 CREATE TABLE pgflow.message_attempts (
     id bigint NOT NULL,
     message_id bigint NOT NULL,
@@ -1734,6 +2800,25 @@ ALTER TABLE pgflow.message_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDEN
 );
 ALTER TABLE pgflow.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.opt_outs (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    action text NOT NULL,
+    source text NOT NULL,
+    message_id bigint,
+    text text,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT opt_outs_action_valid CHECK ((action = ANY (ARRAY['opt_out'::text, 'opt_in'::text]))),
+    CONSTRAINT opt_outs_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text])))
+);
+ALTER TABLE pgflow.opt_outs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.opt_outs_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1814,6 +2899,22 @@ CREATE SEQUENCE pgflow.pgqueuer_statistics_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE pgflow.pgqueuer_statistics_id_seq OWNED BY pgflow.pgqueuer_statistics.id;
+CREATE TABLE pgflow.sending_numbers (
+    id bigint NOT NULL,
+    number text NOT NULL,
+    inbound_agent_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT sending_numbers_number_e164 CHECK ((number ~ '^\+[1-9][0-9]{6,14}$'::text))
+);
+ALTER TABLE pgflow.sending_numbers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.sending_numbers_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 CREATE TABLE pgflow.webhook_deliveries (
     id bigint NOT NULL,
     provider text DEFAULT 'retell'::text NOT NULL,
@@ -1823,7 +2924,8 @@ CREATE TABLE pgflow.webhook_deliveries (
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     processed_at timestamp with time zone,
     result text,
-    error text
+    error text,
+    response jsonb
 );
 ALTER TABLE pgflow.webhook_deliveries ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.webhook_deliveries_id_seq
@@ -1881,6 +2983,8 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_dedupe_key_key UNIQUE (dedupe_key);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.opt_outs
+    ADD CONSTRAINT opt_outs_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer_log
     ADD CONSTRAINT pgqueuer_log_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer
@@ -1891,6 +2995,10 @@ ALTER TABLE ONLY pgflow.pgqueuer_schedules
     ADD CONSTRAINT pgqueuer_schedules_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer_statistics
     ADD CONSTRAINT pgqueuer_statistics_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.sending_numbers
+    ADD CONSTRAINT sending_numbers_number_key UNIQUE (number);
+ALTER TABLE ONLY pgflow.sending_numbers
+    ADD CONSTRAINT sending_numbers_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.webhook_deliveries
@@ -1905,6 +3013,7 @@ CREATE INDEX conversations_campaign_id_idx ON pgflow.conversations USING btree (
 CREATE INDEX conversations_contact_id_idx ON pgflow.conversations USING btree (contact_id);
 CREATE INDEX conversations_enrollment_id_idx ON pgflow.conversations USING btree (enrollment_id);
 CREATE UNIQUE INDEX conversations_one_live_per_line ON pgflow.conversations USING btree (contact_id, from_number) WHERE (status <> 'ended'::text);
+CREATE INDEX conversations_provider_chat_id_idx ON pgflow.conversations USING btree (provider_chat_id) WHERE (provider_chat_id IS NOT NULL);
 CREATE INDEX conversations_reply_deadline_idx ON pgflow.conversations USING btree (reply_deadline_at) WHERE ((status = 'open'::text) AND (reply_deadline_at IS NOT NULL));
 CREATE INDEX enrollments_campaign_id_idx ON pgflow.enrollments USING btree (campaign_id);
 CREATE INDEX enrollments_due_idx ON pgflow.enrollments USING btree (next_message_at) WHERE (status = 'active'::text);
@@ -1915,11 +3024,14 @@ CREATE INDEX lead_events_enrollment_id_idx ON pgflow.lead_events USING btree (en
 CREATE INDEX lead_events_external_idx ON pgflow.lead_events USING btree (source, external_id) WHERE (external_id IS NOT NULL);
 CREATE INDEX lead_events_received_at_idx ON pgflow.lead_events USING btree (received_at);
 CREATE UNIQUE INDEX message_attempts_one_open ON pgflow.message_attempts USING btree (message_id) WHERE (finished_at IS NULL);
+CREATE UNIQUE INDEX messages_chat_message_id_key ON pgflow.messages USING btree (chat_message_id) WHERE (chat_message_id IS NOT NULL);
 CREATE INDEX messages_contact_id_idx ON pgflow.messages USING btree (contact_id, created_at);
 CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conversation_id, created_at);
 CREATE INDEX messages_dead_letter_idx ON pgflow.messages USING btree (updated_at) WHERE (delivery_status = 'dead_letter'::text);
 CREATE INDEX messages_enrollment_id_idx ON pgflow.messages USING btree (enrollment_id);
 CREATE INDEX messages_provider_message_id_idx ON pgflow.messages USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
+CREATE INDEX opt_outs_contact_id_idx ON pgflow.opt_outs USING btree (contact_id, occurred_at);
+CREATE INDEX opt_outs_message_id_idx ON pgflow.opt_outs USING btree (message_id);
 CREATE INDEX pgqueuer_ep_ea_idx ON pgflow.pgqueuer USING btree (entrypoint, execute_after) WHERE (status = 'queued'::pgflow.pgqueuer_status);
 CREATE INDEX pgqueuer_ep_prio_id_idx ON pgflow.pgqueuer USING btree (entrypoint, priority DESC, id) WHERE (status = 'queued'::pgflow.pgqueuer_status);
 CREATE INDEX pgqueuer_log_created ON pgflow.pgqueuer_log USING btree (created);
@@ -1933,6 +3045,7 @@ CREATE INDEX pgqueuer_queue_manager_id_idx ON pgflow.pgqueuer USING btree (queue
 CREATE UNIQUE INDEX pgqueuer_statistics_unique_count ON pgflow.pgqueuer_statistics USING btree (priority, date_trunc('sec'::text, timezone('UTC'::text, created)), status, entrypoint);
 CREATE UNIQUE INDEX pgqueuer_unique_dedupe_key ON pgflow.pgqueuer USING btree (dedupe_key) WHERE ((status = ANY (ARRAY['queued'::pgflow.pgqueuer_status, 'picked'::pgflow.pgqueuer_status])) AND (dedupe_key IS NOT NULL));
 CREATE INDEX pgqueuer_updated_id_id1_idx ON pgflow.pgqueuer USING btree (updated, id DESC) INCLUDE (id) WHERE (status = 'picked'::pgflow.pgqueuer_status);
+CREATE INDEX sending_numbers_inbound_agent_id_idx ON pgflow.sending_numbers USING btree (inbound_agent_id);
 CREATE INDEX webhook_deliveries_received_at_idx ON pgflow.webhook_deliveries USING btree (received_at);
 CREATE INDEX workers_last_seen_at_idx ON pgflow.workers USING btree (last_seen_at);
 CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
@@ -1967,3 +3080,9 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES pgflow.enrollments(id);
+ALTER TABLE ONLY pgflow.opt_outs
+    ADD CONSTRAINT opt_outs_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
+ALTER TABLE ONLY pgflow.opt_outs
+    ADD CONSTRAINT opt_outs_message_id_fkey FOREIGN KEY (message_id) REFERENCES pgflow.messages(id);
+ALTER TABLE ONLY pgflow.sending_numbers
+    ADD CONSTRAINT sending_numbers_inbound_agent_id_fkey FOREIGN KEY (inbound_agent_id) REFERENCES pgflow.agents(id);

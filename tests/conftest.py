@@ -127,3 +127,15 @@ def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to this test's database."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="module")
+def module_db(server_url: str, template_db: str) -> Iterator[psycopg.Connection[Any]]:
+    """One migrated database shared by a module's tests: for pure functions only (tests
+    that write must use `db`)."""
+    name = create_clone(server_url, template_db)
+    try:
+        with psycopg.connect(with_database(server_url, name), autocommit=True) as conn:
+            yield conn
+    finally:
+        drop_database(server_url, name)

@@ -84,3 +84,18 @@ def test_no_function_is_left_to_public(db: Conn) -> None:
         " and p.proname not like '%%pgqueuer%%'"
     ).fetchall()
     assert public == []
+
+
+def test_entry_points_run_as_their_owner(db: Conn) -> None:
+    """The roles hold no table privileges: every function they may call that reads or
+    writes tables is SECURITY DEFINER (a `create or replace` that forgets it breaks them)."""
+    invoker = db.execute(
+        "select p.proname from pg_proc p where p.pronamespace = 'pgflow'::regnamespace"
+        " and not p.prosecdef and p.provolatile <> 'i'"
+        " and p.proname not like '%%pgqueuer%%'"
+        " and (has_function_privilege('pgflow_web', p.oid, 'execute')"
+        "   or has_function_privilege('pgflow_worker', p.oid, 'execute')"
+        "   or has_function_privilege('pgflow_operator', p.oid, 'execute'))"
+        " order by 1"
+    ).fetchall()
+    assert invoker == []

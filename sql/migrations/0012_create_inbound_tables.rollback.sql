@@ -1,0 +1,22 @@
+-- Undo 0012: drop the inbound tables and columns.
+alter table pgflow.campaigns drop column goal;
+alter table pgflow.agents
+  drop constraint agents_reply_debounce_range,
+  drop constraint agents_max_turns_range,
+  drop column reply_debounce,
+  drop column max_turns;
+alter table pgflow.webhook_deliveries drop column response;
+alter table pgflow.conversations
+  drop constraint conversations_agent_turns_nonnegative,
+  drop constraint conversations_chat_status_valid,
+  drop column agent_turns,
+  drop column engaged_at,
+  drop column chat_status;
+alter table pgflow.messages
+  drop constraint messages_intent_inbound,
+  drop constraint messages_intent_valid,
+  drop column intent,
+  drop column chat_message_id,
+  drop column chat_id;
+drop table pgflow.opt_outs;
+drop table pgflow.sending_numbers;

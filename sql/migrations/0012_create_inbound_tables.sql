@@ -1,0 +1,71 @@
+-- Inbound: sending numbers (with their default inbound agent), opt-out history, chat ids on messages and conversations, agent and campaign settings.
+-- depends: 0011_create_contact_report
+
+-- Every number we send from. A campaign's from_number is registered when the campaign is
+-- applied; `inbound_agent_id` answers leads who text the number without a conversation.
+create table pgflow.sending_numbers (
+  id bigint generated always as identity primary key,
+  number text not null,
+  inbound_agent_id bigint references pgflow.agents (id),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint sending_numbers_number_key unique (number),
+  constraint sending_numbers_number_e164 check (number ~ '^\+[1-9][0-9]{6,14}$')
+);
+create index sending_numbers_inbound_agent_id_idx on pgflow.sending_numbers (inbound_agent_id);
+
+-- Every opt-out and opt-in, kept for compliance (never pruned): who, how, their words.
+create table pgflow.opt_outs (
+  id bigint generated always as identity primary key,
+  contact_id bigint not null references pgflow.contacts (id),
+  action text not null,
+  source text not null,
+  message_id bigint references pgflow.messages (id),
+  text text,
+  occurred_at timestamptz not null default now(),
+  constraint opt_outs_action_valid check (action in ('opt_out', 'opt_in')),
+  constraint opt_outs_source_valid
+    check (source in ('keyword', 'phrase', 'llm', 'operator', 'import', 'webhook'))
+);
+create index opt_outs_contact_id_idx on pgflow.opt_outs (contact_id, occurred_at);
+create index opt_outs_message_id_idx on pgflow.opt_outs (message_id);
+
+-- Messages of a provider chat: the chat and the provider's own id of the message in it, so
+-- a transcript delivered many times records each message once.
+-- `intent` is what the rules (or the LLM) made of an inbound text: opt_out, opt_in, help,
+-- human, maybe_opt_out (waiting for the LLM's judgment), or none.
+alter table pgflow.messages
+  add column chat_id text,
+  add column chat_message_id text,
+  add column intent text,
+  add constraint messages_intent_valid
+    check (intent in ('opt_out', 'opt_in', 'help', 'human', 'maybe_opt_out', 'none')),
+  add constraint messages_intent_inbound check (intent is null or direction = 'inbound');
+
+-- The state of the conversation's current provider chat, and agent bookkeeping.
+alter table pgflow.conversations
+  add column chat_status text,
+  add column engaged_at timestamptz,
+  add column agent_turns integer not null default 0,
+  add constraint conversations_chat_status_valid check (chat_status in ('ongoing', 'ended')),
+  add constraint conversations_agent_turns_nonnegative check (agent_turns >= 0);
+
+-- What a webhook was answered with (a retried chat_inbound gets the same answer).
+alter table pgflow.webhook_deliveries add column response jsonb;
+
+-- Agent settings: at most this many agent replies per conversation; lead texts that
+-- arrive within reply_debounce of each other get one answer.
+alter table pgflow.agents
+  add column max_turns integer not null default 10,
+  add column reply_debounce interval not null default '3 seconds',
+  add constraint agents_max_turns_range check (max_turns between 1 and 100),
+  add constraint agents_reply_debounce_range
+    check (reply_debounce between interval '0' and interval '5 minutes');
+
+-- What the campaign is for, in a sentence (outcome classification reads it).
+alter table pgflow.campaigns add column goal text;
+
+-- The numbers already in use.
+insert into pgflow.sending_numbers (number)
+select distinct from_number from pgflow.campaigns
+on conflict (number) do nothing;

@@ -1,0 +1,5 @@
+-- Undo 0013: drop the chat correlation indexes.
+-- transactional: false
+drop index concurrently if exists pgflow.conversations_provider_chat_id_idx;
+
+drop index concurrently if exists pgflow.messages_chat_message_id_key;

@@ -1,0 +1,505 @@
+-- Sending within conversations: the claim that checks a live chat before a drip step (claim_message), record_send keeping the chat's state, agent turns, opt-out judgments, human takeover, live conversations.
+-- depends: 0014_create_inbound
+
+-- The send-time re-check and claim (it succeeds pgflow.claim_send, which old workers may
+-- still call). For the message of a send_sms job:
+--   skip        the message is no longer waiting
+--   suppressed  the contact opted out, or the drip / conversation no longer allows it
+--   defer       not now (window closed, backoff pending, campaign paused): retry later
+--   check_chat  a drip step while the conversation's last chat may be ongoing: read it
+--               (GET /get-chat), record it (pgflow.record_chat), then claim again with
+--               p_checked_chat = that chat id; a reply found there suppresses the step
+--   dead_letter interrupted max_attempts times (a poison message)
+--   send        claimed: attempt n is ours; everything the transport needs is returned
+create function pgflow.claim_message(
+  p_message_id bigint,
+  p_worker uuid default null,
+  p_checked_chat text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_enrollment_status text;
+  v_campaign_id bigint;
+  v_max integer;
+  v_open timestamptz;
+  v_reason text;
+begin
+  select * into m from pgflow.messages where id = p_message_id for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
+  end if;
+  if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
+    return pg_catalog.jsonb_build_object('action', 'skip',
+      'reason', 'message is ' || m.delivery_status);
+  end if;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
+  v_max := coalesce(v_campaign.max_attempts, 6);
+
+  if m.delivery_status = 'sending' then
+    -- The last attempt never came back: its worker died mid-send.
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'interrupted',
+           error = 'the worker stopped during the send'
+     where message_id = m.id and finished_at is null;
+    if m.attempts >= v_max then
+      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+      update pgflow.messages
+         set delivery_status = 'dead_letter', updated_at = v_now,
+             delivery_error = pg_catalog.format(
+               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
+    end if;
+  end if;
+
+  v_reason := case
+    when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
+    when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
+      then 'enrollment ' || v_enrollment_status
+    when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
+    when v_conversation.status = 'ended' and m.kind <> 'system' then 'conversation ended'
+  end;
+  if v_reason is not null then
+    perform pgflow._set_reason(v_reason);
+    update pgflow.messages
+       set delivery_status = 'suppressed', delivery_error = v_reason, updated_at = v_now
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'suppressed', 'reason', v_reason);
+  end if;
+
+  if m.send_after > v_now then
+    return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'backoff',
+      'delay_seconds', extract(epoch from m.send_after - v_now));
+  end if;
+  if m.kind = 'campaign' then
+    if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
+      -- held, not dropped: a paused campaign or drip sends it when resumed
+      update pgflow.messages set delivery_status = 'queued',
+             send_after = v_now + interval '15 minutes', updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
+        case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
+             else 'drip paused' end, 'delay_seconds', 900);
+    end if;
+    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
+      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+    -- A missed or late webhook must never let a drip talk over a live conversation.
+    if v_conversation.provider_chat_id is not null
+       and coalesce(v_conversation.chat_status, 'ongoing') = 'ongoing'
+       and p_checked_chat is distinct from v_conversation.provider_chat_id then
+      return pg_catalog.jsonb_build_object('action', 'check_chat',
+        'chat_id', v_conversation.provider_chat_id);
+    end if;
+  end if;
+
+  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
+  update pgflow.messages
+     set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         updated_at = v_now,
+         -- an agent reply posted into a chat carries our id, so its echo is recognised
+         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
+                                else chat_message_id end
+   where id = m.id
+  returning * into m;
+  insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
+  select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
+    from pgflow.message_attempts a where a.message_id = m.id;
+  return pg_catalog.jsonb_build_object(
+    'action', 'send',
+    'message_id', m.id,
+    'attempt', m.attempts,
+    'max_attempts', v_max,
+    'kind', m.kind,
+    'from_number', v_conversation.from_number,
+    'to_number', v_contact.phone,
+    'body', m.body,
+    'retell_agent_id', v_agent.retell_agent_id,
+    'chat_id', v_conversation.provider_chat_id,
+    'chat_status', v_conversation.chat_status,
+    'chat_message_id', m.chat_message_id,
+    'previous_chat_id', v_conversation.provider_chat_id,
+    -- an opt-out confirmation ends its chat at once: nothing may follow it
+    'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
+    'metadata', pg_catalog.jsonb_build_object(
+      'pgflow_message_id', m.id::text,
+      'pgflow_conversation_id', m.conversation_id::text,
+      'pgflow_contact_id', m.contact_id::text),
+    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+end;
+$$;
+
+-- record_send as in 0009, and a send that started a new chat makes it the conversation's
+-- current chat, ongoing; the message keeps its chat id.
+create or replace function pgflow.record_send(
+  p_message_id bigint, p_attempt integer, p_result jsonb,
+  p_retry_base_seconds double precision default 30, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_max integer;
+  v_delay double precision;
+  v_error text := pg_catalog.left(p_result ->> 'error', 2000);
+  v_status integer := (p_result ->> 'status_code')::integer;
+  v_kind text;
+  v_chat text := p_result ->> 'chat_id';
+begin
+  select * into m from pgflow.messages
+   where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
+     for update;
+  if not found then
+    -- Someone else re-claimed it after our heartbeat lapsed; their record wins.
+    return pg_catalog.jsonb_build_object('action', 'stale');
+  end if;
+  select coalesce(c.max_attempts, 6) into v_max
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = m.enrollment_id
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = m.conversation_id;
+
+  if (p_result ->> 'ok')::boolean then
+    perform pgflow._set_reason('sent on attempt ' || p_attempt);
+    update pgflow.messages
+       set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
+           provider_message_id = v_chat, chat_id = coalesce(v_chat, chat_id)
+     where id = m.id;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'sent', status_code = v_status
+     where message_id = m.id and finished_at is null;
+    update pgflow.conversations
+       set last_outbound_at = v_now,
+           chat_status = case when v_chat is not null
+                               and v_chat is distinct from provider_chat_id then 'ongoing'
+                              else chat_status end,
+           provider_chat_id = coalesce(v_chat, provider_chat_id),
+           updated_at = v_now
+     where id = m.conversation_id;
+    return pg_catalog.jsonb_build_object('action', 'sent');
+  end if;
+
+  if coalesce((p_result ->> 'retryable')::boolean, false) and p_attempt < v_max then
+    v_delay := least(3600, p_retry_base_seconds * 2 ^ (p_attempt - 1))
+               * (0.8 + 0.4 * pg_catalog.random());
+    v_delay := greatest(v_delay, coalesce((p_result ->> 'retry_after')::double precision, 0));
+    perform pgflow._set_reason('attempt ' || p_attempt || ' failed: ' || coalesce(v_error, '?'));
+    update pgflow.messages
+       set delivery_status = 'queued', delivery_error = v_error, updated_at = v_now,
+           send_after = v_now + v_delay * interval '1 second'
+     where id = m.id;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'retry', status_code = v_status, error = v_error
+     where message_id = m.id and finished_at is null;
+    return pg_catalog.jsonb_build_object('action', 'retry', 'delay_seconds', v_delay);
+  end if;
+
+  perform pgflow._set_reason(case when coalesce((p_result ->> 'retryable')::boolean, false)
+                                  then 'gave up after ' || p_attempt || ' attempts'
+                                  else 'permanent failure' end);
+  update pgflow.messages
+     set delivery_status = 'dead_letter', delivery_error = v_error, updated_at = v_now
+   where id = m.id;
+  update pgflow.message_attempts
+     set finished_at = v_now, outcome = 'dead_letter', status_code = v_status, error = v_error
+   where message_id = m.id and finished_at is null;
+  if coalesce((p_result ->> 'alert')::boolean, false) then
+    v_kind := case v_status when 401 then 'retell_unauthorized'
+                            when 402 then 'retell_payment_required'
+                            else 'retell_' || coalesce(v_status::text, 'error') end;
+    perform pgflow.open_alert(v_kind, 'critical',
+      pg_catalog.format('Retell refused a send with HTTP %s: %s', v_status, coalesce(v_error, '')),
+      pg_catalog.jsonb_build_object('message_id', m.id, 'status_code', v_status), v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('action', 'dead_letter');
+end;
+$$;
+
+-- The provider ended a chat (or we did): the conversation's chat is no longer ongoing.
+create function pgflow.chat_ended(p_chat_id text, p_now timestamptz default null)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count integer;
+begin
+  update pgflow.conversations
+     set chat_status = 'ended', updated_at = coalesce(p_now, pg_catalog.now())
+   where provider_chat_id = p_chat_id and coalesce(chat_status, 'ongoing') <> 'ended';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+-- For an end_chat job: the conversation's chat when it may still be ongoing, else NULL.
+create function pgflow.chat_to_end(p_conversation_id bigint) returns text
+language sql stable
+set search_path = ''
+as $$
+  select provider_chat_id from pgflow.conversations
+   where id = p_conversation_id and coalesce(chat_status, 'ongoing') = 'ongoing'
+$$;
+
+-- Why no agent reply may follow this lead text now, or NULL when one may.
+create function pgflow._reply_refusal(p_trigger pgflow.messages) returns text
+language sql stable
+set search_path = ''
+as $$
+  select case
+    when cv.id is null then 'no such conversation'
+    when cv.status = 'ended' then 'conversation ended'
+    when ct.opted_out_at is not null then 'contact opted out'
+    when exists (select 1 from pgflow.messages x
+                  where x.conversation_id = cv.id and x.direction = 'inbound'
+                    and x.id > p_trigger.id)
+      then 'a later text will be answered'
+    when exists (select 1 from pgflow.messages x
+                  where x.conversation_id = cv.id and x.direction = 'outbound'
+                    and x.kind in ('agent', 'human') and x.id > p_trigger.id)
+      then 'already answered'
+    when cv.agent_turns >= coalesce(a.max_turns, 10) then 'the agent has used its turns'
+  end
+  from (select 1) one
+  left join pgflow.conversations cv on cv.id = p_trigger.conversation_id
+  left join pgflow.contacts ct on ct.id = cv.contact_id
+  left join pgflow.agents a on a.id = cv.agent_id
+$$;
+
+-- For an agent_reply job: everything the agent needs to answer this lead text (its prompt,
+-- the campaign, the lead, the transcript), or {answer: false, reason} when no reply may
+-- follow (opted out, ended, taken over, a later text pending, turns used up), or a retry
+-- while an ambiguous opt-out word waits for its judgment.
+create function pgflow.agent_turn(p_trigger_id bigint, p_now timestamptz default null)
+returns jsonb
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  m pgflow.messages;
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_refusal text;
+begin
+  select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
+  if not found then
+    return '{"answer": false, "reason": "no such lead text"}';
+  end if;
+  v_refusal := pgflow._reply_refusal(m);
+  if v_refusal is not null then
+    return pg_catalog.jsonb_build_object('answer', false, 'reason', v_refusal);
+  end if;
+  if exists (select 1 from pgflow.messages x where x.conversation_id = m.conversation_id
+              and x.direction = 'inbound' and x.intent = 'maybe_opt_out') then
+    return '{"answer": false, "reason": "an opt-out judgment is pending", "retry_seconds": 2}';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
+  select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
+  return pg_catalog.jsonb_build_object(
+    'answer', true,
+    'conversation_id', v_conversation.id,
+    'turns', v_conversation.agent_turns,
+    'max_turns', v_agent.max_turns,
+    'agent', pg_catalog.jsonb_build_object('name', v_agent.name, 'prompt', v_agent.prompt,
+                                           'model', v_agent.model),
+    'campaign', pg_catalog.jsonb_build_object('name', v_campaign.name, 'goal', v_campaign.goal),
+    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, null) - 'sms_body',
+    'transcript', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'role', case when t.direction = 'inbound' then 'lead' else 'agent' end,
+               'text', t.body, 'at', t.created_at) order by t.created_at, t.id)
+        from (select x.* from pgflow.messages x
+               where x.conversation_id = v_conversation.id
+                 and (x.direction = 'inbound'
+                      or x.delivery_status in ('queued', 'sending', 'sent', 'delivered'))
+               order by x.created_at desc, x.id desc limit 40) t), '[]'));
+end;
+$$;
+
+-- The agent's answer to a lead text, recorded and queued for sending in one call, unless
+-- the situation changed while the agent thought (then 'stale', nothing written).
+create function pgflow.record_agent_reply(
+  p_trigger_id bigint, p_body text, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_refusal text;
+  v_id bigint;
+begin
+  select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
+  if not found then
+    raise exception 'lead text % does not exist', p_trigger_id using errcode = 'PF002';
+  end if;
+  if coalesce(pg_catalog.btrim(p_body), '') = '' then
+    raise exception 'an agent reply must not be empty' using errcode = 'PF003';
+  end if;
+  -- serialise with the inbound path and other replies of this conversation
+  perform 1 from pgflow.conversations where id = m.conversation_id for update;
+  v_refusal := pgflow._reply_refusal(m);
+  if v_refusal is not null then
+    return pg_catalog.jsonb_build_object('result', 'stale', 'reason', v_refusal);
+  end if;
+  perform pgflow._set_reason('agent reply');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (m.conversation_id, m.contact_id, 'outbound', 'agent', p_body, 'queued',
+          pgflow.sms_segments(p_body), pgflow.sms_encoding(p_body),
+          'agent_reply:' || m.id, v_now, v_now)
+  on conflict (dedupe_key) do nothing
+  returning id into v_id;
+  if v_id is null then
+    return '{"result": "stale", "reason": "already answered"}';
+  end if;
+  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now
+   where id = m.conversation_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 15);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id);
+end;
+$$;
+
+-- For a judge_opt_out job: the lead's text while it still waits for a judgment, else NULL.
+create function pgflow.opt_out_question(p_message_id bigint) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  select pg_catalog.jsonb_build_object('message_id', m.id, 'text', m.body)
+    from pgflow.messages m
+   where m.id = p_message_id and m.direction = 'inbound' and m.intent = 'maybe_opt_out'
+$$;
+
+-- The judgment on an ambiguous text: an opt-out suppresses the contact (source 'llm'),
+-- anything else leaves it a plain reply. The first judgment stands.
+create function pgflow.record_opt_out_judgment(
+  p_message_id bigint, p_opt_out boolean, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+begin
+  update pgflow.messages set intent = case when p_opt_out then 'opt_out' else 'none' end
+   where id = p_message_id and direction = 'inbound' and intent = 'maybe_opt_out'
+  returning * into m;
+  if not found then
+    return '{"result": "already_judged"}';
+  end if;
+  if p_opt_out then
+    perform pgflow.opt_out_contact(m.contact_id, 'llm', m.id, m.body, v_now);
+    return '{"result": "opted_out"}';
+  end if;
+  return '{"result": "kept"}';
+end;
+$$;
+
+-- A person takes over: every live conversation of the contact ends `escalated` (source
+-- human), its chat is ended, an alert opens per conversation, and no agent reply or drip
+-- step follows (claim_message and agent_turn refuse anything on an ended conversation).
+create function pgflow.takeover(
+  p_phone text, p_reason text default null, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_contact pgflow.contacts;
+  v_ended jsonb := '[]';
+  r record;
+begin
+  select * into v_contact from pgflow.contacts where phone = p_phone;
+  if not found then
+    raise exception 'no contact with that number' using errcode = 'PF002';
+  end if;
+  for r in select cv.id, c.slug from pgflow.conversations cv
+             left join pgflow.campaigns c on c.id = cv.campaign_id
+            where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
+            for update of cv
+  loop
+    perform pgflow.end_conversation(r.id, 'escalated',
+      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human', v_now);
+    perform pgflow._end_chats(array[r.id]);
+    perform pgflow.open_alert('escalation:' || r.id, 'warning',
+      pg_catalog.format('conversation %s (%s) was taken over by a person', r.id,
+                        coalesce(r.slug, 'inbound')),
+      pg_catalog.jsonb_build_object('conversation_id', r.id, 'contact_id', v_contact.id,
+                                    'reason', p_reason), v_now);
+    v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
+                                                         'campaign', r.slug);
+  end loop;
+  return pg_catalog.jsonb_build_object('contact_id', v_contact.id, 'ended', v_ended);
+end;
+$$;
+
+-- Conversations not ended, for `pgflow conversations list` (the CLI masks the phones).
+create view pgflow.live_conversations as
+select cv.id, ct.phone, c.slug as campaign, a.name as agent, cv.status, cv.from_number,
+       cv.created_at, cv.engaged_at, cv.agent_turns, cv.chat_status,
+       greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at) as last_message_at,
+       cv.last_inbound_at
+  from pgflow.conversations cv
+  join pgflow.contacts ct on ct.id = cv.contact_id
+  left join pgflow.campaigns c on c.id = cv.campaign_id
+  left join pgflow.agents a on a.id = cv.agent_id
+ where cv.status <> 'ended';
+
+revoke execute on function
+  pgflow.claim_message(bigint, uuid, text, timestamptz),
+  pgflow.chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
+  pgflow._reply_refusal(pgflow.messages), pgflow.agent_turn(bigint, timestamptz),
+  pgflow.record_agent_reply(bigint, text, timestamptz), pgflow.opt_out_question(bigint),
+  pgflow.record_opt_out_judgment(bigint, boolean, timestamptz),
+  pgflow.takeover(text, text, timestamptz)
+  from public;
+alter function pgflow.claim_message(bigint, uuid, text, timestamptz) security definer;
+alter function pgflow.chat_ended(text, timestamptz) security definer;
+alter function pgflow.chat_to_end(bigint) security definer;
+alter function pgflow.agent_turn(bigint, timestamptz) security definer;
+alter function pgflow.record_agent_reply(bigint, text, timestamptz) security definer;
+alter function pgflow.opt_out_question(bigint) security definer;
+alter function pgflow.record_opt_out_judgment(bigint, boolean, timestamptz) security definer;
+alter function pgflow.takeover(text, text, timestamptz) security definer;
+grant execute on function
+  pgflow.claim_message(bigint, uuid, text, timestamptz),
+  pgflow.chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
+  pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, timestamptz),
+  pgflow.opt_out_question(bigint), pgflow.record_opt_out_judgment(bigint, boolean, timestamptz)
+  to pgflow_worker;
+grant execute on function pgflow.takeover(text, text, timestamptz) to pgflow_operator;
+grant select on pgflow.live_conversations to pgflow_reader;
