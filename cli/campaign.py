@@ -50,4 +50,6 @@ def apply(
         table.add_row("agent", agent["name"], agent["action"], "")
     for campaign in result["campaigns"]:
         table.add_row("campaign", campaign["slug"], campaign["action"], campaign["steps"])
+    for number in result.get("numbers", []):
+        table.add_row("number", number["number"], number["action"], "")
     console.print(table)

@@ -1,13 +1,14 @@
-"""`pgflow conversations show PHONE`: a contact's drips, conversations and transcript."""
+"""`pgflow conversations`: list the live ones, show one contact, take one over."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from pgflow import db, phones
+from pgflow import db, errors, phones
 
 from .common import console, fail, print_json, settings
 
@@ -18,6 +19,83 @@ def _when(value: Any) -> str:
     return str(value)[:19].replace("T", " ") if value else "-"
 
 
+def _age(value: dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    seconds = max(0, int((dt.datetime.now(dt.UTC) - value).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _e164(phone: str) -> str:
+    number = phones.normalize(phone)
+    if number.e164 is None:
+        fail(f"{phone!r}: {number.error}")
+    return number.e164
+
+
+@app.command("list")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (phones masked)."),
+    limit: int = typer.Option(200, min=1, help="At most this many (most recent activity first)."),
+) -> None:
+    """Conversations not ended: phone (masked), campaign, state, last message age."""
+    with db.connect(settings().database_url, application="cli") as conn:
+        rows = db.live_conversations(limit).run(conn)
+    for r in rows:
+        r["phone"] = phones.mask(r["phone"])
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no live conversations")
+        return
+    table = Table()
+    for column in ("id", "phone", "campaign", "state", "agent turns", "last message"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["phone"],
+            r["campaign"] or "(inbound)",
+            r["status"],
+            str(r["agent_turns"]),
+            _age(r["last_message_at"]) + " ago",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} live conversation(s)")
+
+
+@app.command()
+def takeover(
+    phone: str = typer.Argument(..., help="The contact's number, in any common format."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (kept as the outcome reason)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A person takes over: the agent and the drip stop for good, the Retell chat is ended,
+    the conversation ends `escalated` (source human) and an alert opens."""
+    number = _e164(phone)
+    with db.connect(settings().database_url, application="cli") as conn:
+        try:
+            result = db.takeover(number, reason).run(conn)
+        except errors.NotFound:
+            fail(f"no contact with number {phones.mask(number)}")
+    if as_json:
+        print_json(result)
+        return
+    if not result["ended"]:
+        console.print(f"{phones.mask(number)} has no live conversation; nothing to take over")
+        return
+    for ended in result["ended"]:
+        console.print(
+            f"conversation {ended['conversation_id']} ({ended['campaign'] or 'inbound'}) is now "
+            "yours: escalated, agent and drip stopped, chat ending",
+            highlight=False,
+        )
+
+
 @app.command()
 def show(
     phone: str = typer.Argument(..., help="The contact's number, in any common format."),
@@ -25,13 +103,11 @@ def show(
     limit: int = typer.Option(200, min=1, help="At most this many messages (the newest)."),
 ) -> None:
     """Enrollments, conversations with their outcome, and the transcript of one contact."""
-    number = phones.normalize(phone)
-    if number.e164 is None:
-        fail(f"{phone!r}: {number.error}")
+    number = _e164(phone)
     with db.connect(settings().database_url, application="cli") as conn:
-        report = db.contact_report(number.e164, limit).run(conn)
+        report = db.contact_report(number, limit).run(conn)
     if report is None:
-        fail(f"no contact with number {phones.mask(number.e164)}")
+        fail(f"no contact with number {phones.mask(number)}")
     if as_json:
         print_json(report)
         return

@@ -5,7 +5,18 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from . import campaign, conversations, db, dead_letters, leads, serve, status, worker
+from . import (
+    campaign,
+    conversations,
+    db,
+    dead_letters,
+    leads,
+    retell,
+    sandbox,
+    serve,
+    status,
+    worker,
+)
 from .common import err_console
 
 app = typer.Typer(
@@ -18,6 +29,8 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(leads.app, name="leads")
 app.add_typer(conversations.app, name="conversations")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(retell.app, name="retell")
 app.command(name="status")(status.status)
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)

@@ -27,7 +27,8 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 CONTACT_FIELDS = {"first_name", "last_name", "email"}
 
-AGENT_KEYS = {"name", "prompt", "model", "retell_agent_id"}
+AGENT_KEYS = {"name", "prompt", "model", "retell_agent_id", "max_turns", "reply_debounce"}
+NUMBER_KEYS = {"number", "inbound_agent"}
 CAMPAIGN_KEYS = {
     "slug",
     "name",
@@ -43,6 +44,7 @@ CAMPAIGN_KEYS = {
     "help_text",
     "opt_out_text",
     "fallbacks",
+    "goal",
     "steps",
 }
 STEP_KEYS = {"delay", "body"}
@@ -146,14 +148,40 @@ def _agent(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
         ck.error(path, "must be a mapping")
         return None
     ck.keys(path, item, AGENT_KEYS)
-    return {
+    agent: dict[str, Any] = {
         "name": ck.text(f"{path}.name", item.get("name")),
         "prompt": ck.text(f"{path}.prompt", item.get("prompt")),
         "model": ck.text(f"{path}.model", item.get("model"), required=False),
         "retell_agent_id": ck.text(
             f"{path}.retell_agent_id", item.get("retell_agent_id"), required=False
         ),
+        "max_turns": ck.positive_int(f"{path}.max_turns", item.get("max_turns")),
+        "reply_debounce": ck.duration(f"{path}.reply_debounce", item.get("reply_debounce")),
     }
+    if agent["max_turns"] is not None and agent["max_turns"] > 100:
+        ck.error(f"{path}.max_turns", "at most 100")
+    debounce = parse_duration(str(item.get("reply_debounce") or "0s"))
+    if debounce is not None and debounce > 300:
+        ck.error(f"{path}.reply_debounce", "at most 5m")
+    return {k: v for k, v in agent.items() if v is not None}
+
+
+def _number(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
+    path = f"numbers[{i}]"
+    if not isinstance(item, dict):
+        ck.error(path, "must be a mapping {number, inbound_agent}")
+        return None
+    ck.keys(path, item, NUMBER_KEYS)
+    raw = ck.text(f"{path}.number", item.get("number"))
+    out: dict[str, Any] = {
+        "inbound_agent": ck.text(f"{path}.inbound_agent", item.get("inbound_agent"), required=False)
+    }
+    if raw:
+        number = phones.normalize(raw)
+        if number.e164 is None:
+            ck.error(f"{path}.number", f"{raw!r}: {number.error}")
+        out["number"] = number.e164
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
@@ -211,6 +239,7 @@ def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     if out["max_attempts"] is not None and out["max_attempts"] > 50:
         ck.error(f"{path}.max_attempts", "at most 50")
     out["help_text"] = ck.text(f"{path}.help_text", item.get("help_text"), required=False)
+    out["goal"] = ck.text(f"{path}.goal", item.get("goal"), required=False)
     out["opt_out_text"] = ck.text(f"{path}.opt_out_text", item.get("opt_out_text"), required=False)
     fallbacks = item.get("fallbacks") or {}
     if not isinstance(fallbacks, dict):
@@ -254,7 +283,7 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
     ck = _Checker()
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: expected a mapping with 'agents' and 'campaigns'")
-    ck.keys("(top)", data, {"agents", "campaigns"})
+    ck.keys("(top)", data, {"agents", "campaigns", "numbers"})
     agents = [
         agent
         for i, raw in enumerate(data.get("agents") or [])
@@ -265,7 +294,21 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
         for i, raw in enumerate(data.get("campaigns") or [])
         if (campaign := _campaign(ck, i, raw)) is not None
     ]
-    for kind, items, key in (("agent", agents, "name"), ("campaign", campaigns, "slug")):
+    numbers = [
+        number
+        for i, raw in enumerate(data.get("numbers") or [])
+        if (number := _number(ck, i, raw)) is not None
+    ]
+    names = {a.get("name") for a in agents}
+    for number in numbers:
+        agent = number.get("inbound_agent")
+        if agent is not None and agent not in names:
+            ck.error(f"number {number.get('number')}", f"inbound_agent {agent!r} is not defined")
+    for kind, items, key in (
+        ("agent", agents, "name"),
+        ("campaign", campaigns, "slug"),
+        ("number", numbers, "number"),
+    ):
         seen: set[str] = set()
         for item in items:
             if item.get(key) in seen:
@@ -273,7 +316,7 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
             seen.add(item.get(key, ""))
     if ck.errors:
         raise InvalidInput(f"{source}: {len(ck.errors)} problem(s):\n  " + "\n  ".join(ck.errors))
-    return CampaignFile({"agents": agents, "campaigns": campaigns}, ck.warnings)
+    return CampaignFile({"agents": agents, "campaigns": campaigns, "numbers": numbers}, ck.warnings)
 
 
 def load(path: Path) -> CampaignFile:

@@ -11,6 +11,12 @@ from urllib.parse import urlsplit
 from pgflow.errors import ConfigError
 
 DEFAULT_RETELL_BASE_URL = "https://api.retellai.com"
+# The local sandbox (`pgflow sandbox serve`) speaks Retell's API here, with this key, so a
+# sandbox set-up needs no configuration at all.
+SANDBOX_BASE_URL = "http://127.0.0.1:8090"
+SANDBOX_API_KEY = "pgflow-sandbox"
+TRANSPORTS = ("retell", "sandbox")
+LOG_FORMATS = ("json", "text")
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -39,6 +45,14 @@ class Settings:
     llm_api_base: str | None = None
     lead_token: str | None = None
     alert_webhook_url: str | None = None
+    events_token: str | None = None
+    sms_transport: str = "retell"
+    log_format: str = "json"
+
+    @property
+    def sandbox(self) -> bool:
+        """The transport takes our own text into a chat: the engine writes agent replies."""
+        return self.sms_transport == "sandbox"
 
     @classmethod
     def from_env(
@@ -64,12 +78,24 @@ class Settings:
             value = get(name)
             if value is not None and urlsplit(value).scheme not in ("http", "https"):
                 raise ConfigError(f"{name} must be an http(s) URL")
+        transport = (get("PGFLOW_SMS_TRANSPORT") or "retell").lower()
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"PGFLOW_SMS_TRANSPORT must be one of {', '.join(TRANSPORTS)}")
+        log_format = (get("PGFLOW_LOG_FORMAT") or "json").lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(f"PGFLOW_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        sandbox = transport == "sandbox"
         return cls(
             database_url=database_url,
-            retell_api_key=get("RETELL_API_KEY"),
-            retell_base_url=(get("RETELL_BASE_URL") or DEFAULT_RETELL_BASE_URL).rstrip("/"),
+            retell_api_key=get("RETELL_API_KEY") or (SANDBOX_API_KEY if sandbox else None),
+            retell_base_url=(
+                get("RETELL_BASE_URL") or (SANDBOX_BASE_URL if sandbox else DEFAULT_RETELL_BASE_URL)
+            ).rstrip("/"),
             llm_model=get("PGFLOW_LLM_MODEL"),
             llm_api_base=get("PGFLOW_LLM_API_BASE"),
             lead_token=get("PGFLOW_LEAD_TOKEN"),
             alert_webhook_url=get("PGFLOW_ALERT_WEBHOOK_URL"),
+            events_token=get("PGFLOW_EVENTS_TOKEN"),
+            sms_transport=transport,
+            log_format=log_format,
         )

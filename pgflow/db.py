@@ -283,9 +283,9 @@ def claim_message(
     return _json("claim_message", message_id, worker_id, checked_chat, now)
 
 
-def chat_ended(chat_id: str, now: Now = None) -> Call[int]:
-    """pgflow.chat_ended(): the chat is over; how many conversations it was current for."""
-    return cast(Call[int], _function("chat_ended", chat_id, now))
+def mark_chat_ended(chat_id: str, now: Now = None) -> Call[int]:
+    """pgflow.mark_chat_ended(): the chat is over; how many conversations it was current for."""
+    return cast(Call[int], _function("mark_chat_ended", chat_id, now))
 
 
 def chat_to_end(conversation_id: int) -> Call[str | None]:
@@ -374,6 +374,15 @@ def live_conversations(limit: int = 200) -> Call[list[Row]]:
         " agent_turns, chat_status, last_message_at from pgflow.live_conversations"
         " order by last_message_at desc, id desc limit %(limit)s",
         {"limit": limit},
+    )
+
+
+def retell_setup_inputs() -> Call[list[Row]]:
+    """Our sending numbers and the Retell agent ids our agents name, for `retell setup`."""
+    return _rows(
+        "select 'number' as kind, number as value from pgflow.sending_numbers"
+        " union all select distinct 'agent', retell_agent_id from pgflow.agents"
+        " where retell_agent_id is not null order by 1, 2"
     )
 
 

@@ -1,4 +1,5 @@
-"""The worker daemon: a pgqueuer consumer running send_sms and deliver_alert.
+"""The worker daemon: a pgqueuer consumer running the jobs (send_sms, deliver_alert,
+end_chat, agent_reply, judge_opt_out).
 
 Refuses to start on unapplied migrations or missing configuration. SIGTERM/SIGINT stop
 claiming; in-flight jobs finish; then it exits. A heartbeat row in pgflow.workers shows it
@@ -34,12 +35,15 @@ from psycopg import AsyncRawCursor
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgflow import __version__, db, logs, migrations
+from pgflow import __version__, agent, db, logs, migrations, transport
 from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent
+from pgflow.jobs.agent_reply import agent_reply
+from pgflow.jobs.context import JobContext
 from pgflow.jobs.deliver_alert import deliver_alert
-from pgflow.jobs.send_sms import SendContext, send_sms
-from pgflow.transport.retell import RetellClient
+from pgflow.jobs.end_chat import end_chat
+from pgflow.jobs.judge_opt_out import judge_opt_out
+from pgflow.jobs.send_sms import send_sms
 
 log = logging.getLogger("pgflow.worker")
 
@@ -111,9 +115,8 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     await pool.open(wait=True, timeout=30)
     timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
     connections = max(options.concurrency, 1)
-    retell = RetellClient(
-        settings.retell_api_key,
-        settings.retell_base_url,
+    sms = transport.create(
+        settings,
         timeout=timeout,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     )
@@ -129,7 +132,7 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
         qbs=QuerySchedulerBuilder(qs),
     )
     qm = QueueManager(queries)
-    ctx = SendContext(pool, retell, worker_id, options.retry_base_seconds)
+    ctx = JobContext(pool, sms, worker_id, options.retry_base_seconds, agent=agent.create(settings))
 
     @qm.entrypoint("send_sms", on_failure="hold")
     async def _send_sms(job: Job) -> None:
@@ -138,6 +141,18 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     @qm.entrypoint("deliver_alert", on_failure="hold")
     async def _deliver_alert(job: Job) -> None:
         await deliver_alert(pool, http, settings.alert_webhook_url, job_id(job))
+
+    @qm.entrypoint("end_chat", on_failure="hold")
+    async def _end_chat(job: Job) -> None:
+        await end_chat(ctx, job_id(job), job.attempts)
+
+    @qm.entrypoint("agent_reply", on_failure="hold")
+    async def _agent_reply(job: Job) -> None:
+        await agent_reply(ctx, job_id(job), job.attempts)
+
+    @qm.entrypoint("judge_opt_out", on_failure="hold")
+    async def _judge_opt_out(job: Job) -> None:
+        await judge_opt_out(ctx, job_id(job), job.attempts)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -165,6 +180,8 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
         pid=os.getpid(),
         concurrency=options.concurrency,
         poll_s=options.poll_seconds,
+        transport=sms.name,
+        agent=ctx.agent.name,
     )
     try:
         await qm.run(
@@ -179,7 +196,7 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
             await beat
         with contextlib.suppress(psycopg.Error):
             await heartbeat(stopping=True)
-        await retell.aclose()
+        await sms.aclose()
         await http.aclose()
         await pool.close()
         await queue_conn.close()

@@ -1023,20 +1023,6 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   from (select 1) one
   left join pgflow.campaigns c on c.slug = p_slug
 $$;
-CREATE FUNCTION pgflow.chat_ended(p_chat_id text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-declare
-  v_count integer;
-begin
-  update pgflow.conversations
-     set chat_status = 'ended', updated_at = coalesce(p_now, pg_catalog.now())
-   where provider_chat_id = p_chat_id and coalesce(chat_status, 'ongoing') <> 'ended';
-  get diagnostics v_count = row_count;
-  return v_count;
-end;
-$$;
 CREATE FUNCTION pgflow.chat_to_end(p_conversation_id bigint) RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -1815,6 +1801,20 @@ begin
                                        'enrollment_id', v_enrollment, 'status', v_status);
 end;
 $_$;
+CREATE FUNCTION pgflow.mark_chat_ended(p_chat_id text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  update pgflow.conversations
+     set chat_status = 'ended', updated_at = coalesce(p_now, pg_catalog.now())
+   where provider_chat_id = p_chat_id and coalesce(chat_status, 'ongoing') <> 'ended';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
 CREATE FUNCTION pgflow.next_window_open(p_tz text, p_start time without time zone, p_end time without time zone, p_days smallint[], p_now timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO ''

@@ -173,13 +173,15 @@ def serving(settings: Settings, clock: dt.datetime | None = None) -> Iterator[ht
 
 
 class CaptureServer:
-    """A real HTTP server on 127.0.0.1 that records POSTed JSON and answers 204."""
+    """A real HTTP server on 127.0.0.1 that records POSTed JSON and answers 204 (or, for
+    the first requests, the given `statuses`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, statuses: list[int] | None = None) -> None:
         import http.server
         import json
 
         received: list[Any] = []
+        answers = list(statuses or [])
         cond = threading.Condition()
         self.received = received
         self._cond = cond
@@ -190,8 +192,10 @@ class CaptureServer:
                 payload = json.loads(self.rfile.read(length) or b"null")
                 with cond:
                     received.append(payload)
+                    status = answers.pop(0) if answers else 204
                     cond.notify_all()
-                self.send_response(204)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -27,7 +27,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("pgflow.db", "pgflow.migrations", "pgflow.transport", "pgflow.agent")),
     (
         "services",
-        ("pgflow.health", "pgflow.intake", "pgflow.leads", "pgflow.campaigns", "pgflow.jobs"),
+        (
+            "pgflow.health",
+            "pgflow.intake",
+            "pgflow.leads",
+            "pgflow.campaigns",
+            "pgflow.jobs",
+            "pgflow.retell_setup",
+        ),
     ),
     ("runtimes", ("pgflow.worker", "pgflow.web", "pgflow.sandbox", "pgflow.demo")),
     ("faces", ("pgflow.cli",)),

@@ -76,7 +76,15 @@ def test_apply_is_idempotent(db_url: str, db: Conn) -> None:
     again = apply_file(db_url, EXAMPLE, "--json")
     assert again.exit_code == 0, again.output
     assert '"action": "unchanged"' in again.output
-    assert (count(db, "agents"), count(db, "campaigns"), count(db, "campaign_steps")) == (1, 1, 3)
+    assert '"action": "updated"' not in again.output
+    assert '"action": "created"' not in again.output
+    counts = [count(db, t) for t in ("agents", "campaigns", "campaign_steps", "sending_numbers")]
+    assert counts == [2, 1, 3, 1]
+    assert row(
+        db,
+        "select a.name from pgflow.sending_numbers n join pgflow.agents a"
+        " on a.id = n.inbound_agent_id",
+    ) == ("front-desk",)
     assert row(
         db, "select status, daily_cap, window_days, reply_timeout::text from pgflow.campaigns"
     ) == ("active", 3, [1, 2, 3, 4, 5, 6], "3 days")

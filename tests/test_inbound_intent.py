@@ -30,7 +30,7 @@ CASES = [
     ("take me off your list", "opt_out", "phrase"),
     ("Take me off your list please", "opt_out", "phrase"),
     ("don't contact me again", "opt_out", "phrase"),
-    ("Don’t text me", "opt_out", "phrase"),
+    ("Don\u2019t text me", "opt_out", "phrase"),  # a curly apostrophe
     ("remove me", "opt_out", "phrase"),
     ("please remove my number", "opt_out", "phrase"),
     ("unsubscribe me from this", "opt_out", "phrase"),

@@ -101,7 +101,7 @@ async def test_send_carries_exact_text_numbers_metadata_and_bearer(fake: FakeRet
     }
     assert json.loads(req.body) == req.json
     # The fake's agent speaks `{{sms_body}}`: the first message is our text, byte for byte.
-    assert fake.chats["chat_1"]["messages"][0]["content"] == text
+    assert fake.chats["chat_1"]["message_with_tool_calls"][0]["content"] == text
 
 
 @pytest.mark.anyio

@@ -47,7 +47,11 @@ def test_render(
 
 
 names = st.from_regex(r"[a-z_]{1,10}", fullmatch=True)
-plain = st.text(alphabet=st.characters(blacklist_characters="{}\x00\x01"), max_size=12)
+# Postgres text holds no NUL and no lone surrogate (neither can be sent as JSON to it).
+plain = st.text(
+    alphabet=st.characters(blacklist_characters="{}\x00\x01", blacklist_categories=("Cs",)),
+    max_size=12,
+)
 
 
 @settings(

@@ -1,38 +1,33 @@
 """The send_sms job: claim (send-time re-check) -> call the transport -> record, no transaction
-held across the HTTP call. Every outcome is recorded by one SQL call."""
+held across the HTTP call. Every outcome is recorded by one SQL call.
+
+Before a drip step, while the conversation's last chat may be ongoing, the chat is read
+(GET /get-chat) and recorded, so a reply that no webhook reported stops the step."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 from pgqueuer.domain.errors import RetryRequested
-from psycopg_pool import AsyncConnectionPool
 
 from pgflow import db, logs, phones
-from pgflow.transport import SmsTransport, TransportError
+from pgflow.jobs.context import JobContext
+from pgflow.transport import SendResult, TransportError
 
 log = logging.getLogger("pgflow.jobs.send_sms")
 
-Clock = Callable[[], dt.datetime | None]
+CHAT_CHECK_RETRY_SECONDS = 60.0
 
 
-@dataclasses.dataclass
-class SendContext:
-    pool: AsyncConnectionPool[Any]
-    transport: SmsTransport
-    worker_id: uuid.UUID
-    retry_base_seconds: float = 30.0
-    clock: Clock = lambda: None  # None: the database's now()
-
-
-async def send_sms(ctx: SendContext, message_id: int) -> str:
+async def send_sms(ctx: JobContext, message_id: int) -> str:
     """Run one send_sms job; returns the final action (for logs and tests)."""
-    claim = await db.claim_send(message_id, ctx.worker_id, ctx.clock()).arun_in(ctx.pool)
+    claim = await db.claim_message(message_id, ctx.worker_id, None, ctx.clock()).arun_in(ctx.pool)
+    if claim["action"] == "check_chat":
+        checked = await _check_chat(ctx, str(claim["chat_id"]), message_id)
+        again = db.claim_message(message_id, ctx.worker_id, checked, ctx.clock())
+        claim = await again.arun_in(ctx.pool)
     action = claim["action"]
     if action == "defer":
         delay = float(claim["delay_seconds"])
@@ -49,18 +44,9 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
         return str(action)
 
     attempt = int(claim["attempt"])
-    if claim.get("previous_chat_id"):
-        await _end_previous_chat(ctx, claim["previous_chat_id"], message_id)
     result: dict[str, Any]
     try:
-        sent = await ctx.transport.create_sms_chat(
-            from_number=claim["from_number"],
-            to_number=claim["to_number"],
-            body=claim["body"],
-            agent_id=claim.get("retell_agent_id"),
-            metadata=claim["metadata"],
-            dynamic_variables=claim["variables"],
-        )
+        sent = await _deliver(ctx, claim, message_id)
         result = {
             "ok": True,
             "chat_id": sent.chat_id,
@@ -92,10 +78,13 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
     fields: dict[str, Any] = {
         "message_id": message_id,
         "attempt": attempt,
+        "kind": claim.get("kind"),
         "to": phones.mask(claim["to_number"]),
     }
     if recorded == "sent":
         logs.event(log, "sms.sent", **fields, chat_id=result.get("chat_id"))
+        if claim.get("end_chat_after") and result.get("chat_id"):
+            await _end_chat(ctx, str(result["chat_id"]), message_id)
     elif recorded == "retry":
         delay = float(outcome["delay_seconds"])
         logs.event(
@@ -122,7 +111,83 @@ async def send_sms(ctx: SendContext, message_id: int) -> str:
     return str(recorded)
 
 
-async def _end_previous_chat(ctx: SendContext, chat_id: str, message_id: int) -> None:
+async def _deliver(ctx: JobContext, claim: dict[str, Any], message_id: int) -> SendResult:
+    """Into the live chat where the transport takes our text (an agent reply in the
+    sandbox); else a new chat whose first message is the text, the previous one ended."""
+    chat_id = claim.get("chat_id")
+    if (
+        claim.get("kind") == "agent"
+        and ctx.transport.accepts_text
+        and chat_id
+        and claim.get("chat_status") != "ended"
+    ):
+        try:
+            await ctx.transport.post_message(chat_id, claim["body"], claim["chat_message_id"])
+            return SendResult(chat_id=chat_id, agent_id=None, status_code=200)
+        except TransportError as exc:
+            if exc.status_code not in (404, 409):  # gone or ended: start a new chat instead
+                raise
+    if claim.get("previous_chat_id"):
+        await _end_previous_chat(ctx, claim["previous_chat_id"], message_id)
+    return await ctx.transport.create_sms_chat(
+        from_number=claim["from_number"],
+        to_number=claim["to_number"],
+        body=claim["body"],
+        agent_id=claim.get("retell_agent_id"),
+        metadata=claim["metadata"],
+        dynamic_variables=claim["variables"],
+    )
+
+
+async def _check_chat(ctx: JobContext, chat_id: str, message_id: int) -> str:
+    """Read the conversation's chat and record it (a reply there engages the conversation);
+    the chat id, for the second claim. Retry later when the chat cannot be read."""
+    try:
+        chat = await ctx.transport.get_chat(chat_id)
+    except TransportError as exc:
+        if exc.status_code == 404:
+            await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
+            return chat_id
+        logs.event(
+            log,
+            "sms.chat_check_failed",
+            logging.WARNING,
+            message_id=message_id,
+            status=exc.status_code,
+            error=exc.message,
+        )
+        raise RetryRequested(
+            delay=dt.timedelta(seconds=CHAT_CHECK_RETRY_SECONDS), reason="chat check failed"
+        ) from exc
+    record = db.record_chat(chat, "get_chat", ctx.transport.accepts_text, ctx.clock())
+    recorded = await record.arun_in(ctx.pool)
+    logs.event(
+        log,
+        "sms.chat_checked",
+        message_id=message_id,
+        chat_id=chat_id,
+        new_replies=recorded.get("inbound", 0),
+    )
+    return chat_id
+
+
+async def _end_chat(ctx: JobContext, chat_id: str, message_id: int) -> None:
+    """After an opt-out confirmation: nothing may follow it in that chat."""
+    try:
+        await ctx.transport.end_chat(chat_id)
+    except TransportError as exc:
+        logs.event(
+            log,
+            "sms.end_chat_failed",
+            logging.WARNING,
+            message_id=message_id,
+            status=exc.status_code,
+        )
+        return
+    await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
+
+
+async def _end_previous_chat(ctx: JobContext, chat_id: str, message_id: int) -> None:
     """Best effort: close the lead's previous Retell chat before starting the next one."""
     try:
         await ctx.transport.end_chat(chat_id)

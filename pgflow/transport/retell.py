@@ -165,6 +165,14 @@ class RetellClient:
         """End an ongoing chat (`PATCH /end-chat/{chat_id}`)."""
         await self._request("PATCH", f"/end-chat/{_path_id(chat_id)}", "end-chat", (), None)
 
+    async def post_message(self, chat_id: str, body: str, message_id: str) -> str:
+        """Retell takes no text into a chat: its own LLM writes the replies."""
+        raise RetellError(
+            "Retell cannot post our text into a chat (its LLM answers the lead)",
+            status_code=None,
+            retryable=False,
+        )
+
     async def get_chat(self, chat_id: str) -> dict[str, Any]:
         """The chat object (`GET /get-chat/{chat_id}`): status, messages, metadata, ..."""
         response = await self._request(
@@ -175,6 +183,23 @@ class RetellClient:
             raise RetellError(
                 f"Retell get-chat: HTTP {response.status_code}: malformed response "
                 "(not a JSON object)",
+                status_code=response.status_code,
+                retryable=False,
+            )
+        return data
+
+    async def call_json(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Any Retell endpoint that answers a JSON object (None for 204): what
+        `pgflow retell setup` uses for LLMs, chat agents and phone numbers."""
+        response = await self._request(method, path, path.strip("/").split("/")[0], (), payload)
+        if response.status_code == 204 or not response.content:
+            return None
+        data = _json_object(response)
+        if data is None:
+            raise RetellError(
+                f"Retell {path}: HTTP {response.status_code}: malformed response",
                 status_code=response.status_code,
                 retryable=False,
             )

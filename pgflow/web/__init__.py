@@ -5,6 +5,7 @@
 - `http`: reading bodies within a limit, JSON parsing, error responses
 - `auth`: bearer tokens compared in constant time
 - `leads`: POST /webhooks/leads
+- `retell`: POST /webhooks/retell (signature on the raw body, one SQL call)
 - `probes`: GET /healthz, GET /readyz
 - `metrics`: GET /metrics and the request counter
 """

@@ -7,7 +7,7 @@ drop function pgflow.record_agent_reply(bigint, text, timestamptz);
 drop function pgflow.agent_turn(bigint, timestamptz);
 drop function pgflow._reply_refusal(pgflow.messages);
 drop function pgflow.chat_to_end(bigint);
-drop function pgflow.chat_ended(text, timestamptz);
+drop function pgflow.mark_chat_ended(text, timestamptz);
 drop function pgflow.claim_message(bigint, uuid, text, timestamptz);
 create or replace function pgflow.record_send(
   p_message_id bigint, p_attempt integer, p_result jsonb,

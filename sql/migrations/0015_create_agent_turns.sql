@@ -242,7 +242,7 @@ end;
 $$;
 
 -- The provider ended a chat (or we did): the conversation's chat is no longer ongoing.
-create function pgflow.chat_ended(p_chat_id text, p_now timestamptz default null)
+create function pgflow.mark_chat_ended(p_chat_id text, p_now timestamptz default null)
 returns integer
 language plpgsql
 set search_path = ''
@@ -481,14 +481,14 @@ select cv.id, ct.phone, c.slug as campaign, a.name as agent, cv.status, cv.from_
 
 revoke execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
-  pgflow.chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
+  pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow._reply_refusal(pgflow.messages), pgflow.agent_turn(bigint, timestamptz),
   pgflow.record_agent_reply(bigint, text, timestamptz), pgflow.opt_out_question(bigint),
   pgflow.record_opt_out_judgment(bigint, boolean, timestamptz),
   pgflow.takeover(text, text, timestamptz)
   from public;
 alter function pgflow.claim_message(bigint, uuid, text, timestamptz) security definer;
-alter function pgflow.chat_ended(text, timestamptz) security definer;
+alter function pgflow.mark_chat_ended(text, timestamptz) security definer;
 alter function pgflow.chat_to_end(bigint) security definer;
 alter function pgflow.agent_turn(bigint, timestamptz) security definer;
 alter function pgflow.record_agent_reply(bigint, text, timestamptz) security definer;
@@ -497,7 +497,7 @@ alter function pgflow.record_opt_out_judgment(bigint, boolean, timestamptz) secu
 alter function pgflow.takeover(text, text, timestamptz) security definer;
 grant execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
-  pgflow.chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
+  pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, timestamptz),
   pgflow.opt_out_question(bigint), pgflow.record_opt_out_judgment(bigint, boolean, timestamptz)
   to pgflow_worker;

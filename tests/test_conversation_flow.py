@@ -1,0 +1,190 @@
+"""Conversations end to end: a real web server, a real worker process, the fake Retell
+sending signed webhooks to the real endpoint, and (in the sandbox) a fake LLM server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from pgflow import db as pdb
+from pgflow.config import Settings
+from tests.factories import apply_campaign, count
+from tests.fake_llm import FakeLLM
+from tests.fake_retell import FakeRetell
+from tests.helpers import scalar
+from tests.processes import WorkerProcess, serving, wait_until
+
+Conn = psycopg.Connection[Any]
+KEY = "flow-key"
+OPEN = {"window_start": "00:00", "window_end": "24:00"}
+FAST = ("--retry-base", "0.05", "--poll", "0.2", "--heartbeat-timeout", "30")
+LEAD_PHONE = "+12125550147"
+LINE = "+14155550100"
+
+pytestmark = pytest.mark.slow
+
+
+class Flow:
+    """A lead's story through the real parts; `sandbox` makes the engine write replies."""
+
+    def __init__(self, db: Conn, db_url: str, fake: FakeRetell, web: httpx.Client) -> None:
+        self.db, self.db_url, self.fake, self.web = db, db_url, fake, web
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(self.db_url, self.fake.url, KEY, *FAST, env=env)
+        self.workers.append(worker)
+        return worker.started()
+
+    def lead(self) -> dict[str, Any]:
+        response = self.web.post(
+            "/webhooks/leads",
+            json={"campaign": "solar", "phone": LEAD_PHONE, "first_name": "Sam"},
+            headers={"Authorization": "Bearer t"},
+        )
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def creates(self) -> list[dict[str, Any]]:
+        return [r.json for r in self.fake.sms_requests()]
+
+    def first_sms(self) -> str:
+        self.fake.wait_for_requests(1, timeout=15, path="/create-sms-chat")
+        wait_until(lambda: self.status("campaign") == "sent", what="step 1 recorded as sent")
+        return next(iter(self.fake.chats))
+
+    def status(self, kind: str) -> str | None:
+        found = self.db.execute(
+            "select delivery_status from pgflow.messages where kind = %s order by id desc",
+            [kind],
+        ).fetchone()
+        return None if found is None else str(found[0])
+
+    def tick_a_day_later(self) -> dict[str, Any]:
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1, minutes=1)
+        return pdb.tick(later).run(self.db)
+
+
+@pytest.fixture
+def flow(request: pytest.FixtureRequest, db_url: str, db: Conn) -> Iterator[Flow]:
+    sandbox = bool(getattr(request, "param", False))
+    apply_campaign(db, **OPEN)
+    with FakeRetell(KEY) as fake:
+        settings = Settings(
+            database_url=db_url,
+            lead_token="t",
+            retell_api_key=KEY,
+            sms_transport="sandbox" if sandbox else "retell",
+        )
+        with serving(settings) as web:
+            fake.webhook_url = f"{web.base_url}/webhooks/retell"
+            f = Flow(db, db_url, fake, web)
+            try:
+                yield f
+            finally:
+                for worker in f.workers:
+                    worker.stop()
+
+
+def test_a_reply_stops_the_drip(flow: Flow) -> None:
+    flow.worker()
+    flow.lead()
+    flow.first_sms()
+    flow.fake.say(LEAD_PHONE, LINE, "yes, tell me more")
+    flow.fake.webhooks.wait_idle()
+    wait_until(lambda: scalar(flow.db, "select status from pgflow.enrollments") == "paused")
+    assert flow.tick_a_day_later()["sent"] == 0
+    assert len(flow.creates()) == 1
+
+
+def test_a_reply_no_webhook_mentioned_is_found_before_the_next_step(flow: Flow) -> None:
+    flow.worker()
+    flow.lead()
+    chat_id = flow.first_sms()
+    flow.fake.webhook_url = None  # Retell's webhooks are lost
+    flow.fake.say(LEAD_PHONE, LINE, "sorry, missed this - yes!")
+    assert count(flow.db, "messages", "kind = 'lead'") == 0  # nobody told us
+    assert flow.tick_a_day_later()["sent"] == 1  # step 2 is queued
+    wait_until(lambda: flow.status("campaign") == "suppressed", what="step 2 suppressed")
+    assert len(flow.creates()) == 1  # step 2 never reached Retell
+    gets = [r for r in flow.fake.requests if r.path == f"/get-chat/{chat_id}"]
+    assert gets, "the worker read the chat before the step"
+    assert scalar(flow.db, "select body from pgflow.messages where kind = 'lead'") == (
+        "sorry, missed this - yes!"
+    )
+
+
+def test_stop_gets_one_confirmation_and_then_silence(flow: Flow) -> None:
+    flow.worker()
+    flow.lead()
+    chat_id = flow.first_sms()
+    flow.fake.say(LEAD_PHONE, LINE, "STOP")
+    wait_until(lambda: flow.status("system") == "sent", what="the confirmation sent")
+    wait_until(lambda: flow.fake.chats[chat_id]["chat_status"] == "ended", what="chat ended")
+    confirmations = [c for c in flow.creates() if "unsubscribed" in json.dumps(c)]
+    assert len(confirmations) == 1
+    confirmation_chat = next(
+        c
+        for c in flow.fake.chats.values()
+        if c["metadata"].get("pgflow_message_id")
+        == str(scalar(flow.db, "select id from pgflow.messages where kind = 'system'"))
+    )
+    wait_until(lambda: flow.fake.chats[confirmation_chat["chat_id"]]["chat_status"] == "ended")
+    flow.fake.say(LEAD_PHONE, LINE, "STOP STOP")  # a new chat: rejected, nothing sent
+    assert flow.tick_a_day_later()["sent"] == 0
+    assert len(flow.creates()) == 2  # step 1 and the one confirmation
+    assert flow.fake.phone(LEAD_PHONE)[-1]["note"] == "rejected"
+
+
+@pytest.mark.parametrize("flow", [True], indirect=True, ids=["sandbox"])
+def test_two_quick_texts_get_one_agent_reply_from_the_prompt(flow: Flow) -> None:
+    with FakeLLM() as llm:
+        llm.responder = lambda request: {
+            "reply": "Happy to help, Sam! It's free. Do you own your home?",
+            "action": "continue",
+            "reason": "asked about price",
+        }
+        flow.worker(
+            env={
+                "PGFLOW_SMS_TRANSPORT": "sandbox",
+                "PGFLOW_LLM_MODEL": "openai/fake-model",
+                "PGFLOW_LLM_API_BASE": llm.api_base,
+                "OPENAI_API_KEY": "sk-test",
+            }
+        )
+        flow.lead()
+        chat_id = flow.first_sms()
+        flow.fake.say(LEAD_PHONE, LINE, "hi!")
+        flow.fake.say(LEAD_PHONE, LINE, "what does it cost?")
+        wait_until(lambda: flow.status("agent") == "sent", timeout=20, what="the agent's reply")
+        flow.fake.webhooks.wait_idle()
+        [completion] = llm.completions()
+    system = completion["messages"][0]["content"]
+    assert "You are Ava. Be brief." in system  # the agent's own prompt
+    assert [m["content"] for m in completion["messages"][1:]] == [
+        "Hi Sam, it's Ava from SunCo!",
+        "hi!",
+        "what does it cost?",
+    ]
+    assert completion["response_format"]["type"] == "json_schema"
+    # recorded once, delivered into the live chat
+    rows = flow.db.execute(
+        "select body, chat_message_id from pgflow.messages where kind = 'agent'"
+    ).fetchall()
+    assert len(rows) == 1
+    assert rows[0][0] == "Happy to help, Sam! It's free. Do you own your home?"
+    chat = flow.fake.chats[chat_id]
+    assert [i["content"] for i in chat["message_with_tool_calls"]][-1] == rows[0][0]
+    assert chat["message_with_tool_calls"][-1]["message_id"] == rows[0][1]
+    assert flow.fake.phone(LEAD_PHONE)[-1] == {
+        **flow.fake.phone(LEAD_PHONE)[-1],
+        "direction": "to_lead",
+        "text": rows[0][0],
+    }
