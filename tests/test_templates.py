@@ -49,7 +49,7 @@ def test_render(
 names = st.from_regex(r"[a-z_]{1,10}", fullmatch=True)
 # Postgres text holds no NUL and no lone surrogate (neither can be sent as JSON to it).
 plain = st.text(
-    alphabet=st.characters(blacklist_characters="{}\x00\x01", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="{}\x00\x01", blacklist_categories=["Cs"]),
     max_size=12,
 )
 
