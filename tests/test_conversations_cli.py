@@ -57,3 +57,46 @@ def test_unknown_and_invalid_numbers(db_url: str) -> None:
     invalid = show(db_url, "call me")
     assert invalid.exit_code == 1
     assert "not a phone number" in invalid.output
+
+
+def run(db_url: str, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["conversations", *args], env={"DATABASE_URL": db_url})
+
+
+def test_list_shows_live_conversations_masked(db_url: str, db: Conn) -> None:
+    apply_campaign(db)
+    ingest(db, "2125550147", at("2026-11-23 15:00"), first_name="Sam")
+    ingest(db, "2125550148", at("2026-11-23 15:00"))
+    db.execute(
+        "select pgflow.end_conversation(max(id), 'discarded', 'x', 'rule')"
+        " from pgflow.conversations"
+    )
+    result = run(db_url, "list")
+    assert result.exit_code == 0, result.output
+    assert "+1212***0147" in result.output
+    assert "+12125550147" not in result.output
+    assert "0148" not in result.output  # ended: not live
+    rows = json.loads(run(db_url, "list", "--json").output)
+    assert [(r["phone"], r["campaign"], r["status"]) for r in rows] == [
+        ("+1212***0147", "solar", "open")
+    ]
+
+
+def test_takeover_stops_the_agent_and_opens_an_alert(db_url: str, db: Conn) -> None:
+    apply_campaign(db)
+    ingest(db, "2125550147", at("2026-11-23 15:00"))
+    result = run(db_url, "takeover", "(212) 555-0147", "--reason", "Dana is calling")
+    assert result.exit_code == 0, result.output
+    assert "is now yours" in result.output
+    assert db.execute(
+        "select status, conversion_status, outcome_source, outcome_reason from pgflow.conversations"
+    ).fetchone() == ("ended", "escalated", "human", "Dana is calling")
+    assert db.execute(
+        "select count(*) from pgflow.alerts where resolved_at is null"
+    ).fetchone() == (1,)
+    again = run(db_url, "takeover", "2125550147")
+    assert again.exit_code == 0
+    assert "no live conversation" in again.output
+    unknown = run(db_url, "takeover", "2125550100")
+    assert unknown.exit_code == 1
+    assert "no contact with number +1212***0100" in unknown.output
