@@ -188,3 +188,35 @@ def test_two_quick_texts_get_one_agent_reply_from_the_prompt(flow: Flow) -> None
         "direction": "to_lead",
         "text": rows[0][0],
     }
+
+
+def test_every_step_carries_the_prompt_context_and_our_ids(flow: Flow) -> None:
+    flow.worker()
+    flow.lead()
+    first_chat = flow.first_sms()
+    assert flow.tick_a_day_later()["sent"] == 1
+    flow.fake.wait_for_requests(2, timeout=15, path="/create-sms-chat")
+    wait_until(lambda: flow.status("campaign") == "sent", what="step 2 sent")
+    variables_needed = {
+        "sms_body",
+        "agent_prompt",
+        "first_name",
+        "campaign_name",
+        "campaign_goal",
+        "lead_context",
+    }
+    for create in flow.creates():
+        variables = create["retell_llm_dynamic_variables"]
+        assert variables_needed <= set(variables)
+        assert all(isinstance(v, str) and v.strip() for v in variables.values()), variables
+        assert variables["agent_prompt"] == "You are Ava. Be brief."
+        assert set(create["metadata"]) == {
+            "pgflow_message_id",
+            "pgflow_conversation_id",
+            "pgflow_contact_id",
+        }
+    bodies = [c["retell_llm_dynamic_variables"]["sms_body"] for c in flow.creates()]
+    assert bodies == ["Hi Sam, it's Ava from SunCo!", "Hi Sam, still interested?"]
+    # the previous chat was read (no reply there), then ended before the next one began
+    paths = [r.path for r in flow.fake.requests]
+    assert paths.index(f"/get-chat/{first_chat}") < paths.index(f"/end-chat/{first_chat}")

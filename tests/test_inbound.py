@@ -270,12 +270,22 @@ def test_stop_suppresses_everything_with_one_confirmation(db: Conn) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["stop texting me", "take me off your list", "don't contact me again", "UNSUBSCRIBE"]
+    "text",
+    [
+        *("STOP", "stopall", "Unsubscribe.", "CANCEL", "end", "QUIT!", "revoke", "OptOut"),
+        *("stop texting me", "take me off your list", "don't contact me again"),
+    ],
 )
-def test_phrases_opt_out(db: Conn, text: str) -> None:
+def test_keywords_and_phrases_opt_out(db: Conn, text: str) -> None:
     lead = sent_first_step(db)
     deliver(db, event("transcript_updated", step_chat(lead, ("user", text))))
     assert scalar(db, "select opted_out_at is not null from pgflow.contacts")
+    assert scalar(db, "select status from pgflow.enrollments") == "opted_out"
+    assert count(db, "messages", "kind = 'system'") == 1
+    # nothing else may reach the lead, from any campaign
+    apply_campaign(db, "other", from_number="+14155550177", **OPEN)
+    assert ingest(db, LEAD, NOW, campaign="other")["status"] == "suppressed"
+    assert pdb.tick(NOW + dt.timedelta(days=5)).run(db)["sent"] == 0
 
 
 @pytest.mark.parametrize("text", ["Don't stop!", "stop by tomorrow at 3?"])
@@ -475,6 +485,26 @@ def test_two_quick_texts_get_one_agent_turn(db: Conn) -> None:
     claim = pdb.claim_message(queued["message_id"], None, None, NOW).run(db)
     assert claim["action"] == "send"
     assert claim["chat_message_id"] == f"pgflow-{queued['message_id']}"
+
+
+def test_no_agent_turn_after_an_opt_out_or_past_max_turns(db: Conn) -> None:
+    lead = sent_first_step(db)
+    db.execute("update pgflow.agents set max_turns = 1")
+    deliver(db, event("transcript_updated", step_chat(lead, ("user", "hi"))), replies=True)
+    first = scalar(db, "select max(id) from pgflow.messages where direction = 'inbound'")
+    assert pdb.record_agent_reply(first, "Hello!", NOW).run(db)["result"] == "queued"
+    items = [("user", "hi"), ("agent", "Hello!"), ("user", "more?")]
+    deliver(db, event("transcript_updated", step_chat(lead, *items)), replies=True)
+    second = scalar(db, "select max(id) from pgflow.messages where direction = 'inbound'")
+    assert pdb.agent_turn(second, NOW).run(db) == {
+        "answer": False,
+        "reason": "the agent has used its turns",
+    }
+    db.execute("update pgflow.agents set max_turns = 5")
+    assert pdb.agent_turn(second, NOW).run(db)["answer"] is True
+    pdb.opt_out_contact(lead["contact_id"], "operator").run(db)
+    assert pdb.agent_turn(second, NOW).run(db)["answer"] is False
+    assert pdb.record_agent_reply(second, "too late", NOW).run(db)["result"] == "stale"
 
 
 def test_takeover_silences_the_agent_and_the_drip(db: Conn) -> None:

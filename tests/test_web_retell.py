@@ -162,3 +162,32 @@ def test_the_fake_sends_its_own_webhooks_to_us(
     [started] = fake.deliveries("chat_started")
     assert started.payload["chat"]["agent_id"] == "agent_ava"
     assert started.payload["chat"]["metadata"]["pgflow_conversation_id"].isdigit()
+
+
+def test_reordered_and_repeated_deliveries_through_the_endpoint(
+    fake: FakeRetell, client: httpx.Client, db: Conn
+) -> None:
+    """The fake holds a conversation's webhooks and sends them back to front, each twice:
+    the lead's texts are recorded once each, in the order they were written."""
+    lead(client)
+    fake.webhook_url = f"{client.base_url}/webhooks/retell"
+    fake.say("+12125550147", "+14155550100", "first")  # chat_inbound is answered at once
+    fake.webhooks.wait_idle()
+    fake.webhooks.hold()
+    chat_id = next(iter(fake.chats))
+    fake.post_agent_message(chat_id, "Thanks! Do you own your home?", None)
+    fake.say("+12125550147", "+14155550100", "yes, I do")
+    fake.end_chat(chat_id)
+    held = fake.webhooks.release(order=[3, 2, 1, 0], times=2)
+    fake.webhooks.wait_idle()
+    assert all(d.delivered for d in held)
+    texts = db.execute(
+        "select direction, body from pgflow.messages where kind in ('lead', 'agent')"
+        " order by created_at, id"
+    ).fetchall()
+    assert texts == [
+        ("inbound", "first"),
+        ("outbound", "Thanks! Do you own your home?"),
+        ("inbound", "yes, I do"),
+    ]
+    assert scalar(db, "select chat_status from pgflow.conversations") == "ended"

@@ -60,6 +60,9 @@ class LlmAgent:
         self.model = model
         self.api_base = api_base
         self.timeout = timeout
+        # An OpenAI-compatible server of your own (PGFLOW_LLM_API_BASE) may need no key, but
+        # the client insists on one; with a provider, litellm reads the provider's variable.
+        self.api_key = (os.environ.get("OPENAI_API_KEY") or "no-key") if api_base else None
 
     async def reply(self, request: ReplyRequest) -> AgentReply:
         system = RULES.format(
@@ -91,6 +94,7 @@ class LlmAgent:
                     model=model,
                     messages=messages,
                     api_base=self.api_base,
+                    api_key=self.api_key,
                     response_format=schema,
                     timeout=self.timeout,
                     num_retries=0,
