@@ -197,6 +197,7 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
         with contextlib.suppress(psycopg.Error):
             await heartbeat(stopping=True)
         await sms.aclose()
+        await ctx.agent.aclose()
         await http.aclose()
         await pool.close()
         await queue_conn.close()

@@ -102,6 +102,7 @@ async def test_llm_agent_answers_from_the_prompt_in_strict_json() -> None:
         reply = await agent.reply(request("hi", "tell me more"))
         assert (reply.text, reply.action) == ("Sure! Do you own your home?", "continue")
         assert await agent.judge_opt_out("please quit these") is True
+        await agent.aclose()
         first, second, judge = llm.completions()
     assert "You are Ava from SunCo." in first["messages"][0]["content"]
     assert [m["role"] for m in first["messages"][1:]] == ["assistant", "user", "user"]
@@ -120,3 +121,4 @@ async def test_llm_agent_gives_up_on_nonsense_and_on_errors() -> None:
             await agent.reply(request("hi"))
         with pytest.raises(AgentError, match="InternalServerError"):
             await agent.reply(request("hi"))
+        await agent.aclose()

@@ -93,6 +93,10 @@ class Agent(Protocol):
         """True when an ambiguous text asks to stop being contacted."""
         ...
 
+    async def aclose(self) -> None:
+        """Release connections (call it in the event loop the agent ran in)."""
+        ...
+
 
 def segments(text: str) -> int:
     """SMS segments of a text: GSM-7 160/153 (extension characters count double), else

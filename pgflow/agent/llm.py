@@ -78,6 +78,12 @@ class LlmAgent:
             raise AgentError(f"the model answered an empty reply or unknown action {answer!r}")
         return AgentReply(fit(answer.reply), answer.action, answer.reason[:300] or None)
 
+    async def aclose(self) -> None:
+        """Close the HTTP clients litellm cached for this event loop."""
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        await close_litellm_async_clients()  # type: ignore[no-untyped-call]
+
     async def judge_opt_out(self, text: str) -> bool:
         messages = [{"role": "system", "content": JUDGE}, {"role": "user", "content": text}]
         answer = await self._ask(self.model, messages, _Judgment)

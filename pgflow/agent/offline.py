@@ -77,6 +77,9 @@ class OfflineAgent:
             fit("Thanks! When would be a good time for a 10-minute call? Send a day and time.")
         )
 
+    async def aclose(self) -> None:
+        return None
+
     async def judge_opt_out(self, text: str) -> bool:
         """Without a model the rules' verdict stands: a text they left ambiguous is a reply."""
         return False
