@@ -710,9 +710,9 @@ class Sandbox:
             chat.add("agent", first, self.book.next_id("msg"))
             answer = chat.public()
         self.book.to_phone(PhoneText("to_lead", first, line, chat.chat_id, now_ms()), lead)
+        self._emit("chat_started", chat)  # queued before the answer: events keep their order
         status = step.status if step.status is not None else 200
         handler.respond(status, answer if step.body is None else step.body, step.headers)
-        self._emit("chat_started", chat)
 
     def _authorized(self, request: RecordedRequest) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.api_key}"
