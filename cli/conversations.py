@@ -36,6 +36,79 @@ def _e164(phone: str) -> str:
     return number.e164
 
 
+OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "discarded")
+
+
+@app.command("set-outcome")
+def set_outcome(
+    phone: str = typer.Argument(..., help="The contact's number, in any common format."),
+    status: str = typer.Argument(..., help=f"One of: {', '.join(OUTCOMES)}."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept with the outcome)."),
+    conversation: int | None = typer.Option(
+        None, "--conversation", help="This conversation (default: the live one, else the latest)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A person's outcome: it ends the conversation (or replaces what a rule, the LLM or
+    Retell said), clears its review, and nothing overwrites it afterwards."""
+    if status not in OUTCOMES:
+        fail(f"{status!r} is not an outcome; use one of: {', '.join(OUTCOMES)}")
+    number = _e164(phone)
+    with db.connect(settings().database_url, application="cli") as conn:
+        target = conversation or db.live_conversation_of(number).run(conn)
+        if target is None:
+            fail(f"{phones.mask(number)} has no conversation")
+        try:
+            result = db.set_outcome(target, status, reason, "human").run(conn)
+        except errors.NotFound:
+            fail(f"no conversation {target}")
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"conversation {result['conversation_id']}: {result['status']} (set by a person)",
+        highlight=False,
+    )
+
+
+@app.command()
+def review(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (phones masked)."),
+    limit: int = typer.Option(200, min=1, help="At most this many (oldest first)."),
+) -> None:
+    """Conversations waiting for a person to set their outcome, with every signal on them
+    (the LLM's, Retell's, the rules'). Settle each with `set-outcome`."""
+    with db.connect(settings().database_url, application="cli") as conn:
+        rows = db.review_queue(limit).run(conn)
+    for r in rows:
+        r["phone"] = phones.mask(r["phone"])
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("nothing waits for review")
+        return
+    table = Table()
+    for column in ("id", "phone", "campaign", "state", "why", "signals"):
+        table.add_column(column)
+    for r in rows:
+        signals = "; ".join(
+            f"{s['source']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else "")
+            for s in r["signals"]
+        )
+        state = r["conversion_status"] or r["status"]
+        table.add_row(
+            str(r["id"]),
+            r["phone"],
+            r["campaign"] or "(inbound)",
+            state,
+            r["review_reason"],
+            signals,
+        )
+    console.print(table)
+    console.print(f"{len(rows)} conversation(s) wait for review")
+
+
 @app.command("list")
 def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (phones masked)."),

@@ -11,6 +11,7 @@ from . import (
     db,
     dead_letters,
     leads,
+    report,
     retell,
     sandbox,
     serve,
@@ -32,6 +33,7 @@ app.add_typer(conversations.app, name="conversations")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")
 app.command(name="status")(status.status)
+app.command(name="report")(report.report)
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)
 

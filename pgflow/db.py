@@ -322,9 +322,16 @@ def agent_turn(trigger_id: int, now: Now = None) -> Call[Row]:
     return _json("agent_turn", trigger_id, now)
 
 
-def record_agent_reply(trigger_id: int, body: str, now: Now = None) -> Call[Row]:
-    """pgflow.record_agent_reply(): the reply queued for sending, or {result: stale}."""
-    return _json("record_agent_reply", trigger_id, body, now)
+def record_agent_reply(
+    trigger_id: int,
+    body: str,
+    action: str = "continue",
+    reason: str | None = None,
+    now: Now = None,
+) -> Call[Row]:
+    """pgflow.record_agent_reply(): the reply queued for sending (a `booked` or `handoff`
+    action also gives the outcome), or {result: stale}."""
+    return _json("record_agent_reply", trigger_id, body, action, reason, now)
 
 
 def opt_out_question(message_id: int) -> Call[Row | None]:
@@ -383,6 +390,82 @@ def retell_setup_inputs() -> Call[list[Row]]:
         "select 'number' as kind, number as value from pgflow.sending_numbers"
         " union all select distinct 'agent', retell_agent_id from pgflow.agents"
         " where retell_agent_id is not null order by 1, 2"
+    )
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+def outcome_question(conversation_id: int, now: Now = None) -> Call[Row]:
+    """pgflow.outcome_question(): the rules first, else {classify: true, transcript, goal,
+    transcript_hash, ...} for the LLM."""
+    return _json("outcome_question", conversation_id, now)
+
+
+def record_classification(
+    conversation_id: int,
+    transcript_hash: str,
+    status: str | None,
+    reason: str | None,
+    confidence: float | None,
+    model: str | None,
+    error: str | None = None,
+    now: Now = None,
+    source: str = "llm",
+) -> Call[Row]:
+    """pgflow.record_classification(): ended | review | stale | unchanged | kept | changed."""
+    return _json(
+        "record_classification",
+        conversation_id,
+        transcript_hash,
+        status,
+        reason,
+        confidence,
+        model,
+        error,
+        now,
+        source,
+    )
+
+
+def set_outcome(
+    conversation_id: int, status: str, reason: str | None, source: str, now: Now = None
+) -> Call[Row]:
+    """pgflow.set_outcome(): give an outcome (a person's is never overwritten)."""
+    return _json("set_outcome", conversation_id, status, reason, source, now)
+
+
+def record_business_event(payload: dict[str, Any], phone: str | None, now: Now = None) -> Call[Row]:
+    """pgflow.record_business_event(): a booking, takeover or disqualification for a lead;
+    {result: applied | duplicate | unknown_phone | unknown_conversation | invalid}."""
+    return _json("record_business_event", payload, phone, now)
+
+
+def funnel(campaign: str | None = None, since: dt.datetime | None = None) -> Call[list[Row]]:
+    """pgflow.funnel(): per campaign, the funnel of its leads enrolled since `since`."""
+    return _json_list("funnel", campaign, since)
+
+
+def review_queue(limit: int = 200) -> Call[list[Row]]:
+    """Rows of the view pgflow.review_queue, oldest first (phones unmasked: mask them)."""
+    return _rows(
+        "select id, phone, campaign, status, conversion_status, outcome_source, review_reason,"
+        " review_requested_at, signals from pgflow.review_queue"
+        " order by review_requested_at, id limit %(limit)s",
+        {"limit": limit},
+    )
+
+
+def live_conversation_of(phone: str) -> Call[int | None]:
+    """The contact's conversation an operator means: the live one, else the latest."""
+    return Call(
+        sql.SQL(
+            "select cv.id from pgflow.conversations cv join pgflow.contacts ct"
+            " on ct.id = cv.contact_id where ct.phone = %(phone)s"
+            " order by (cv.status <> 'ended') desc, cv.id desc limit 1"
+        ),
+        {"phone": phone},
+        lambda rows: int(rows[0]["id"]) if rows else None,
     )
 
 

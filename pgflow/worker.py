@@ -1,5 +1,5 @@
 """The worker daemon: a pgqueuer consumer running the jobs (send_sms, deliver_alert,
-end_chat, agent_reply, judge_opt_out).
+end_chat, agent_reply, judge_opt_out, classify_outcome).
 
 Refuses to start on unapplied migrations or missing configuration. SIGTERM/SIGINT stop
 claiming; in-flight jobs finish; then it exits. A heartbeat row in pgflow.workers shows it
@@ -39,6 +39,7 @@ from pgflow import __version__, agent, db, logs, migrations, transport
 from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent
 from pgflow.jobs.agent_reply import agent_reply
+from pgflow.jobs.classify_outcome import classify_outcome
 from pgflow.jobs.context import JobContext
 from pgflow.jobs.deliver_alert import deliver_alert
 from pgflow.jobs.end_chat import end_chat
@@ -153,6 +154,10 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     @qm.entrypoint("judge_opt_out", on_failure="hold")
     async def _judge_opt_out(job: Job) -> None:
         await judge_opt_out(ctx, job_id(job), job.attempts)
+
+    @qm.entrypoint("classify_outcome", on_failure="hold")
+    async def _classify_outcome(job: Job) -> None:
+        await classify_outcome(ctx, job_id(job), job.attempts)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -234,6 +234,10 @@ CREATE TABLE pgflow.conversations (
     chat_status text,
     engaged_at timestamp with time zone,
     agent_turns integer DEFAULT 0 NOT NULL,
+    review_reason text,
+    review_requested_at timestamp with time zone,
+    classify_requested_at timestamp with time zone,
+    closing_message_id bigint,
     CONSTRAINT conversations_agent_turns_nonnegative CHECK ((agent_turns >= 0)),
     CONSTRAINT conversations_chat_status_valid CHECK ((chat_status = ANY (ARRAY['ongoing'::text, 'ended'::text]))),
     CONSTRAINT conversations_conversion_status_valid CHECK ((conversion_status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text]))),
@@ -241,8 +245,9 @@ CREATE TABLE pgflow.conversations (
     CONSTRAINT conversations_ended_has_outcome CHECK (((status <> 'ended'::text) OR ((conversion_status IS NOT NULL) AND (outcome_source IS NOT NULL)))),
     CONSTRAINT conversations_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
     CONSTRAINT conversations_outcome_only_when_ended CHECK (((conversion_status IS NULL) OR (status = 'ended'::text))),
-    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text]))),
+    CONSTRAINT conversations_outcome_source_valid CHECK ((outcome_source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text, 'retell'::text]))),
     CONSTRAINT conversations_reply_deadline_only_open CHECK (((reply_deadline_at IS NULL) OR (status = 'open'::text))),
+    CONSTRAINT conversations_review_consistent CHECK (((review_reason IS NULL) = (review_requested_at IS NULL))),
     CONSTRAINT conversations_status_valid CHECK ((status = ANY (ARRAY['open'::text, 'engaged'::text, 'ended'::text])))
 );
 CREATE FUNCTION pgflow._chat_conversation(p_chat jsonb) RETURNS pgflow.conversations
@@ -529,6 +534,50 @@ begin
   return v_count;
 end;
 $$;
+CREATE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_campaign text;
+begin
+  perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
+  perform pgflow._end_chats(array[p_conversation_id]);
+  select c.slug into v_campaign from pgflow.conversations cv
+    left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
+  perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
+    pg_catalog.format('conversation %s (%s) needs a person: %s', p_conversation_id,
+                      coalesce(v_campaign, 'inbound'), p_reason),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'source', p_source,
+                                  'reason', p_reason), p_now);
+  if p_ack then
+    perform pgflow._system_message(p_conversation_id,
+      'Thanks - a member of our team will text you shortly.',
+      'handoff_ack:' || p_conversation_id, p_now);
+  end if;
+end;
+$$;
+CREATE FUNCTION pgflow._flag_review(p_conversation_id bigint, p_reason text, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_waiting integer;
+begin
+  update pgflow.conversations
+     set review_reason = pg_catalog.left(p_reason, 2000),
+         review_requested_at = coalesce(review_requested_at, p_now), updated_at = p_now
+   where id = p_conversation_id;
+  select pg_catalog.count(*) into v_waiting from pgflow.conversations
+   where review_reason is not null;
+  perform pgflow.open_alert('needs_review', 'warning',
+    pg_catalog.format('%s conversation(s) wait for a person to set their outcome '
+                      '(pgflow conversations review)', v_waiting),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'reason',
+                                  pg_catalog.left(p_reason, 500), 'waiting', v_waiting),
+    p_now);
+end;
+$$;
 CREATE FUNCTION pgflow._is_timestamp(p_text text) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO ''
@@ -634,8 +683,9 @@ begin
   select i.intent, i.rule into v_intent, v_rule from pgflow.inbound_intent(m.body) i;
   update pgflow.messages set intent = v_intent where id = m.id;
   update pgflow.conversations
-     set last_inbound_at = greatest(last_inbound_at, m.created_at), updated_at = p_now
-   where id = m.conversation_id;
+     set last_inbound_at = greatest(last_inbound_at, m.created_at), updated_at = p_now,
+         classify_requested_at = null  -- the conversation goes on: classify it when quiet
+   where id = m.conversation_id and status <> 'ended';
   if v_contact.opted_out_at is not null then
     if v_intent = 'opt_in' then
       perform pgflow.opt_in_contact(v_contact.id, v_rule, m.id, m.body, p_now);
@@ -651,6 +701,11 @@ begin
   select * into v_conversation from pgflow.conversations where id = m.conversation_id;
   if v_conversation.status = 'ended' then
     return 'recorded';
+  end if;
+  if v_intent = 'human' then
+    perform pgflow._escalate(v_conversation.id, 'the lead asked for a person: '
+                             || pg_catalog.left(m.body, 200), 'rule', true, p_now);
+    return 'human';
   end if;
   if v_intent = 'help' then
     select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
@@ -671,6 +726,38 @@ begin
                                   pg_catalog.now() + coalesce(v_debounce, interval '3 seconds'));
   end if;
   return v_intent;
+end;
+$$;
+CREATE FUNCTION pgflow._record_retell_analysis(p_conversation_id bigint, p_chat jsonb, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_status text := pg_catalog.lower(pg_catalog.btrim(
+    p_chat #>> '{chat_analysis,custom_analysis_data,conversion_status}'));
+  v_row pgflow.conversations;
+  v_summary text := pg_catalog.left(p_chat #>> '{chat_analysis,chat_summary}', 1000);
+begin
+  if v_status is null or v_status not in
+     ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+    return;
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, transcript_hash, created_at)
+  values (p_conversation_id, 'retell', v_status, v_summary,
+          coalesce(p_chat ->> 'chat_id', ''), p_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if not found then
+    return;
+  end if;
+  select * into v_row from pgflow.conversations where id = p_conversation_id;
+  if v_row.status = 'ended' and v_row.outcome_source <> 'human'
+     and v_row.conversion_status <> v_status then
+    perform pgflow._flag_review(p_conversation_id, pg_catalog.format(
+      'retell says %s (%s); it ended %s by %s (%s)', v_status, coalesce(v_summary, '-'),
+      v_row.conversion_status, v_row.outcome_source, coalesce(v_row.outcome_reason, '-')),
+      p_now);
+  end if;
 end;
 $$;
 CREATE TABLE pgflow.messages (
@@ -735,6 +822,20 @@ CREATE FUNCTION pgflow._reply_refusal(p_trigger pgflow.messages) RETURNS text
   left join pgflow.contacts ct on ct.id = cv.contact_id
   left join pgflow.agents a on a.id = cv.agent_id
 $$;
+CREATE FUNCTION pgflow._request_classification(p_conversation_id bigint, p_now timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  update pgflow.conversations set classify_requested_at = p_now, updated_at = p_now
+   where id = p_conversation_id and status <> 'ended' and classify_requested_at is null;
+  if not found then
+    return false;
+  end if;
+  perform pgflow._enqueue('classify_outcome', array[p_conversation_id], 5);
+  return true;
+end;
+$$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
@@ -780,6 +881,16 @@ CREATE FUNCTION pgflow._template_values(p_contact pgflow.contacts) RETURNS jsonb
   select p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
     'first_name', p_contact.first_name, 'last_name', p_contact.last_name,
     'email', p_contact.email))
+$$;
+CREATE FUNCTION pgflow._transcript_hash(p_conversation_id bigint) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.md5(coalesce(pg_catalog.string_agg(m.direction || ':' || m.body, E'\n'
+                                                     order by m.created_at, m.id), ''))
+    from pgflow.messages m
+   where m.conversation_id = p_conversation_id
+     and (m.direction = 'inbound' or m.delivery_status in ('queued', 'sending', 'sent', 'delivered'))
 $$;
 CREATE FUNCTION pgflow._transition_failed(p_entity text, p_id bigint, p_current text, p_action text, p_allowed text[]) RETURNS void
     LANGUAGE plpgsql
@@ -1085,7 +1196,12 @@ begin
     when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
       then 'enrollment ' || v_enrollment_status
     when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
-    when v_conversation.status = 'ended' and m.kind <> 'system' then 'conversation ended'
+    -- an ended conversation takes system messages, and the agent's closing reply (its
+    -- booking or handover) unless a person took over
+    when v_conversation.status = 'ended' and m.kind <> 'system'
+         and not (m.id = v_conversation.closing_message_id
+                  and v_conversation.outcome_source is distinct from 'human')
+      then 'conversation ended'
   end;
   if v_reason is not null then
     perform pgflow._set_reason(v_reason);
@@ -1393,7 +1509,7 @@ begin
     raise exception 'unknown conversion status %', coalesce(p_conversion_status, '(null)')
       using errcode = 'PF003';
   end if;
-  if p_source is null or p_source not in ('rule', 'llm', 'human', 'webhook') then
+  if p_source is null or p_source not in ('rule', 'llm', 'human', 'webhook', 'retell') then
     raise exception 'unknown outcome source %', coalesce(p_source, '(null)')
       using errcode = 'PF003';
   end if;
@@ -1475,6 +1591,88 @@ BEGIN
         RETURN NULL; -- For TRUNCATE and other non-row-specific contexts
     END IF;
 END;
+$$;
+CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with c as (
+    select * from pgflow.campaigns where p_campaign is null or slug = p_campaign
+  ), e as (
+    select e.* from pgflow.enrollments e join c on c.id = e.campaign_id
+     where p_since is null or e.enrolled_at >= p_since
+  ), steps as (
+    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status
+      from pgflow.messages m join e on e.id = m.enrollment_id
+     where m.kind = 'campaign' and m.delivery_status in ('sent', 'delivered')
+  ), cv as (
+    select cv.* from pgflow.conversations cv
+     where cv.campaign_id in (select id from c)
+       and cv.contact_id in (select contact_id from e)
+  ), per_lead as (
+    select e.id, e.campaign_id, e.status,
+           (select pg_catalog.min(s.sent_at) from steps s where s.enrollment_id = e.id)
+             as first_sent,
+           (select pg_catalog.min(m.created_at) from pgflow.messages m
+              join cv on cv.id = m.conversation_id
+             where cv.contact_id = e.contact_id and cv.campaign_id = e.campaign_id
+               and m.direction = 'inbound') as first_reply
+      from e
+  ), replied_after as (
+    select p.id, p.campaign_id,
+           (select pg_catalog.max(s.step_position) from steps s
+             where s.enrollment_id = p.id and s.sent_at <= p.first_reply) as step
+      from per_lead p where p.first_reply is not null
+  )
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    'campaign', c.slug,
+    'since', p_since,
+    'enrolled', (select pg_catalog.count(*) from e where e.campaign_id = c.id),
+    'messaged', (select pg_catalog.count(*) from per_lead p
+                  where p.campaign_id = c.id and p.first_sent is not null),
+    'steps_sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                    where e.campaign_id = c.id),
+    'delivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                   where e.campaign_id = c.id and s.delivery_status = 'delivered'),
+    'replied', (select pg_catalog.count(*) from per_lead p
+                 where p.campaign_id = c.id and p.first_reply is not null),
+    'opted_out', (select pg_catalog.count(*) from e
+                   where e.campaign_id = c.id and e.status = 'opted_out'),
+    'reply_rate', (select pg_catalog.round(pg_catalog.count(p.first_reply)::numeric
+                          / nullif(pg_catalog.count(p.first_sent), 0), 4)
+                     from per_lead p where p.campaign_id = c.id),
+    'opt_out_rate', (select pg_catalog.round(
+                            pg_catalog.count(*) filter (where p.status = 'opted_out')::numeric
+                            / nullif(pg_catalog.count(p.first_sent), 0), 4)
+                       from per_lead p where p.campaign_id = c.id),
+    'median_first_reply_seconds', (
+      select pg_catalog.round(pg_catalog.percentile_cont(0.5) within group (
+               order by extract(epoch from p.first_reply - p.first_sent))::numeric, 1)
+        from per_lead p
+       where p.campaign_id = c.id and p.first_reply >= p.first_sent),
+    'outcomes', (
+      select pg_catalog.jsonb_build_object(
+        'success', pg_catalog.count(*) filter (where cv.conversion_status = 'success'),
+        'qualified', pg_catalog.count(*) filter (where cv.conversion_status = 'qualified'),
+        'unqualified', pg_catalog.count(*) filter (where cv.conversion_status = 'unqualified'),
+        'escalated', pg_catalog.count(*) filter (where cv.conversion_status = 'escalated'),
+        'no_response', pg_catalog.count(*) filter (where cv.conversion_status = 'no_response'),
+        'discarded', pg_catalog.count(*) filter (where cv.conversion_status = 'discarded'),
+        'open', pg_catalog.count(*) filter (where cv.status = 'open'),
+        'engaged', pg_catalog.count(*) filter (where cv.status = 'engaged'),
+        'in_review', pg_catalog.count(*) filter (where cv.review_reason is not null))
+        from cv where cv.campaign_id = c.id),
+    'steps', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'position', st.position,
+               'sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                         where e.campaign_id = c.id and s.step_position = st.position),
+               'replied_after', (select pg_catalog.count(*) from replied_after r
+                                  where r.campaign_id = c.id and r.step = st.position))
+             order by st.position)
+        from pgflow.campaign_steps st where st.campaign_id = c.id), '[]')
+  ) order by c.slug), '[]')
+  from c
 $$;
 CREATE FUNCTION pgflow.health(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1989,6 +2187,54 @@ CREATE FUNCTION pgflow.opt_out_question(p_message_id bigint) RETURNS jsonb
     from pgflow.messages m
    where m.id = p_message_id and m.direction = 'inbound' and m.intent = 'maybe_opt_out'
 $$;
+CREATE FUNCTION pgflow.outcome_question(p_conversation_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    return '{"classify": false, "reason": "no such conversation"}';
+  end if;
+  if v_row.status = 'ended' then
+    return pg_catalog.jsonb_build_object('classify', false, 'reason',
+      pg_catalog.format('it ended %s by %s', v_row.conversion_status, v_row.outcome_source));
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_row.contact_id;
+  if v_contact.opted_out_at is not null then
+    perform pgflow.set_outcome(v_row.id, 'discarded', 'the contact opted out', 'rule', v_now);
+    return '{"classify": false, "reason": "discarded by rule: opted out"}';
+  end if;
+  if not exists (select 1 from pgflow.messages
+                  where conversation_id = v_row.id and direction = 'inbound') then
+    perform pgflow.set_outcome(v_row.id, 'no_response', 'the lead never replied', 'rule', v_now);
+    return '{"classify": false, "reason": "no_response by rule: the lead never replied"}';
+  end if;
+  select * into v_campaign from pgflow.campaigns where id = v_row.campaign_id;
+  select * into v_agent from pgflow.agents where id = v_row.agent_id;
+  return pg_catalog.jsonb_build_object(
+    'classify', true,
+    'conversation_id', v_row.id,
+    'transcript_hash', pgflow._transcript_hash(v_row.id),
+    'campaign', coalesce(v_campaign.name, 'inbound'),
+    'goal', coalesce(nullif(pg_catalog.btrim(v_campaign.goal), ''), v_agent.prompt),
+    'model', v_agent.model,
+    'transcript', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'role', case when m.direction = 'inbound' then 'lead' else 'agent' end,
+               'text', m.body) order by m.created_at, m.id)
+        from pgflow.messages m
+       where m.conversation_id = v_row.id
+         and (m.direction = 'inbound'
+              or m.delivery_status in ('queued', 'sending', 'sent', 'delivered'))), '[]'));
+end;
+$$;
 CREATE FUNCTION pgflow.pause_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2046,7 +2292,7 @@ begin
                                        'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
 end;
 $_$;
-CREATE FUNCTION pgflow.record_agent_reply(p_trigger_id bigint, p_body text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION pgflow.record_agent_reply(p_trigger_id bigint, p_body text, p_action text DEFAULT 'continue'::text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2055,7 +2301,12 @@ declare
   m pgflow.messages;
   v_refusal text;
   v_id bigint;
+  v_conversation pgflow.conversations;
+  v_max integer;
 begin
+  if p_action is null or p_action not in ('continue', 'handoff', 'end', 'booked') then
+    raise exception 'unknown agent action %', coalesce(p_action, '(null)') using errcode = 'PF003';
+  end if;
   select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
   if not found then
     raise exception 'lead text % does not exist', p_trigger_id using errcode = 'PF002';
@@ -2081,10 +2332,24 @@ begin
   if v_id is null then
     return '{"result": "stale", "reason": "already answered"}';
   end if;
-  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now
-   where id = m.conversation_id;
+  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now,
+         closing_message_id = case when p_action in ('booked', 'handoff') then v_id
+                                   else closing_message_id end
+   where id = m.conversation_id
+  returning * into v_conversation;
   perform pgflow._enqueue('send_sms', array[v_id], 15);
-  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id);
+  select a.max_turns into v_max from pgflow.agents a where a.id = v_conversation.agent_id;
+  if p_action = 'booked' then
+    perform pgflow.set_outcome(v_conversation.id, 'success',
+      'the agent booked it: ' || coalesce(p_reason, 'a time was agreed'), 'rule', v_now);
+  elsif p_action = 'handoff' then
+    perform pgflow._escalate(v_conversation.id,
+      'the agent handed over: ' || coalesce(p_reason, 'it could not help'), 'rule', false, v_now);
+  elsif p_action = 'end' or v_conversation.agent_turns >= coalesce(v_max, 10) then
+    perform pgflow._request_classification(v_conversation.id, v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+                                       'action', p_action);
 end;
 $$;
 CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
@@ -2097,6 +2362,90 @@ CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEF
                         else details || pg_catalog.jsonb_build_object('notify_error', p_error) end
    where id = p_alert_id
 $$;
+CREATE FUNCTION pgflow.record_business_event(p_payload jsonb, p_phone text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_type text := p_payload ->> 'type';
+  v_key text;
+  v_delivery bigint;
+  v_conversation bigint;
+  v_result jsonb;
+  v_change jsonb;
+  v_detail text;
+begin
+  if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
+    raise exception 'an event must be a JSON object' using errcode = 'PF003';
+  end if;
+  v_key := coalesce('id:' || nullif(p_payload ->> 'id', ''), pg_catalog.md5(p_payload::text));
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('events', v_key, pg_catalog.left(coalesce(v_type, '(none)'), 100), p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    select pg_catalog.jsonb_build_object('result', 'duplicate', 'first_result', d.result)
+           || coalesce(d.response, '{}')
+      into v_result from pgflow.webhook_deliveries d
+     where d.provider = 'events' and d.delivery_key = v_key;
+    return v_result;
+  end if;
+  if v_type is null or v_type not in ('appointment_booked', 'human_takeover', 'disqualified') then
+    v_result := '{"result": "invalid", "detail": "type must be appointment_booked, human_takeover or disqualified"}';
+  elsif p_payload ? 'conversation_id' then
+    if (p_payload ->> 'conversation_id') ~ '^\d{1,18}$' then
+      select id into v_conversation from pgflow.conversations
+       where id = (p_payload ->> 'conversation_id')::bigint;
+    end if;
+    if v_conversation is null then
+      v_result := pg_catalog.jsonb_build_object('result', 'unknown_conversation', 'detail',
+        pg_catalog.format('no conversation %s', p_payload ->> 'conversation_id'));
+    end if;
+  elsif p_phone is null then
+    v_result := pg_catalog.jsonb_build_object('result', 'invalid', 'detail',
+      case when p_payload ? 'phone' then 'phone is not a phone number'
+           else 'phone or conversation_id is required' end);
+  else
+    select cv.id into v_conversation from pgflow.conversations cv
+      join pgflow.contacts ct on ct.id = cv.contact_id
+     where ct.phone = p_phone
+     order by (cv.status <> 'ended') desc, cv.id desc limit 1;
+    if v_conversation is null then
+      v_result := '{"result": "unknown_phone", "detail": "no conversation with that phone"}';
+    end if;
+  end if;
+  if v_result is null then
+    v_detail := nullif(pg_catalog.btrim(coalesce(p_payload #>> '{data,note}',
+                                                  p_payload #>> '{data,reason}', '')), '');
+    if v_type = 'appointment_booked' then
+      v_change := pgflow.set_outcome(v_conversation, 'success',
+        'appointment booked' || coalesce(' for ' || (p_payload ->> 'at'), '')
+        || coalesce(': ' || v_detail, ''), 'webhook', v_now);
+    elsif v_type = 'disqualified' then
+      v_change := pgflow.set_outcome(v_conversation, 'unqualified',
+        coalesce(v_detail, 'disqualified in the CRM'), 'webhook', v_now);
+    elsif exists (select 1 from pgflow.conversations where id = v_conversation
+                   and status <> 'ended') then
+      perform pgflow._escalate(v_conversation, coalesce(v_detail, 'taken over in the CRM'),
+                               'webhook', false, v_now);
+      v_change := '{"result": "ended"}';
+    else
+      v_change := pgflow.set_outcome(v_conversation, 'escalated',
+        coalesce(v_detail, 'taken over in the CRM'), 'webhook', v_now);
+      perform pgflow._end_chats(array[v_conversation]);
+    end if;
+    v_result := pg_catalog.jsonb_build_object('result', 'applied',
+      'conversation_id', v_conversation, 'change', v_change ->> 'result',
+      'outcome', (select conversion_status from pgflow.conversations where id = v_conversation));
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result',
+         response = v_result - 'result', error = v_result ->> 'detail'
+   where id = v_delivery;
+  return v_result || pg_catalog.jsonb_build_object('delivery_id', v_delivery);
+end;
+$_$;
 CREATE FUNCTION pgflow.record_chat(p_chat jsonb, p_event text DEFAULT 'get_chat'::text, p_engine_replies boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2190,11 +2539,73 @@ begin
       end if;
     end if;
   end loop;
+  if p_event = 'chat_analyzed' then
+    perform pgflow._record_retell_analysis(v_conversation.id, p_chat, v_now);
+  end if;
+  -- A chat that ended on an engaged conversation (Retell's silence timer, or its agent
+  -- closed it) asks for the outcome to be classified.
+  select * into v_target from pgflow.conversations where id = v_target.id;
+  if v_ended and v_target.status = 'engaged' and v_target.provider_chat_id = v_chat_id then
+    perform pgflow._request_classification(v_target.id, v_now);
+  end if;
   return pg_catalog.jsonb_build_object(
     'result', 'recorded', 'conversation_id', v_target.id, 'inbound', v_inbound,
     'agent', v_agent, 'chat_ended', v_ended);
 end;
 $_$;
+CREATE FUNCTION pgflow.record_classification(p_conversation_id bigint, p_transcript_hash text, p_status text, p_reason text, p_confidence double precision, p_model text, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_source text DEFAULT 'llm'::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_retell pgflow.outcome_signals;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  if p_source not in ('llm', 'rule') then
+    raise exception 'a classification comes from llm or rule, not %', p_source
+      using errcode = 'PF003';
+  end if;
+  if p_error is not null then
+    perform pgflow._flag_review(v_row.id, 'the outcome could not be classified: ' || p_error,
+                                v_now);
+    return '{"result": "review"}';
+  end if;
+  if v_row.status <> 'ended' and p_transcript_hash <> pgflow._transcript_hash(v_row.id) then
+    update pgflow.conversations set classify_requested_at = null where id = v_row.id;
+    return '{"result": "stale"}';
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, confidence, model, transcript_hash, created_at)
+  values (v_row.id, p_source, p_status, pg_catalog.left(p_reason, 2000), p_confidence, p_model,
+          p_transcript_hash, v_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if not found then
+    return '{"result": "unchanged"}';
+  end if;
+  if v_row.status = 'ended' then
+    return pgflow.set_outcome(v_row.id, p_status, p_reason, p_source, v_now);
+  end if;
+  if p_confidence < 0.6 then
+    perform pgflow._flag_review(v_row.id, pg_catalog.format(
+      'the LLM is unsure (%s): %s, %s', p_confidence, p_status, coalesce(p_reason, '-')), v_now);
+    return '{"result": "review"}';
+  end if;
+  select * into v_retell from pgflow.outcome_signals
+   where conversation_id = v_row.id and source = 'retell' order by id desc limit 1;
+  if v_retell.id is not null and v_retell.status <> p_status then
+    perform pgflow._flag_review(v_row.id, pg_catalog.format(
+      '%s says %s (%s); retell says %s (%s)', p_source, p_status, coalesce(p_reason, '-'),
+      v_retell.status, coalesce(v_retell.reason, '-')), v_now);
+    return '{"result": "review"}';
+  end if;
+  return pgflow.set_outcome(v_row.id, p_status, p_reason, p_source, v_now);
+end;
+$$;
 CREATE FUNCTION pgflow.record_opt_out_judgment(p_message_id bigint, p_opt_out boolean, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2458,6 +2869,64 @@ begin
   return v_row;
 end;
 $$;
+CREATE FUNCTION pgflow.set_outcome(p_conversation_id bigint, p_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_result text;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  if v_row.status <> 'ended' then
+    perform pgflow.end_conversation(p_conversation_id, p_status, p_reason, p_source, v_now);
+    v_result := 'ended';
+  elsif v_row.outcome_source = 'human' and p_source <> 'human' then
+    v_result := 'kept';
+  elsif p_source in ('human', 'webhook') then
+    if p_status is null or p_status not in
+       ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+      raise exception 'unknown conversion status %', coalesce(p_status, '(null)')
+        using errcode = 'PF003';
+    end if;
+    update pgflow.conversations
+       set conversion_status = p_status, outcome_reason = p_reason, outcome_source = p_source,
+           updated_at = v_now
+     where id = p_conversation_id;
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (v_now, 'conversation', p_conversation_id, 'ended', 'ended',
+            pg_catalog.format('outcome %s -> %s by %s%s', v_row.conversion_status, p_status,
+                              p_source, coalesce(': ' || p_reason, '')));
+    v_result := 'changed';
+  else
+    if v_row.conversion_status is distinct from p_status then
+      perform pgflow._flag_review(p_conversation_id, pg_catalog.format(
+        '%s says %s (%s), but it ended %s by %s (%s)', p_source, p_status,
+        coalesce(p_reason, '-'), v_row.conversion_status, v_row.outcome_source,
+        coalesce(v_row.outcome_reason, '-')), v_now);
+    end if;
+    v_result := 'kept';
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, transcript_hash, created_at)
+  values (p_conversation_id, p_source, p_status, pg_catalog.left(p_reason, 2000),
+          'set:' || extract(epoch from v_now)::text || ':' || p_status, v_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if p_source = 'human' then
+    update pgflow.conversations set review_reason = null, review_requested_at = null
+     where id = p_conversation_id;
+    if not exists (select 1 from pgflow.conversations where review_reason is not null) then
+      perform pgflow.resolve_alert('needs_review', v_now);
+    end if;
+  end if;
+  return pg_catalog.jsonb_build_object('result', v_result, 'conversation_id', p_conversation_id,
+    'status', (select conversion_status from pgflow.conversations where id = p_conversation_id));
+end;
+$$;
 CREATE FUNCTION pgflow.sms_encoding(p_body text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2531,14 +3000,9 @@ begin
             where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
             for update of cv
   loop
-    perform pgflow.end_conversation(r.id, 'escalated',
-      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human', v_now);
-    perform pgflow._end_chats(array[r.id]);
-    perform pgflow.open_alert('escalation:' || r.id, 'warning',
-      pg_catalog.format('conversation %s (%s) was taken over by a person', r.id,
-                        coalesce(r.slug, 'inbound')),
-      pg_catalog.jsonb_build_object('conversation_id', r.id, 'contact_id', v_contact.id,
-                                    'reason', p_reason), v_now);
+    perform pgflow._escalate(r.id,
+      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human',
+      false, v_now);
     v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
                                                          'campaign', r.slug);
   end loop;
@@ -2560,6 +3024,8 @@ declare
   v_no_response integer := 0;
   v_conversation bigint;
   v_batches integer := 0;
+  v_quiet integer := 0;
+  v_min_silence interval;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -2599,8 +3065,27 @@ begin
       'no reply within the reply timeout after the last step', 'rule', v_now);
     v_no_response := v_no_response + 1;
   end loop;
+  -- Engaged conversations quiet past their campaign's silence timeout: classify them.
+  select coalesce(pg_catalog.min(silence_timeout), interval '24 hours') into v_min_silence
+    from pgflow.campaigns;
+  v_min_silence := least(v_min_silence, interval '24 hours');
+  for v_conversation in
+    select cv.id from pgflow.conversations cv
+      left join pgflow.campaigns c on c.id = cv.campaign_id
+     where cv.status = 'engaged' and cv.classify_requested_at is null
+       and greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at) < v_now - v_min_silence
+       and greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at)
+           < v_now - coalesce(c.silence_timeout, interval '24 hours')
+     order by greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at)
+     limit p_batch
+       for update of cv skip locked
+  loop
+    if pgflow._request_classification(v_conversation, v_now) then
+      v_quiet := v_quiet + 1;
+    end if;
+  end loop;
   return v_totals || pg_catalog.jsonb_build_object(
-    'no_response', v_no_response, 'batches', v_batches,
+    'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
 $$;
@@ -2645,6 +3130,20 @@ ALTER TABLE pgflow.alerts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+CREATE VIEW pgflow.campaign_funnel AS
+ SELECT (f.value ->> 'campaign'::text) AS campaign,
+    ((f.value ->> 'enrolled'::text))::bigint AS enrolled,
+    ((f.value ->> 'messaged'::text))::bigint AS messaged,
+    ((f.value ->> 'steps_sent'::text))::bigint AS steps_sent,
+    ((f.value ->> 'delivered'::text))::bigint AS delivered,
+    ((f.value ->> 'replied'::text))::bigint AS replied,
+    ((f.value ->> 'opted_out'::text))::bigint AS opted_out,
+    ((f.value ->> 'reply_rate'::text))::numeric AS reply_rate,
+    ((f.value ->> 'opt_out_rate'::text))::numeric AS opt_out_rate,
+    ((f.value ->> 'median_first_reply_seconds'::text))::numeric AS median_first_reply_seconds,
+    (f.value -> 'outcomes'::text) AS outcomes,
+    (f.value -> 'steps'::text) AS steps
+   FROM jsonb_array_elements(pgflow.funnel()) f(value);
 CREATE TABLE pgflow.campaign_steps (
     id bigint NOT NULL,
     campaign_id bigint NOT NULL,
@@ -2825,6 +3324,28 @@ ALTER TABLE pgflow.opt_outs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE pgflow.outcome_signals (
+    id bigint NOT NULL,
+    conversation_id bigint NOT NULL,
+    source text NOT NULL,
+    status text NOT NULL,
+    reason text,
+    confidence numeric(4,3),
+    model text,
+    transcript_hash text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT outcome_signals_confidence_range CHECK (((confidence >= (0)::numeric) AND (confidence <= (1)::numeric))),
+    CONSTRAINT outcome_signals_source_valid CHECK ((source = ANY (ARRAY['rule'::text, 'llm'::text, 'human'::text, 'webhook'::text, 'retell'::text]))),
+    CONSTRAINT outcome_signals_status_valid CHECK ((status = ANY (ARRAY['success'::text, 'qualified'::text, 'unqualified'::text, 'escalated'::text, 'no_response'::text, 'discarded'::text])))
+);
+ALTER TABLE pgflow.outcome_signals ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.outcome_signals_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 CREATE TABLE pgflow.pgqueuer (
     id bigint NOT NULL,
     priority integer NOT NULL,
@@ -2899,6 +3420,22 @@ CREATE SEQUENCE pgflow.pgqueuer_statistics_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE pgflow.pgqueuer_statistics_id_seq OWNED BY pgflow.pgqueuer_statistics.id;
+CREATE VIEW pgflow.review_queue AS
+ SELECT cv.id,
+    ct.phone,
+    c.slug AS campaign,
+    cv.status,
+    cv.conversion_status,
+    cv.outcome_source,
+    cv.review_reason,
+    cv.review_requested_at,
+    COALESCE(( SELECT jsonb_agg(jsonb_build_object('source', s.source, 'status', s.status, 'reason', s.reason, 'confidence', s.confidence) ORDER BY s.id) AS jsonb_agg
+           FROM pgflow.outcome_signals s
+          WHERE (s.conversation_id = cv.id)), '[]'::jsonb) AS signals
+   FROM ((pgflow.conversations cv
+     JOIN pgflow.contacts ct ON ((ct.id = cv.contact_id)))
+     LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
+  WHERE (cv.review_reason IS NOT NULL);
 CREATE TABLE pgflow.sending_numbers (
     id bigint NOT NULL,
     number text NOT NULL,
@@ -2985,6 +3522,10 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.outcome_signals
+    ADD CONSTRAINT outcome_signals_once_per_transcript UNIQUE (conversation_id, source, transcript_hash);
+ALTER TABLE ONLY pgflow.outcome_signals
+    ADD CONSTRAINT outcome_signals_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer_log
     ADD CONSTRAINT pgqueuer_log_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer
@@ -3014,7 +3555,9 @@ CREATE INDEX conversations_contact_id_idx ON pgflow.conversations USING btree (c
 CREATE INDEX conversations_enrollment_id_idx ON pgflow.conversations USING btree (enrollment_id);
 CREATE UNIQUE INDEX conversations_one_live_per_line ON pgflow.conversations USING btree (contact_id, from_number) WHERE (status <> 'ended'::text);
 CREATE INDEX conversations_provider_chat_id_idx ON pgflow.conversations USING btree (provider_chat_id) WHERE (provider_chat_id IS NOT NULL);
+CREATE INDEX conversations_quiet_idx ON pgflow.conversations USING btree (GREATEST(last_inbound_at, last_outbound_at, engaged_at)) WHERE ((status = 'engaged'::text) AND (classify_requested_at IS NULL));
 CREATE INDEX conversations_reply_deadline_idx ON pgflow.conversations USING btree (reply_deadline_at) WHERE ((status = 'open'::text) AND (reply_deadline_at IS NOT NULL));
+CREATE INDEX conversations_review_idx ON pgflow.conversations USING btree (review_requested_at) WHERE (review_reason IS NOT NULL);
 CREATE INDEX enrollments_campaign_id_idx ON pgflow.enrollments USING btree (campaign_id);
 CREATE INDEX enrollments_due_idx ON pgflow.enrollments USING btree (next_message_at) WHERE (status = 'active'::text);
 CREATE INDEX events_entity_idx ON pgflow.events USING btree (entity, entity_id, occurred_at);
@@ -3084,5 +3627,7 @@ ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_message_id_fkey FOREIGN KEY (message_id) REFERENCES pgflow.messages(id);
+ALTER TABLE ONLY pgflow.outcome_signals
+    ADD CONSTRAINT outcome_signals_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id);
 ALTER TABLE ONLY pgflow.sending_numbers
     ADD CONSTRAINT sending_numbers_inbound_agent_id_fkey FOREIGN KEY (inbound_agent_id) REFERENCES pgflow.agents(id);

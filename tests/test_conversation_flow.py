@@ -220,3 +220,62 @@ def test_every_step_carries_the_prompt_context_and_our_ids(flow: Flow) -> None:
     # the previous chat was read (no reply there), then ended before the next one began
     paths = [r.path for r in flow.fake.requests]
     assert paths.index(f"/get-chat/{first_chat}") < paths.index(f"/end-chat/{first_chat}")
+
+
+def llm_env(llm: FakeLLM) -> dict[str, str]:
+    return {
+        "PGFLOW_LLM_MODEL": "openai/fake-model",
+        "PGFLOW_LLM_API_BASE": llm.api_base,
+        "OPENAI_API_KEY": "sk-test",
+    }
+
+
+def quiet_and_replied(flow: Flow, text: str) -> None:
+    flow.lead()
+    flow.first_sms()
+    flow.fake.say(LEAD_PHONE, LINE, text)
+    flow.fake.webhooks.wait_idle()
+    wait_until(lambda: scalar(flow.db, "select status from pgflow.conversations") == "engaged")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    assert pdb.tick(later).run(flow.db)["classify_requested"] == 1
+
+
+def test_a_quiet_conversation_is_classified_by_the_llm(flow: Flow) -> None:
+    with FakeLLM() as llm:
+        llm.set_default(
+            {"status": "qualified", "reason": "owns the home, $200 bill", "confidence": 0.92}
+        )
+        flow.worker(env=llm_env(llm))
+        quiet_and_replied(flow, "yes I own it, the bill is about $200")
+        wait_until(
+            lambda: scalar(flow.db, "select status from pgflow.conversations") == "ended",
+            what="the classification",
+        )
+        [completion] = [c for c in llm.completions() if "judge the outcome" in json.dumps(c)]
+    assert (
+        scalar(
+            flow.db,
+            "select conversion_status || ' ' || outcome_source || ': ' || outcome_reason"
+            " from pgflow.conversations",
+        )
+        == "qualified llm: owns the home, $200 bill"
+    )
+    assert "Lead: yes I own it, the bill is about $200" in completion["messages"][1]["content"]
+    assert completion["response_format"]["type"] == "json_schema"
+
+
+def test_answers_that_never_parse_go_to_review(flow: Flow) -> None:
+    with FakeLLM() as llm:
+        llm.set_default("I think they are probably interested")
+        flow.worker(env=llm_env(llm))
+        quiet_and_replied(flow, "hmm maybe")
+        wait_until(
+            lambda: scalar(flow.db, "select review_reason is not null from pgflow.conversations"),
+            timeout=20,
+            what="the review flag",
+        )
+    assert scalar(flow.db, "select status from pgflow.conversations") == "engaged"  # no guess
+    assert scalar(flow.db, "select review_reason from pgflow.conversations").startswith(
+        "the outcome could not be classified: 5 attempts"
+    )
+    assert scalar(flow.db, "select kind from pgflow.alerts") == "needs_review"

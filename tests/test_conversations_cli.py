@@ -9,7 +9,9 @@ import psycopg
 import typer
 from typer.testing import CliRunner
 
+from pgflow import db as pdb
 from pgflow.cli import conversations
+from tests.chat_payloads import chat, event
 from tests.factories import apply_campaign, at, ingest, mark_sent
 
 Conn = psycopg.Connection[Any]
@@ -100,3 +102,32 @@ def test_takeover_stops_the_agent_and_opens_an_alert(db_url: str, db: Conn) -> N
     unknown = run(db_url, "takeover", "2125550100")
     assert unknown.exit_code == 1
     assert "no contact with number +1212***0100" in unknown.output
+
+
+def test_set_outcome_and_the_review_queue(db_url: str, db: Conn) -> None:
+    apply_campaign(db)
+    ingest(db, "2125550147", at("2026-11-23 15:00"))
+    conversation = db.execute("select id from pgflow.conversations").fetchone()
+    assert conversation is not None
+    said = chat("c1", [("agent", "Hi"), ("user", "maybe?")], conversation_id=conversation[0])
+    pdb.record_retell_event(event("transcript_updated", said)).run(db)
+    question = pdb.outcome_question(conversation[0]).run(db)
+    pdb.record_classification(
+        conversation[0], question["transcript_hash"], "qualified", "not sure", 0.3, "m"
+    ).run(db)
+    queue = run(db_url, "review")
+    assert queue.exit_code == 0, queue.output
+    assert "+1212***0147" in queue.output
+    assert "the LLM is unsure (0.3): qualified, not sure" in queue.output
+    assert "llm: qualified (not sure)" in queue.output
+    bad = run(db_url, "set-outcome", "2125550147", "won", "--reason", "x")
+    assert bad.exit_code == 1
+    assert "'won' is not an outcome" in bad.output
+    done = run(db_url, "set-outcome", "2125550147", "success", "--reason", "booked by phone")
+    assert done.exit_code == 0, done.output
+    assert "success (set by a person)" in done.output
+    assert db.execute(
+        "select conversion_status, outcome_source, outcome_reason from pgflow.conversations"
+    ).fetchone() == ("success", "human", "booked by phone")
+    assert "nothing waits for review" in run(db_url, "review").output
+    assert json.loads(run(db_url, "review", "--json").output) == []

@@ -474,10 +474,10 @@ def test_two_quick_texts_get_one_agent_turn(db: Conn) -> None:
         "is it free?",
     ]
     assert turn["agent"]["prompt"] == "You are Ava. Be brief."
-    assert pdb.record_agent_reply(first, "stale answer", NOW).run(db)["result"] == "stale"
-    queued = pdb.record_agent_reply(second, "Yes - the quote is free!", NOW).run(db)
+    assert pdb.record_agent_reply(first, "stale answer", now=NOW).run(db)["result"] == "stale"
+    queued = pdb.record_agent_reply(second, "Yes - the quote is free!", now=NOW).run(db)
     assert queued["result"] == "queued"
-    assert pdb.record_agent_reply(second, "again", NOW).run(db) == {
+    assert pdb.record_agent_reply(second, "again", now=NOW).run(db) == {
         "result": "stale",
         "reason": "already answered",
     }
@@ -492,7 +492,7 @@ def test_no_agent_turn_after_an_opt_out_or_past_max_turns(db: Conn) -> None:
     db.execute("update pgflow.agents set max_turns = 1")
     deliver(db, event("transcript_updated", step_chat(lead, ("user", "hi"))), replies=True)
     first = scalar(db, "select max(id) from pgflow.messages where direction = 'inbound'")
-    assert pdb.record_agent_reply(first, "Hello!", NOW).run(db)["result"] == "queued"
+    assert pdb.record_agent_reply(first, "Hello!", now=NOW).run(db)["result"] == "queued"
     items = [("user", "hi"), ("agent", "Hello!"), ("user", "more?")]
     deliver(db, event("transcript_updated", step_chat(lead, *items)), replies=True)
     second = scalar(db, "select max(id) from pgflow.messages where direction = 'inbound'")
@@ -504,7 +504,7 @@ def test_no_agent_turn_after_an_opt_out_or_past_max_turns(db: Conn) -> None:
     assert pdb.agent_turn(second, NOW).run(db)["answer"] is True
     pdb.opt_out_contact(lead["contact_id"], "operator").run(db)
     assert pdb.agent_turn(second, NOW).run(db)["answer"] is False
-    assert pdb.record_agent_reply(second, "too late", NOW).run(db)["result"] == "stale"
+    assert pdb.record_agent_reply(second, "too late", now=NOW).run(db)["result"] == "stale"
 
 
 def test_takeover_silences_the_agent_and_the_drip(db: Conn) -> None:

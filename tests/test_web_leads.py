@@ -297,6 +297,13 @@ def test_metrics(client: httpx.Client) -> None:
     assert samples[("pgflow_http_requests_total", lead_404)] == 1
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "created"),))] == 1
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "rejected"),))] == 1
+    # the funnel, per campaign
+    assert samples[("pgflow_campaign_enrolled", (("campaign", "solar-q4"),))] == 1
+    assert samples[("pgflow_campaign_messaged", (("campaign", "solar-q4"),))] == 0
+    open_ = (("campaign", "solar-q4"), ("state", "open"))
+    assert samples[("pgflow_campaign_conversations", open_)] == 1
+    success = (("campaign", "solar-q4"), ("state", "success"))
+    assert samples[("pgflow_campaign_conversations", success)] == 0
 
 
 def test_pgflow_serve_takes_leads_and_stops_cleanly(db_url: str, db: Conn) -> None:

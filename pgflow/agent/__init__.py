@@ -5,9 +5,12 @@ one is configured, else the offline agent."""
 from __future__ import annotations
 
 from pgflow.agent.base import (
+    OUTCOMES,
     Agent,
     AgentError,
     AgentReply,
+    Classification,
+    ClassifyRequest,
     ReplyRequest,
     Turn,
     fit,
@@ -28,9 +31,12 @@ def create(settings: Settings) -> Agent:
 
 
 __all__ = [
+    "OUTCOMES",
     "Agent",
     "AgentError",
     "AgentReply",
+    "Classification",
+    "ClassifyRequest",
     "OfflineAgent",
     "ReplyRequest",
     "Turn",

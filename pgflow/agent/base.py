@@ -10,6 +10,15 @@ from typing import Any, Literal, Protocol
 
 Action = Literal["continue", "handoff", "end", "booked"]
 ACTIONS: tuple[Action, ...] = ("continue", "handoff", "end", "booked")
+Outcome = Literal["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "success",
+    "qualified",
+    "unqualified",
+    "escalated",
+    "no_response",
+    "discarded",
+)
 MAX_SEGMENTS = 2
 
 # GSM-7: the basic set and the extension characters that count double (sms_segments() in SQL).
@@ -82,6 +91,37 @@ class AgentReply:
     reason: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassifyRequest:
+    """A conversation to classify: the campaign, its goal, the transcript."""
+
+    campaign: str
+    goal: str | None
+    transcript: list[Turn]
+    model: str | None = None
+
+    @classmethod
+    def from_question(cls, question: dict[str, Any]) -> ClassifyRequest:
+        """From pgflow.outcome_question()'s answer."""
+        return cls(
+            campaign=str(question.get("campaign") or ""),
+            goal=question.get("goal"),
+            transcript=[
+                Turn("lead" if t["role"] == "lead" else "agent", str(t["text"]))
+                for t in question.get("transcript") or []
+            ],
+            model=question.get("model"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    status: Outcome
+    reason: str
+    confidence: float
+    model: str | None = None
+
+
 class Agent(Protocol):
     name: str
 
@@ -91,6 +131,11 @@ class Agent(Protocol):
 
     async def judge_opt_out(self, text: str) -> bool:
         """True when an ambiguous text asks to stop being contacted."""
+        ...
+
+    async def classify(self, request: ClassifyRequest) -> Classification:
+        """The conversation's outcome with a reason and a confidence from 0 to 1; AgentError
+        when no valid answer came (the conversation then goes to review)."""
         ...
 
     async def aclose(self) -> None:

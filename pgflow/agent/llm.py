@@ -13,7 +13,16 @@ from typing import Any, Literal
 
 import pydantic
 
-from pgflow.agent.base import ACTIONS, AgentError, AgentReply, ReplyRequest, Turn, fit
+from pgflow.agent.base import (
+    ACTIONS,
+    AgentError,
+    AgentReply,
+    Classification,
+    ClassifyRequest,
+    ReplyRequest,
+    Turn,
+    fit,
+)
 
 DEFAULT_TIMEOUT = 20.0
 ATTEMPTS = 2  # an unparseable answer is asked for again once, then AgentError
@@ -34,6 +43,28 @@ JUDGE = """Decide whether this SMS from a lead asks us to stop texting them (an 
 "Stop by tomorrow", "don't stop" or a question are not opt-outs; "stop texting me", "remove
 me", "leave me alone" and any request to not be contacted are. Answer as JSON:
 {"opt_out": true|false, "reason": <a few words>}"""
+
+
+CLASSIFY = """You judge the outcome of an SMS conversation between a business's agent and a
+lead. The campaign: {campaign}. Its goal: {goal}.
+The outcomes:
+- success: the goal was reached (an appointment booked for a concrete time, or the lead
+  says they booked)
+- qualified: interested and a fit, but nothing booked
+- unqualified: not a fit (a renter where owners are needed, a wrong number, out of the
+  area, not interested)
+- escalated: the lead asked for a person, or the agent handed over
+- no_response: the lead never replied
+- discarded: the lead opted out, or the conversation is irrelevant or abusive
+Judge by what the lead said: sarcasm is not agreement; a booking cancelled later is not a
+success. Answer as JSON: {{"status": <an outcome>, "reason": <one sentence>,
+"confidence": <from 0 to 1>}}"""
+
+
+class _Verdict(pydantic.BaseModel):
+    status: Literal["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
+    reason: str
+    confidence: float = pydantic.Field(ge=0, le=1)
 
 
 class _Reply(pydantic.BaseModel):
@@ -77,6 +108,22 @@ class LlmAgent:
         if answer.action not in ACTIONS or not answer.reply.strip():
             raise AgentError(f"the model answered an empty reply or unknown action {answer!r}")
         return AgentReply(fit(answer.reply), answer.action, answer.reason[:300] or None)
+
+    async def classify(self, request: ClassifyRequest) -> Classification:
+        system = CLASSIFY.format(
+            campaign=request.campaign or "our team", goal=request.goal or "help the lead"
+        )
+        transcript = "\n".join(
+            f"{'Lead' if t.role == 'lead' else 'Agent'}: {t.text}" for t in request.transcript
+        )
+        model = request.model or self.model
+        answer = await self._ask(
+            model,
+            [{"role": "system", "content": system}, {"role": "user", "content": transcript}],
+            _Verdict,
+        )
+        assert isinstance(answer, _Verdict)
+        return Classification(answer.status, answer.reason[:500], answer.confidence, model)
 
     async def aclose(self) -> None:
         """Close the HTTP clients litellm cached for this event loop."""

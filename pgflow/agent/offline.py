@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from pgflow.agent.base import AgentReply, ReplyRequest, fit
+from pgflow.agent.base import AgentReply, Classification, ClassifyRequest, ReplyRequest, fit
 
 _DAY_OR_TIME = re.compile(
     r"\b(mon|tue|wed|thu|fri|sat|sun)[a-z]*\b|\b\d{1,2}(:\d{2})?\s*(am|pm)\b|\btomorrow\b"
@@ -22,6 +22,13 @@ _HUMAN = re.compile(
 _NOT_A_FIT = re.compile(
     r"\b(rent|renting|renter|tenant|apartment|condo board|wrong number|not interested|no thanks"
     r"|moved|moving)\b",
+    re.IGNORECASE,
+)
+_CANCEL = re.compile(
+    r"\b(cancel|can'?t make it|cannot make it|never ?mind|call it off|not anymore)\b", re.I
+)
+_STOP = re.compile(
+    r"\b(stop texting|unsubscribe|remove me|leave me alone|don'?t (text|contact|message) me)\b",
     re.IGNORECASE,
 )
 _YES = re.compile(r"^\s*(y|yes|yeah|yep|sure|ok|okay|sounds good|definitely|absolutely)\b", re.I)
@@ -75,6 +82,29 @@ class OfflineAgent:
             )
         return AgentReply(
             fit("Thanks! When would be a good time for a 10-minute call? Send a day and time.")
+        )
+
+    async def classify(self, request: ClassifyRequest) -> Classification:
+        """By rules over the lead's words, in this order: a person asked for, an opt-out,
+        a time agreed (and not cancelled after), not a fit; else interested."""
+        texts = [t.text for t in request.transcript if t.role == "lead"]
+        if not texts:
+            return Classification("no_response", "the lead never replied", 1.0, self.name)
+        said = " ".join(texts)
+        if _HUMAN.search(said):
+            return Classification("escalated", "the lead asked for a person", 0.9, self.name)
+        if _STOP.search(said):
+            return Classification("discarded", "the lead asked not to be texted", 0.9, self.name)
+        booked = [i for i, text in enumerate(texts) if _DAY_OR_TIME.search(text)]
+        cancelled = [i for i, text in enumerate(texts) if _CANCEL.search(text)]
+        if booked and not (cancelled and cancelled[-1] > booked[-1]):
+            return Classification("success", "the lead agreed a time", 0.8, self.name)
+        if _NOT_A_FIT.search(said):
+            return Classification("unqualified", "the lead is not a fit", 0.8, self.name)
+        if cancelled:
+            return Classification("qualified", "a time was agreed, then called off", 0.6, self.name)
+        return Classification(
+            "qualified", "the lead replied and is interested; nothing booked", 0.65, self.name
         )
 
     async def aclose(self) -> None:

@@ -2,7 +2,8 @@
 the lead's latest text, from its prompt and the transcript, and the reply is recorded and
 queued in one call. The job runs after the agent's debounce, so a burst of texts gets one
 answer; SQL refuses the turn when the lead opted out, a person took over, the conversation
-ended, a later text is waiting, or the agent's turns are used up."""
+ended, a later text is waiting, or the agent's turns are used up. The agent's action
+(`booked`, `handoff`, `end`) gives the conversation its outcome or asks for one."""
 
 from __future__ import annotations
 
@@ -41,9 +42,10 @@ async def agent_reply(ctx: JobContext, trigger_id: int, attempts: int = 0) -> st
             error=str(exc),
         )
         if attempts + 1 < ctx.max_job_attempts:
-            raise retry_later(attempts, 2.0, "the agent could not answer") from exc
+            raise retry_later(attempts, ctx.job_retry_base, "the agent could not answer") from exc
         return "failed"
-    recorded = await db.record_agent_reply(trigger_id, reply.text, ctx.clock()).arun_in(ctx.pool)
+    call = db.record_agent_reply(trigger_id, reply.text, reply.action, reply.reason, ctx.clock())
+    recorded = await call.arun_in(ctx.pool)
     logs.event(
         log,
         "agent.replied" if recorded["result"] == "queued" else "agent.stale",

@@ -30,7 +30,7 @@ async def end_chat(ctx: JobContext, conversation_id: int, attempts: int = 0) -> 
                 attempt=attempts + 1,
             )
             if exc.retryable and attempts + 1 < ctx.max_job_attempts:
-                raise retry_later(attempts, 5.0, "end-chat failed") from exc
+                raise retry_later(attempts, ctx.job_retry_base, "end-chat failed") from exc
             return "failed"
     await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
     logs.event(log, "chat.ended", conversation_id=conversation_id, chat_id=chat_id)

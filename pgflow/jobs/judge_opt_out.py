@@ -29,7 +29,7 @@ async def judge_opt_out(ctx: JobContext, message_id: int, attempts: int = 0) -> 
             error=str(exc),
         )
         if attempts + 1 < ctx.max_job_attempts:
-            raise retry_later(attempts, 2.0, "the opt-out judgment failed") from exc
+            raise retry_later(attempts, ctx.job_retry_base, "the opt-out judgment failed") from exc
         verdict = False  # the rules' verdict stands
     result = await db.record_opt_out_judgment(message_id, verdict, ctx.clock()).arun_in(ctx.pool)
     logs.event(

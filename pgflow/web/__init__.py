@@ -6,6 +6,7 @@
 - `auth`: bearer tokens compared in constant time
 - `leads`: POST /webhooks/leads
 - `retell`: POST /webhooks/retell (signature on the raw body, one SQL call)
+- `events`: POST /webhooks/events (bookings, takeovers, disqualifications from a CRM)
 - `probes`: GET /healthz, GET /readyz
 - `metrics`: GET /metrics and the request counter
 """

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from pgflow import db, logs
 from pgflow.config import Settings
-from pgflow.web import leads, metrics, probes, retell
+from pgflow.web import events, leads, metrics, probes, retell
 from pgflow.web.context import (
     CONNECTION_TIMEOUT,
     POOL_MAX_SIZE,
@@ -33,6 +33,7 @@ Handler = Callable[[Web, Request], Awaitable[Response]]
 ROUTES: tuple[tuple[str, list[str], Handler], ...] = (
     ("/webhooks/leads", ["POST"], leads.post_lead),
     ("/webhooks/retell", ["POST"], retell.post_retell),
+    ("/webhooks/events", ["POST"], events.post_event),
     ("/healthz", ["GET"], probes.healthz),
     ("/readyz", ["GET"], probes.readyz),
     ("/metrics", ["GET"], metrics.metrics),

@@ -2,7 +2,9 @@
 
 Process metrics: `pgflow_http_requests_total{route,method,status}`,
 `pgflow_lead_ingest_seconds{status}`. Per scrape, from `pgflow.health()`: a
-`pgflow_<figure>` gauge per figure, `pgflow_health_check_ok{check}`, `pgflow_database_up`."""
+`pgflow_<figure>` gauge per figure, `pgflow_health_check_ok{check}`, `pgflow_database_up`;
+from `pgflow.funnel()`, per campaign: `pgflow_campaign_<figure>{campaign}` and
+`pgflow_campaign_conversations{campaign,state}` (each outcome, open, engaged, in_review)."""
 
 from __future__ import annotations
 
@@ -51,13 +53,16 @@ class Metrics:
 
 async def metrics(web: Web, request: Request) -> Response:
     health: dict[str, Any] | None
+    funnel: list[dict[str, Any]] = []
     try:
         async with web.pool.connection(timeout=PROBE_TIMEOUT) as conn:
             health = await db.health().arun(conn)
+            funnel = await db.funnel().arun(conn)
     except psycopg.Error:
         health = None
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_HealthCollector(health))
+    scrape.register(_FunnelCollector(funnel))
     text = generate_latest(web.metrics.registry) + generate_latest(scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
@@ -94,6 +99,46 @@ class _HealthCollector:
             gauge = GaugeMetricFamily(metric, f"Health figure {name}.")
             gauge.add_metric([], value)
             yield gauge
+
+
+CAMPAIGN_FIGURES = (
+    ("enrolled", "Leads enrolled in the campaign."),
+    ("messaged", "Leads sent at least one step."),
+    ("steps_sent", "Campaign steps sent."),
+    ("replied", "Leads who replied."),
+    ("opted_out", "Leads who opted out."),
+    ("reply_rate", "Replied / messaged."),
+    ("opt_out_rate", "Opted out / messaged."),
+    ("median_first_reply_seconds", "Median seconds from the first step to the first reply."),
+)
+
+
+class _FunnelCollector:
+    """This scrape's `pgflow.funnel()`: per-campaign gauges."""
+
+    def __init__(self, funnel: list[dict[str, Any]]) -> None:
+        self.funnel = funnel
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        for name, help_text in CAMPAIGN_FIGURES:
+            gauge = GaugeMetricFamily(f"pgflow_campaign_{name}", help_text, labels=["campaign"])
+            for campaign in self.funnel:
+                value = campaign.get(name)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    gauge.add_metric([str(campaign["campaign"])], value)
+            yield gauge
+        states = GaugeMetricFamily(
+            "pgflow_campaign_conversations",
+            "Conversations of the campaign by outcome or state.",
+            labels=["campaign", "state"],
+        )
+        for campaign in self.funnel:
+            for state, value in sorted((campaign.get("outcomes") or {}).items()):
+                states.add_metric([str(campaign["campaign"]), state], value)
+        yield states
 
 
 class CountRequests:

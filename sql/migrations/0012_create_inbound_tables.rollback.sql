@@ -6,6 +6,16 @@ alter table pgflow.agents
   drop column reply_debounce,
   drop column max_turns;
 alter table pgflow.webhook_deliveries drop column response;
+drop table pgflow.outcome_signals;
+alter table pgflow.conversations
+  drop constraint conversations_review_consistent,
+  drop column closing_message_id,
+  drop column classify_requested_at,
+  drop column review_requested_at,
+  drop column review_reason,
+  drop constraint conversations_outcome_source_valid,
+  add constraint conversations_outcome_source_valid
+    check (outcome_source in ('rule', 'llm', 'human', 'webhook'));
 alter table pgflow.conversations
   drop constraint conversations_agent_turns_nonnegative,
   drop constraint conversations_chat_status_valid,

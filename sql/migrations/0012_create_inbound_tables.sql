@@ -1,4 +1,4 @@
--- Inbound: sending numbers (with their default inbound agent), opt-out history, chat ids on messages and conversations, agent and campaign settings.
+-- Inbound and outcomes: sending numbers (with their default inbound agent), opt-out history, chat ids, outcome signals and review, agent and campaign settings.
 -- depends: 0011_create_contact_report
 
 -- Every number we send from. A campaign's from_number is registered when the campaign is
@@ -49,6 +49,44 @@ alter table pgflow.conversations
   add column agent_turns integer not null default 0,
   add constraint conversations_chat_status_valid check (chat_status in ('ongoing', 'ended')),
   add constraint conversations_agent_turns_nonnegative check (agent_turns >= 0);
+
+-- Outcomes: `retell` joins the sources (chat_analyzed's own conversion_status); a
+-- conversation may wait for a person's review (classification failed, unsure, or two
+-- signals disagree) whether or not it has ended; a quiet one is asked to be classified
+-- once; an agent's closing reply (a booking, a handover) is still sent after the end.
+alter table pgflow.conversations
+  drop constraint conversations_outcome_source_valid,
+  add constraint conversations_outcome_source_valid
+    check (outcome_source in ('rule', 'llm', 'human', 'webhook', 'retell')) not valid,
+  add column review_reason text,
+  add column review_requested_at timestamptz,
+  add column classify_requested_at timestamptz,
+  add column closing_message_id bigint,
+  add constraint conversations_review_consistent
+    check ((review_reason is null) = (review_requested_at is null));
+
+-- Every opinion on a conversation's outcome, kept side by side: the rules', the LLM's (per
+-- transcript: classifying the same transcript again writes nothing), Retell's analysis,
+-- a business event's, a person's.
+create table pgflow.outcome_signals (
+  id bigint generated always as identity primary key,
+  conversation_id bigint not null references pgflow.conversations (id),
+  source text not null,
+  status text not null,
+  reason text,
+  confidence numeric(4, 3),
+  model text,
+  transcript_hash text not null default '',
+  created_at timestamptz not null default now(),
+  constraint outcome_signals_source_valid
+    check (source in ('rule', 'llm', 'human', 'webhook', 'retell')),
+  constraint outcome_signals_status_valid check (
+    status in ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded')
+  ),
+  constraint outcome_signals_confidence_range check (confidence between 0 and 1),
+  constraint outcome_signals_once_per_transcript
+    unique (conversation_id, source, transcript_hash)
+);
 
 -- What a webhook was answered with (a retried chat_inbound gets the same answer).
 alter table pgflow.webhook_deliveries add column response jsonb;

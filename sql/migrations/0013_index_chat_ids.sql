@@ -1,4 +1,4 @@
--- Indexes for chat correlation, built without blocking writes: each provider message once; a conversation by its chat.
+-- Indexes built without blocking writes (chat correlation, quiet engaged conversations, review), and the outcome-source check validated.
 -- depends: 0012_create_inbound_tables
 -- transactional: false
 
@@ -7,3 +7,15 @@ create unique index concurrently if not exists messages_chat_message_id_key
 
 create index concurrently if not exists conversations_provider_chat_id_idx
   on pgflow.conversations (provider_chat_id) where provider_chat_id is not null;
+
+-- The tick's silence scan: engaged conversations by their last activity.
+create index concurrently if not exists conversations_quiet_idx
+  on pgflow.conversations (greatest(last_inbound_at, last_outbound_at, engaged_at))
+  where status = 'engaged' and classify_requested_at is null;
+
+-- `pgflow conversations review`.
+create index concurrently if not exists conversations_review_idx
+  on pgflow.conversations (review_requested_at) where review_reason is not null;
+
+-- Rows written before 0012 all satisfy the wider check; validating takes no write lock.
+alter table pgflow.conversations validate constraint conversations_outcome_source_valid;

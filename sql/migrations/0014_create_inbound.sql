@@ -1,4 +1,4 @@
--- Inbound: what a lead's text means (opt-out first), stop-on-reply, and every Retell webhook recorded once (pgflow.record_retell_event).
+-- Inbound: what a lead's text means (opt-out first), stop-on-reply, escalation and outcomes given by rule, and every Retell webhook recorded once (pgflow.record_retell_event).
 -- depends: 0013_index_chat_ids
 
 -- A text reduced to lowercase words: apostrophes dropped (don't -> dont), punctuation and
@@ -293,9 +293,236 @@ begin
 end;
 $$;
 
+-- end_conversation as in 0005, with `retell` among the sources (Retell's own analysis).
+create or replace function pgflow.end_conversation(
+  p_id bigint,
+  p_conversion_status text,
+  p_reason text,
+  p_source text,
+  p_now timestamptz default null
+) returns pgflow.conversations
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+begin
+  if p_conversion_status is null or p_conversion_status not in
+     ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+    raise exception 'unknown conversion status %', coalesce(p_conversion_status, '(null)')
+      using errcode = 'PF003';
+  end if;
+  if p_source is null or p_source not in ('rule', 'llm', 'human', 'webhook', 'retell') then
+    raise exception 'unknown outcome source %', coalesce(p_source, '(null)')
+      using errcode = 'PF003';
+  end if;
+  perform pgflow._set_reason(p_conversion_status || coalesce(': ' || p_reason, ''));
+  update pgflow.conversations
+     set status = 'ended', ended_at = v_now, updated_at = v_now, reply_deadline_at = null,
+         conversion_status = p_conversion_status, outcome_reason = p_reason,
+         outcome_source = p_source
+   where id = p_id and status in ('open', 'engaged')
+  returning * into v_row;
+  if not found then
+    perform pgflow._transition_failed('conversation', p_id,
+      (select status from pgflow.conversations where id = p_id), 'end', '{open,engaged}');
+  end if;
+  if v_row.enrollment_id is not null then
+    perform pgflow._set_reason('conversation ended: ' || p_conversion_status);
+    update pgflow.enrollments
+       set status = 'stopped', stop_reason = 'conversation ended: ' || p_conversion_status,
+           ended_at = v_now, updated_at = v_now, next_message_at = null
+     where id = v_row.enrollment_id and status in ('active', 'paused');
+  end if;
+  return v_row;
+end;
+$$;
+
+-- A conversation waits for a person: why, since when; one needs_review alert counts them.
+create function pgflow._flag_review(p_conversation_id bigint, p_reason text, p_now timestamptz)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_waiting integer;
+begin
+  update pgflow.conversations
+     set review_reason = pg_catalog.left(p_reason, 2000),
+         review_requested_at = coalesce(review_requested_at, p_now), updated_at = p_now
+   where id = p_conversation_id;
+  select pg_catalog.count(*) into v_waiting from pgflow.conversations
+   where review_reason is not null;
+  perform pgflow.open_alert('needs_review', 'warning',
+    pg_catalog.format('%s conversation(s) wait for a person to set their outcome '
+                      '(pgflow conversations review)', v_waiting),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'reason',
+                                  pg_catalog.left(p_reason, 500), 'waiting', v_waiting),
+    p_now);
+end;
+$$;
+
+-- Ask for an LLM classification of a conversation that is not ended (once per quiet spell:
+-- a new lead text allows another request).
+create function pgflow._request_classification(p_conversation_id bigint, p_now timestamptz)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update pgflow.conversations set classify_requested_at = p_now, updated_at = p_now
+   where id = p_conversation_id and status <> 'ended' and classify_requested_at is null;
+  if not found then
+    return false;
+  end if;
+  perform pgflow._enqueue('classify_outcome', array[p_conversation_id], 5);
+  return true;
+end;
+$$;
+
+-- Give a conversation its outcome, from any source, by these rules:
+--   - not ended: it ends with this outcome;
+--   - ended by a person: nothing overwrites it (the signal is kept);
+--   - ended otherwise: a person or a business event (a booking from the CRM) replace the
+--     outcome; a rule, the LLM or Retell never replace one, and when they disagree the
+--     conversation goes to review.
+-- A person's outcome clears the review. Every call leaves a row in outcome_signals.
+create function pgflow.set_outcome(
+  p_conversation_id bigint,
+  p_status text,
+  p_reason text,
+  p_source text,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_result text;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  if v_row.status <> 'ended' then
+    perform pgflow.end_conversation(p_conversation_id, p_status, p_reason, p_source, v_now);
+    v_result := 'ended';
+  elsif v_row.outcome_source = 'human' and p_source <> 'human' then
+    v_result := 'kept';
+  elsif p_source in ('human', 'webhook') then
+    if p_status is null or p_status not in
+       ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+      raise exception 'unknown conversion status %', coalesce(p_status, '(null)')
+        using errcode = 'PF003';
+    end if;
+    update pgflow.conversations
+       set conversion_status = p_status, outcome_reason = p_reason, outcome_source = p_source,
+           updated_at = v_now
+     where id = p_conversation_id;
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (v_now, 'conversation', p_conversation_id, 'ended', 'ended',
+            pg_catalog.format('outcome %s -> %s by %s%s', v_row.conversion_status, p_status,
+                              p_source, coalesce(': ' || p_reason, '')));
+    v_result := 'changed';
+  else
+    if v_row.conversion_status is distinct from p_status then
+      perform pgflow._flag_review(p_conversation_id, pg_catalog.format(
+        '%s says %s (%s), but it ended %s by %s (%s)', p_source, p_status,
+        coalesce(p_reason, '-'), v_row.conversion_status, v_row.outcome_source,
+        coalesce(v_row.outcome_reason, '-')), v_now);
+    end if;
+    v_result := 'kept';
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, transcript_hash, created_at)
+  values (p_conversation_id, p_source, p_status, pg_catalog.left(p_reason, 2000),
+          'set:' || extract(epoch from v_now)::text || ':' || p_status, v_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if p_source = 'human' then
+    update pgflow.conversations set review_reason = null, review_requested_at = null
+     where id = p_conversation_id;
+    if not exists (select 1 from pgflow.conversations where review_reason is not null) then
+      perform pgflow.resolve_alert('needs_review', v_now);
+    end if;
+  end if;
+  return pg_catalog.jsonb_build_object('result', v_result, 'conversation_id', p_conversation_id,
+    'status', (select conversion_status from pgflow.conversations where id = p_conversation_id));
+end;
+$$;
+
+-- Hand a conversation to a person: it ends `escalated`, its chat ends (the provider's agent
+-- stops), an alert opens for it, and the lead may be told a person will follow up.
+create function pgflow._escalate(
+  p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamptz
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_campaign text;
+begin
+  perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
+  perform pgflow._end_chats(array[p_conversation_id]);
+  select c.slug into v_campaign from pgflow.conversations cv
+    left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
+  perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
+    pg_catalog.format('conversation %s (%s) needs a person: %s', p_conversation_id,
+                      coalesce(v_campaign, 'inbound'), p_reason),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'source', p_source,
+                                  'reason', p_reason), p_now);
+  if p_ack then
+    perform pgflow._system_message(p_conversation_id,
+      'Thanks - a member of our team will text you shortly.',
+      'handoff_ack:' || p_conversation_id, p_now);
+  end if;
+end;
+$$;
+
+-- chat_analyzed may carry Retell's own conversion_status (post_chat_analysis_data): kept as
+-- a signal beside ours; when it disagrees with an outcome already given, a person reviews.
+create function pgflow._record_retell_analysis(
+  p_conversation_id bigint, p_chat jsonb, p_now timestamptz
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_status text := pg_catalog.lower(pg_catalog.btrim(
+    p_chat #>> '{chat_analysis,custom_analysis_data,conversion_status}'));
+  v_row pgflow.conversations;
+  v_summary text := pg_catalog.left(p_chat #>> '{chat_analysis,chat_summary}', 1000);
+begin
+  if v_status is null or v_status not in
+     ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+    return;
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, transcript_hash, created_at)
+  values (p_conversation_id, 'retell', v_status, v_summary,
+          coalesce(p_chat ->> 'chat_id', ''), p_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if not found then
+    return;
+  end if;
+  select * into v_row from pgflow.conversations where id = p_conversation_id;
+  if v_row.status = 'ended' and v_row.outcome_source <> 'human'
+     and v_row.conversion_status <> v_status then
+    perform pgflow._flag_review(p_conversation_id, pg_catalog.format(
+      'retell says %s (%s); it ended %s by %s (%s)', v_status, coalesce(v_summary, '-'),
+      v_row.conversion_status, v_row.outcome_source, coalesce(v_row.outcome_reason, '-')),
+      p_now);
+  end if;
+end;
+$$;
+
 -- What one new inbound message sets off, in order: opt-out before anything else; for an
 -- opted-out contact only START counts; otherwise the conversation is engaged (drips
--- paused), HELP gets the help text, an ambiguous opt-out word gets an LLM judgment, and
+-- paused), a request for a person escalates it (an alert; the lead is told), HELP gets the
+-- help text, an ambiguous opt-out word gets an LLM judgment, and
 -- where the engine writes the agent's replies (the sandbox) an agent_reply job is queued
 -- after the agent's debounce, so a burst of texts gets one answer.
 create function pgflow._on_inbound(
@@ -318,8 +545,9 @@ begin
   select i.intent, i.rule into v_intent, v_rule from pgflow.inbound_intent(m.body) i;
   update pgflow.messages set intent = v_intent where id = m.id;
   update pgflow.conversations
-     set last_inbound_at = greatest(last_inbound_at, m.created_at), updated_at = p_now
-   where id = m.conversation_id;
+     set last_inbound_at = greatest(last_inbound_at, m.created_at), updated_at = p_now,
+         classify_requested_at = null  -- the conversation goes on: classify it when quiet
+   where id = m.conversation_id and status <> 'ended';
 
   if v_contact.opted_out_at is not null then
     if v_intent = 'opt_in' then
@@ -337,6 +565,11 @@ begin
   select * into v_conversation from pgflow.conversations where id = m.conversation_id;
   if v_conversation.status = 'ended' then
     return 'recorded';
+  end if;
+  if v_intent = 'human' then
+    perform pgflow._escalate(v_conversation.id, 'the lead asked for a person: '
+                             || pg_catalog.left(m.body, 200), 'rule', true, p_now);
+    return 'human';
   end if;
   if v_intent = 'help' then
     select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
@@ -586,6 +819,15 @@ begin
       end if;
     end if;
   end loop;
+  if p_event = 'chat_analyzed' then
+    perform pgflow._record_retell_analysis(v_conversation.id, p_chat, v_now);
+  end if;
+  -- A chat that ended on an engaged conversation (Retell's silence timer, or its agent
+  -- closed it) asks for the outcome to be classified.
+  select * into v_target from pgflow.conversations where id = v_target.id;
+  if v_ended and v_target.status = 'engaged' and v_target.provider_chat_id = v_chat_id then
+    perform pgflow._request_classification(v_target.id, v_now);
+  end if;
   return pg_catalog.jsonb_build_object(
     'result', 'recorded', 'conversation_id', v_target.id, 'inbound', v_inbound,
     'agent', v_agent, 'chat_ended', v_ended);
@@ -798,8 +1040,16 @@ revoke execute on function pgflow._sms_words(text), pgflow.inbound_intent(text),
   pgflow.record_chat(jsonb, text, boolean, timestamptz),
   pgflow._agent_variables(pgflow.contacts, pgflow.campaigns, pgflow.agents, text),
   pgflow._answer_inbound(jsonb, timestamptz),
-  pgflow.record_retell_event(jsonb, boolean, timestamptz)
+  pgflow.record_retell_event(jsonb, boolean, timestamptz),
+  pgflow._flag_review(bigint, text, timestamptz),
+  pgflow._request_classification(bigint, timestamptz),
+  pgflow.set_outcome(bigint, text, text, text, timestamptz),
+  pgflow._escalate(bigint, text, text, boolean, timestamptz),
+  pgflow._record_retell_analysis(bigint, jsonb, timestamptz)
   from public;
+alter function pgflow.set_outcome(bigint, text, text, text, timestamptz) security definer;
+grant execute on function pgflow.set_outcome(bigint, text, text, text, timestamptz)
+  to pgflow_operator;
 
 alter function pgflow.record_retell_event(jsonb, boolean, timestamptz) security definer;
 alter function pgflow.record_chat(jsonb, text, boolean, timestamptz) security definer;

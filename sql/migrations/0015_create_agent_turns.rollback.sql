@@ -3,7 +3,7 @@ drop view pgflow.live_conversations;
 drop function pgflow.takeover(text, text, timestamptz);
 drop function pgflow.record_opt_out_judgment(bigint, boolean, timestamptz);
 drop function pgflow.opt_out_question(bigint);
-drop function pgflow.record_agent_reply(bigint, text, timestamptz);
+drop function pgflow.record_agent_reply(bigint, text, text, text, timestamptz);
 drop function pgflow.agent_turn(bigint, timestamptz);
 drop function pgflow._reply_refusal(pgflow.messages);
 drop function pgflow.chat_to_end(bigint);

@@ -73,7 +73,12 @@ begin
     when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
       then 'enrollment ' || v_enrollment_status
     when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
-    when v_conversation.status = 'ended' and m.kind <> 'system' then 'conversation ended'
+    -- an ended conversation takes system messages, and the agent's closing reply (its
+    -- booking or handover) unless a person took over
+    when v_conversation.status = 'ended' and m.kind <> 'system'
+         and not (m.id = v_conversation.closing_message_id
+                  and v_conversation.outcome_source is distinct from 'human')
+      then 'conversation ended'
   end;
   if v_reason is not null then
     perform pgflow._set_reason(v_reason);
@@ -347,9 +352,16 @@ end;
 $$;
 
 -- The agent's answer to a lead text, recorded and queued for sending in one call, unless
--- the situation changed while the agent thought (then 'stale', nothing written).
+-- the situation changed while the agent thought (then 'stale', nothing written). The
+-- agent's action: `booked` ends the conversation `success`, `handoff` escalates it (both
+-- by rule; the reply still goes out as the closing message), `end` (or the last turn)
+-- asks for the outcome to be classified.
 create function pgflow.record_agent_reply(
-  p_trigger_id bigint, p_body text, p_now timestamptz default null
+  p_trigger_id bigint,
+  p_body text,
+  p_action text default 'continue',
+  p_reason text default null,
+  p_now timestamptz default null
 ) returns jsonb
 language plpgsql
 set search_path = ''
@@ -359,7 +371,12 @@ declare
   m pgflow.messages;
   v_refusal text;
   v_id bigint;
+  v_conversation pgflow.conversations;
+  v_max integer;
 begin
+  if p_action is null or p_action not in ('continue', 'handoff', 'end', 'booked') then
+    raise exception 'unknown agent action %', coalesce(p_action, '(null)') using errcode = 'PF003';
+  end if;
   select * into m from pgflow.messages where id = p_trigger_id and direction = 'inbound';
   if not found then
     raise exception 'lead text % does not exist', p_trigger_id using errcode = 'PF002';
@@ -385,10 +402,24 @@ begin
   if v_id is null then
     return '{"result": "stale", "reason": "already answered"}';
   end if;
-  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now
-   where id = m.conversation_id;
+  update pgflow.conversations set agent_turns = agent_turns + 1, updated_at = v_now,
+         closing_message_id = case when p_action in ('booked', 'handoff') then v_id
+                                   else closing_message_id end
+   where id = m.conversation_id
+  returning * into v_conversation;
   perform pgflow._enqueue('send_sms', array[v_id], 15);
-  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id);
+  select a.max_turns into v_max from pgflow.agents a where a.id = v_conversation.agent_id;
+  if p_action = 'booked' then
+    perform pgflow.set_outcome(v_conversation.id, 'success',
+      'the agent booked it: ' || coalesce(p_reason, 'a time was agreed'), 'rule', v_now);
+  elsif p_action = 'handoff' then
+    perform pgflow._escalate(v_conversation.id,
+      'the agent handed over: ' || coalesce(p_reason, 'it could not help'), 'rule', false, v_now);
+  elsif p_action = 'end' or v_conversation.agent_turns >= coalesce(v_max, 10) then
+    perform pgflow._request_classification(v_conversation.id, v_now);
+  end if;
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+                                       'action', p_action);
 end;
 $$;
 
@@ -452,14 +483,9 @@ begin
             where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
             for update of cv
   loop
-    perform pgflow.end_conversation(r.id, 'escalated',
-      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human', v_now);
-    perform pgflow._end_chats(array[r.id]);
-    perform pgflow.open_alert('escalation:' || r.id, 'warning',
-      pg_catalog.format('conversation %s (%s) was taken over by a person', r.id,
-                        coalesce(r.slug, 'inbound')),
-      pg_catalog.jsonb_build_object('conversation_id', r.id, 'contact_id', v_contact.id,
-                                    'reason', p_reason), v_now);
+    perform pgflow._escalate(r.id,
+      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human',
+      false, v_now);
     v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
                                                          'campaign', r.slug);
   end loop;
@@ -483,7 +509,7 @@ revoke execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow._reply_refusal(pgflow.messages), pgflow.agent_turn(bigint, timestamptz),
-  pgflow.record_agent_reply(bigint, text, timestamptz), pgflow.opt_out_question(bigint),
+  pgflow.record_agent_reply(bigint, text, text, text, timestamptz), pgflow.opt_out_question(bigint),
   pgflow.record_opt_out_judgment(bigint, boolean, timestamptz),
   pgflow.takeover(text, text, timestamptz)
   from public;
@@ -491,14 +517,14 @@ alter function pgflow.claim_message(bigint, uuid, text, timestamptz) security de
 alter function pgflow.mark_chat_ended(text, timestamptz) security definer;
 alter function pgflow.chat_to_end(bigint) security definer;
 alter function pgflow.agent_turn(bigint, timestamptz) security definer;
-alter function pgflow.record_agent_reply(bigint, text, timestamptz) security definer;
+alter function pgflow.record_agent_reply(bigint, text, text, text, timestamptz) security definer;
 alter function pgflow.opt_out_question(bigint) security definer;
 alter function pgflow.record_opt_out_judgment(bigint, boolean, timestamptz) security definer;
 alter function pgflow.takeover(text, text, timestamptz) security definer;
 grant execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
-  pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, timestamptz),
+  pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, text, text, timestamptz),
   pgflow.opt_out_question(bigint), pgflow.record_opt_out_judgment(bigint, boolean, timestamptz)
   to pgflow_worker;
 grant execute on function pgflow.takeover(text, text, timestamptz) to pgflow_operator;

@@ -1,0 +1,92 @@
+"""`pgflow report`: the funnel, per campaign."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from pgflow import db
+
+from .common import console, fail, print_json, settings
+
+OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "discarded")
+
+
+def report(
+    campaign: str | None = typer.Option(None, help="Only this campaign (slug)."),
+    since: str | None = typer.Option(
+        None, help="Only leads enrolled at or after this time (ISO date or time)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Enrolled, messaged, replied, each outcome, opt-out rate, median time to first reply,
+    and per step: sent, and the leads who replied after it."""
+    start = _since(since)
+    with db.connect(settings().database_url, application="cli") as conn:
+        funnel = db.funnel(campaign, start).run(conn)
+    if campaign and not funnel:
+        fail(f"no campaign with slug {campaign!r}")
+    if as_json:
+        print_json(funnel)
+        return
+    if not funnel:
+        console.print("no campaigns")
+        return
+    for item in funnel:
+        _print(item)
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since {value!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T09:00")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def _print(item: dict[str, Any]) -> None:
+    title = f"{item['campaign']}" + (f" (leads since {item['since']})" if item["since"] else "")
+    funnel = Table(title=title, title_justify="left")
+    funnel.add_column("funnel")
+    funnel.add_column("leads", justify="right")
+    funnel.add_column("", justify="right")
+    enrolled = int(item["enrolled"])
+    funnel.add_row("enrolled", str(enrolled), "")
+    messaged = int(item["messaged"]) / enrolled if enrolled else None
+    funnel.add_row("messaged", str(item["messaged"]), f"{_pct(messaged)} of enrolled")
+    funnel.add_row("replied", str(item["replied"]), f"{_pct(item['reply_rate'])} of messaged")
+    funnel.add_row("opted out", str(item["opted_out"]), f"{_pct(item['opt_out_rate'])} of messaged")
+    median = item["median_first_reply_seconds"]
+    funnel.add_row("median first reply", "-" if median is None else _duration(float(median)), "")
+    console.print(funnel)
+    outcomes = Table(title="conversations", title_justify="left")
+    for column in (*OUTCOMES, "open", "engaged", "in review"):
+        outcomes.add_column(column, justify="right")
+    counts = item["outcomes"]
+    outcomes.add_row(*(str(counts[k]) for k in (*OUTCOMES, "open", "engaged", "in_review")))
+    console.print(outcomes)
+    steps = Table(title="steps", title_justify="left")
+    for column in ("step", "sent", "replied after it", "reply rate"):
+        steps.add_column(column, justify="right")
+    for step in item["steps"]:
+        rate = step["replied_after"] / step["sent"] if step["sent"] else None
+        steps.add_row(
+            str(step["position"]), str(step["sent"]), str(step["replied_after"]), _pct(rate)
+        )
+    console.print(steps)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"

@@ -1,0 +1,454 @@
+-- Outcomes: the LLM's classification (asked and recorded), business events (bookings, takeovers from a CRM), the tick asking quiet conversations to be classified, the funnel, the review queue.
+-- depends: 0016_replace_apply_campaigns
+
+-- The transcript a classification saw, as a hash: classifying it again writes nothing, and
+-- a conversation that went on since makes the classification stale.
+create function pgflow._transcript_hash(p_conversation_id bigint) returns text
+language sql stable
+set search_path = ''
+as $$
+  select pg_catalog.md5(coalesce(pg_catalog.string_agg(m.direction || ':' || m.body, E'\n'
+                                                     order by m.created_at, m.id), ''))
+    from pgflow.messages m
+   where m.conversation_id = p_conversation_id
+     and (m.direction = 'inbound' or m.delivery_status in ('queued', 'sending', 'sent', 'delivered'))
+$$;
+
+-- For a classify_outcome job: the rules first (no text from the lead: no_response; opted
+-- out: discarded), then what the LLM needs: the transcript, its hash, the campaign's goal.
+create function pgflow.outcome_question(p_conversation_id bigint, p_now timestamptz default null)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    return '{"classify": false, "reason": "no such conversation"}';
+  end if;
+  if v_row.status = 'ended' then
+    return pg_catalog.jsonb_build_object('classify', false, 'reason',
+      pg_catalog.format('it ended %s by %s', v_row.conversion_status, v_row.outcome_source));
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_row.contact_id;
+  if v_contact.opted_out_at is not null then
+    perform pgflow.set_outcome(v_row.id, 'discarded', 'the contact opted out', 'rule', v_now);
+    return '{"classify": false, "reason": "discarded by rule: opted out"}';
+  end if;
+  if not exists (select 1 from pgflow.messages
+                  where conversation_id = v_row.id and direction = 'inbound') then
+    perform pgflow.set_outcome(v_row.id, 'no_response', 'the lead never replied', 'rule', v_now);
+    return '{"classify": false, "reason": "no_response by rule: the lead never replied"}';
+  end if;
+  select * into v_campaign from pgflow.campaigns where id = v_row.campaign_id;
+  select * into v_agent from pgflow.agents where id = v_row.agent_id;
+  return pg_catalog.jsonb_build_object(
+    'classify', true,
+    'conversation_id', v_row.id,
+    'transcript_hash', pgflow._transcript_hash(v_row.id),
+    'campaign', coalesce(v_campaign.name, 'inbound'),
+    'goal', coalesce(nullif(pg_catalog.btrim(v_campaign.goal), ''), v_agent.prompt),
+    'model', v_agent.model,
+    'transcript', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'role', case when m.direction = 'inbound' then 'lead' else 'agent' end,
+               'text', m.body) order by m.created_at, m.id)
+        from pgflow.messages m
+       where m.conversation_id = v_row.id
+         and (m.direction = 'inbound'
+              or m.delivery_status in ('queued', 'sending', 'sent', 'delivered'))), '[]'));
+end;
+$$;
+
+-- The LLM's verdict on a transcript (or why there is none). Same transcript again: nothing
+-- written. A transcript that went on since: stale. No verdict, an unsure one (confidence
+-- below 0.6), or one that disagrees with Retell's: the conversation waits for a person's
+-- review, never a guess. Otherwise the conversation ends with it (source llm, or rule for
+-- the offline classifier).
+create function pgflow.record_classification(
+  p_conversation_id bigint,
+  p_transcript_hash text,
+  p_status text,
+  p_reason text,
+  p_confidence double precision,
+  p_model text,
+  p_error text default null,
+  p_now timestamptz default null,
+  p_source text default 'llm'
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_row pgflow.conversations;
+  v_retell pgflow.outcome_signals;
+begin
+  select * into v_row from pgflow.conversations where id = p_conversation_id for update;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  if p_source not in ('llm', 'rule') then
+    raise exception 'a classification comes from llm or rule, not %', p_source
+      using errcode = 'PF003';
+  end if;
+  if p_error is not null then
+    perform pgflow._flag_review(v_row.id, 'the outcome could not be classified: ' || p_error,
+                                v_now);
+    return '{"result": "review"}';
+  end if;
+  if v_row.status <> 'ended' and p_transcript_hash <> pgflow._transcript_hash(v_row.id) then
+    update pgflow.conversations set classify_requested_at = null where id = v_row.id;
+    return '{"result": "stale"}';
+  end if;
+  insert into pgflow.outcome_signals
+    (conversation_id, source, status, reason, confidence, model, transcript_hash, created_at)
+  values (v_row.id, p_source, p_status, pg_catalog.left(p_reason, 2000), p_confidence, p_model,
+          p_transcript_hash, v_now)
+  on conflict (conversation_id, source, transcript_hash) do nothing;
+  if not found then
+    return '{"result": "unchanged"}';
+  end if;
+  if v_row.status = 'ended' then
+    return pgflow.set_outcome(v_row.id, p_status, p_reason, p_source, v_now);
+  end if;
+  if p_confidence < 0.6 then
+    perform pgflow._flag_review(v_row.id, pg_catalog.format(
+      'the LLM is unsure (%s): %s, %s', p_confidence, p_status, coalesce(p_reason, '-')), v_now);
+    return '{"result": "review"}';
+  end if;
+  select * into v_retell from pgflow.outcome_signals
+   where conversation_id = v_row.id and source = 'retell' order by id desc limit 1;
+  if v_retell.id is not null and v_retell.status <> p_status then
+    perform pgflow._flag_review(v_row.id, pg_catalog.format(
+      '%s says %s (%s); retell says %s (%s)', p_source, p_status, coalesce(p_reason, '-'),
+      v_retell.status, coalesce(v_retell.reason, '-')), v_now);
+    return '{"result": "review"}';
+  end if;
+  return pgflow.set_outcome(v_row.id, p_status, p_reason, p_source, v_now);
+end;
+$$;
+
+-- POST /webhooks/events: a business event for a lead (by conversation id, or by phone:
+-- the live conversation, else the latest). appointment_booked -> success, disqualified ->
+-- unqualified, human_takeover -> escalated and the agent goes quiet; source `webhook`.
+-- Recorded once (by its `id`, else its content); an unknown phone is recorded too.
+create function pgflow.record_business_event(
+  p_payload jsonb, p_phone text default null, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_type text := p_payload ->> 'type';
+  v_key text;
+  v_delivery bigint;
+  v_conversation bigint;
+  v_result jsonb;
+  v_change jsonb;
+  v_detail text;
+begin
+  if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
+    raise exception 'an event must be a JSON object' using errcode = 'PF003';
+  end if;
+  v_key := coalesce('id:' || nullif(p_payload ->> 'id', ''), pg_catalog.md5(p_payload::text));
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('events', v_key, pg_catalog.left(coalesce(v_type, '(none)'), 100), p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    select pg_catalog.jsonb_build_object('result', 'duplicate', 'first_result', d.result)
+           || coalesce(d.response, '{}')
+      into v_result from pgflow.webhook_deliveries d
+     where d.provider = 'events' and d.delivery_key = v_key;
+    return v_result;
+  end if;
+
+  if v_type is null or v_type not in ('appointment_booked', 'human_takeover', 'disqualified') then
+    v_result := '{"result": "invalid", "detail": "type must be appointment_booked, human_takeover or disqualified"}';
+  elsif p_payload ? 'conversation_id' then
+    if (p_payload ->> 'conversation_id') ~ '^\d{1,18}$' then
+      select id into v_conversation from pgflow.conversations
+       where id = (p_payload ->> 'conversation_id')::bigint;
+    end if;
+    if v_conversation is null then
+      v_result := pg_catalog.jsonb_build_object('result', 'unknown_conversation', 'detail',
+        pg_catalog.format('no conversation %s', p_payload ->> 'conversation_id'));
+    end if;
+  elsif p_phone is null then
+    v_result := pg_catalog.jsonb_build_object('result', 'invalid', 'detail',
+      case when p_payload ? 'phone' then 'phone is not a phone number'
+           else 'phone or conversation_id is required' end);
+  else
+    select cv.id into v_conversation from pgflow.conversations cv
+      join pgflow.contacts ct on ct.id = cv.contact_id
+     where ct.phone = p_phone
+     order by (cv.status <> 'ended') desc, cv.id desc limit 1;
+    if v_conversation is null then
+      v_result := '{"result": "unknown_phone", "detail": "no conversation with that phone"}';
+    end if;
+  end if;
+
+  if v_result is null then
+    v_detail := nullif(pg_catalog.btrim(coalesce(p_payload #>> '{data,note}',
+                                                  p_payload #>> '{data,reason}', '')), '');
+    if v_type = 'appointment_booked' then
+      v_change := pgflow.set_outcome(v_conversation, 'success',
+        'appointment booked' || coalesce(' for ' || (p_payload ->> 'at'), '')
+        || coalesce(': ' || v_detail, ''), 'webhook', v_now);
+    elsif v_type = 'disqualified' then
+      v_change := pgflow.set_outcome(v_conversation, 'unqualified',
+        coalesce(v_detail, 'disqualified in the CRM'), 'webhook', v_now);
+    elsif exists (select 1 from pgflow.conversations where id = v_conversation
+                   and status <> 'ended') then
+      perform pgflow._escalate(v_conversation, coalesce(v_detail, 'taken over in the CRM'),
+                               'webhook', false, v_now);
+      v_change := '{"result": "ended"}';
+    else
+      v_change := pgflow.set_outcome(v_conversation, 'escalated',
+        coalesce(v_detail, 'taken over in the CRM'), 'webhook', v_now);
+      perform pgflow._end_chats(array[v_conversation]);
+    end if;
+    v_result := pg_catalog.jsonb_build_object('result', 'applied',
+      'conversation_id', v_conversation, 'change', v_change ->> 'result',
+      'outcome', (select conversion_status from pgflow.conversations where id = v_conversation));
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result',
+         response = v_result - 'result', error = v_result ->> 'detail'
+   where id = v_delivery;
+  return v_result || pg_catalog.jsonb_build_object('delivery_id', v_delivery);
+end;
+$$;
+
+create or replace function pgflow.tick(p_now timestamptz default null, p_batch integer default 1000)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_ids bigint[];
+  v_batch jsonb;
+  v_totals jsonb := '{"sent": 0, "deferred_window": 0, "deferred_cap": 0, "completed": 0,
+                      "held": 0, "stopped": 0}'::jsonb;
+  v_key text;
+  v_no_response integer := 0;
+  v_conversation bigint;
+  v_batches integer := 0;
+  v_quiet integer := 0;
+  v_min_silence interval;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
+    return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+
+  loop
+    select pg_catalog.array_agg(id) into v_ids from (
+      select e.id from pgflow.enrollments e
+       where e.status = 'active' and e.next_message_at <= v_now
+       order by e.next_message_at
+       limit p_batch
+         for update skip locked
+    ) due;
+    exit when v_ids is null;
+    v_batches := v_batches + 1;
+    v_batch := pgflow._dispatch_steps(v_ids, v_now);
+    for v_key in select pg_catalog.jsonb_object_keys(v_batch) loop
+      v_totals := pg_catalog.jsonb_set(v_totals, array[v_key],
+        pg_catalog.to_jsonb((v_totals ->> v_key)::integer + (v_batch ->> v_key)::integer));
+    end loop;
+    exit when pg_catalog.cardinality(v_ids) < p_batch
+           or v_batches >= 20
+           or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
+  end loop;
+
+  for v_conversation in
+    select c.id from pgflow.conversations c
+     where c.status = 'open' and c.reply_deadline_at <= v_now
+       and not exists (select 1 from pgflow.messages m
+                        where m.conversation_id = c.id and m.direction = 'outbound'
+                          and m.delivery_status in ('pending', 'queued', 'sending'))
+     order by c.reply_deadline_at
+     limit p_batch
+       for update skip locked
+  loop
+    perform pgflow.end_conversation(v_conversation, 'no_response',
+      'no reply within the reply timeout after the last step', 'rule', v_now);
+    v_no_response := v_no_response + 1;
+  end loop;
+
+  -- Engaged conversations quiet past their campaign's silence timeout: classify them.
+  select coalesce(pg_catalog.min(silence_timeout), interval '24 hours') into v_min_silence
+    from pgflow.campaigns;
+  v_min_silence := least(v_min_silence, interval '24 hours');
+  for v_conversation in
+    select cv.id from pgflow.conversations cv
+      left join pgflow.campaigns c on c.id = cv.campaign_id
+     where cv.status = 'engaged' and cv.classify_requested_at is null
+       and greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at) < v_now - v_min_silence
+       and greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at)
+           < v_now - coalesce(c.silence_timeout, interval '24 hours')
+     order by greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at)
+     limit p_batch
+       for update of cv skip locked
+  loop
+    if pgflow._request_classification(v_conversation, v_now) then
+      v_quiet := v_quiet + 1;
+    end if;
+  end loop;
+
+  return v_totals || pg_catalog.jsonb_build_object(
+    'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
+    'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
+end;
+$$;
+
+
+-- The funnel of each campaign (or one), counting its leads enrolled since p_since:
+-- enrolled, messaged (a step sent), steps sent and delivered, replied, opted out, the
+-- outcomes of their conversations, the median time from the first step to the first reply,
+-- and per step: sent, and the leads whose first reply came after it.
+create function pgflow.funnel(p_campaign text default null, p_since timestamptz default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with c as (
+    select * from pgflow.campaigns where p_campaign is null or slug = p_campaign
+  ), e as (
+    select e.* from pgflow.enrollments e join c on c.id = e.campaign_id
+     where p_since is null or e.enrolled_at >= p_since
+  ), steps as (
+    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status
+      from pgflow.messages m join e on e.id = m.enrollment_id
+     where m.kind = 'campaign' and m.delivery_status in ('sent', 'delivered')
+  ), cv as (
+    select cv.* from pgflow.conversations cv
+     where cv.campaign_id in (select id from c)
+       and cv.contact_id in (select contact_id from e)
+  ), per_lead as (
+    select e.id, e.campaign_id, e.status,
+           (select pg_catalog.min(s.sent_at) from steps s where s.enrollment_id = e.id)
+             as first_sent,
+           (select pg_catalog.min(m.created_at) from pgflow.messages m
+              join cv on cv.id = m.conversation_id
+             where cv.contact_id = e.contact_id and cv.campaign_id = e.campaign_id
+               and m.direction = 'inbound') as first_reply
+      from e
+  ), replied_after as (
+    select p.id, p.campaign_id,
+           (select pg_catalog.max(s.step_position) from steps s
+             where s.enrollment_id = p.id and s.sent_at <= p.first_reply) as step
+      from per_lead p where p.first_reply is not null
+  )
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    'campaign', c.slug,
+    'since', p_since,
+    'enrolled', (select pg_catalog.count(*) from e where e.campaign_id = c.id),
+    'messaged', (select pg_catalog.count(*) from per_lead p
+                  where p.campaign_id = c.id and p.first_sent is not null),
+    'steps_sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                    where e.campaign_id = c.id),
+    'delivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                   where e.campaign_id = c.id and s.delivery_status = 'delivered'),
+    'replied', (select pg_catalog.count(*) from per_lead p
+                 where p.campaign_id = c.id and p.first_reply is not null),
+    'opted_out', (select pg_catalog.count(*) from e
+                   where e.campaign_id = c.id and e.status = 'opted_out'),
+    'reply_rate', (select pg_catalog.round(pg_catalog.count(p.first_reply)::numeric
+                          / nullif(pg_catalog.count(p.first_sent), 0), 4)
+                     from per_lead p where p.campaign_id = c.id),
+    'opt_out_rate', (select pg_catalog.round(
+                            pg_catalog.count(*) filter (where p.status = 'opted_out')::numeric
+                            / nullif(pg_catalog.count(p.first_sent), 0), 4)
+                       from per_lead p where p.campaign_id = c.id),
+    'median_first_reply_seconds', (
+      select pg_catalog.round(pg_catalog.percentile_cont(0.5) within group (
+               order by extract(epoch from p.first_reply - p.first_sent))::numeric, 1)
+        from per_lead p
+       where p.campaign_id = c.id and p.first_reply >= p.first_sent),
+    'outcomes', (
+      select pg_catalog.jsonb_build_object(
+        'success', pg_catalog.count(*) filter (where cv.conversion_status = 'success'),
+        'qualified', pg_catalog.count(*) filter (where cv.conversion_status = 'qualified'),
+        'unqualified', pg_catalog.count(*) filter (where cv.conversion_status = 'unqualified'),
+        'escalated', pg_catalog.count(*) filter (where cv.conversion_status = 'escalated'),
+        'no_response', pg_catalog.count(*) filter (where cv.conversion_status = 'no_response'),
+        'discarded', pg_catalog.count(*) filter (where cv.conversion_status = 'discarded'),
+        'open', pg_catalog.count(*) filter (where cv.status = 'open'),
+        'engaged', pg_catalog.count(*) filter (where cv.status = 'engaged'),
+        'in_review', pg_catalog.count(*) filter (where cv.review_reason is not null))
+        from cv where cv.campaign_id = c.id),
+    'steps', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'position', st.position,
+               'sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                         where e.campaign_id = c.id and s.step_position = st.position),
+               'replied_after', (select pg_catalog.count(*) from replied_after r
+                                  where r.campaign_id = c.id and r.step = st.position))
+             order by st.position)
+        from pgflow.campaign_steps st where st.campaign_id = c.id), '[]')
+  ) order by c.slug), '[]')
+  from c
+$$;
+
+-- One row per campaign, all time (dashboards query this).
+create view pgflow.campaign_funnel as
+select f ->> 'campaign' as campaign,
+       (f ->> 'enrolled')::bigint as enrolled,
+       (f ->> 'messaged')::bigint as messaged,
+       (f ->> 'steps_sent')::bigint as steps_sent,
+       (f ->> 'delivered')::bigint as delivered,
+       (f ->> 'replied')::bigint as replied,
+       (f ->> 'opted_out')::bigint as opted_out,
+       (f ->> 'reply_rate')::numeric as reply_rate,
+       (f ->> 'opt_out_rate')::numeric as opt_out_rate,
+       (f ->> 'median_first_reply_seconds')::numeric as median_first_reply_seconds,
+       f -> 'outcomes' as outcomes,
+       f -> 'steps' as steps
+  from pg_catalog.jsonb_array_elements(pgflow.funnel()) as f;
+
+-- Conversations waiting for a person, with every signal on them.
+create view pgflow.review_queue as
+select cv.id, ct.phone, c.slug as campaign, cv.status, cv.conversion_status,
+       cv.outcome_source, cv.review_reason, cv.review_requested_at,
+       coalesce((select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                          'source', s.source, 'status', s.status, 'reason', s.reason,
+                          'confidence', s.confidence) order by s.id)
+                   from pgflow.outcome_signals s where s.conversation_id = cv.id), '[]')
+         as signals
+  from pgflow.conversations cv
+  join pgflow.contacts ct on ct.id = cv.contact_id
+  left join pgflow.campaigns c on c.id = cv.campaign_id
+ where cv.review_reason is not null;
+
+revoke execute on function pgflow._transcript_hash(bigint),
+  pgflow.outcome_question(bigint, timestamptz),
+  pgflow.record_classification(bigint, text, text, text, double precision, text, text, timestamptz, text),
+  pgflow.record_business_event(jsonb, text, timestamptz),
+  pgflow.funnel(text, timestamptz)
+  from public;
+alter function pgflow.outcome_question(bigint, timestamptz) security definer;
+alter function pgflow.record_classification(bigint, text, text, text, double precision, text, text, timestamptz, text) security definer;
+alter function pgflow.record_business_event(jsonb, text, timestamptz) security definer;
+alter function pgflow.funnel(text, timestamptz) security definer;
+grant execute on function pgflow.record_business_event(jsonb, text, timestamptz) to pgflow_web;
+grant execute on function pgflow.outcome_question(bigint, timestamptz),
+  pgflow.record_classification(bigint, text, text, text, double precision, text, text, timestamptz, text)
+  to pgflow_worker;
+grant execute on function pgflow.funnel(text, timestamptz)
+  to pgflow_web, pgflow_operator, pgflow_reader;
+grant select on pgflow.outcome_signals, pgflow.campaign_funnel, pgflow.review_queue
+  to pgflow_reader;
