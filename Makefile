@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DB_URL = $${DATABASE_URL:-$$(scripts/db.sh up)}
 
-.PHONY: help venv db-up db-down migrate run test lint types pytest schema-snapshot release-migrations bench clean
+.PHONY: help venv db-up db-down migrate demo run test lint types pytest schema-snapshot release-migrations bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ db-down: ## Stop the local cluster
 migrate: venv ## Apply pending migrations to DATABASE_URL (or the local cluster)
 	@DATABASE_URL=$(DB_URL) $(BIN)/pgflow db migrate
 
-run: venv ## The main job on local defaults: database up, migrations applied, status
+demo: venv ## The whole story on local defaults: five leads, replies, STOP, outcomes (pgflow demo)
+	@$(BIN)/pgflow demo $(DEMO_ARGS)
+
+run: venv ## Database up, migrations applied, status
 	@export DATABASE_URL=$(DB_URL); $(BIN)/pgflow db migrate && $(BIN)/pgflow status
 
 lint: venv ## ruff

@@ -10,6 +10,7 @@ from . import (
     conversations,
     db,
     dead_letters,
+    demo,
     leads,
     report,
     retell,
@@ -34,6 +35,7 @@ app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")
 app.command(name="status")(status.status)
 app.command(name="report")(report.report)
+app.command(name="demo")(demo.demo)
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)
 

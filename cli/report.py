@@ -36,7 +36,7 @@ def report(
         console.print("no campaigns")
         return
     for item in funnel:
-        _print(item)
+        print_funnel(item)
 
 
 def _since(value: str | None) -> dt.datetime | None:
@@ -53,7 +53,7 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{float(value) * 100:.1f}%"
 
 
-def _print(item: dict[str, Any]) -> None:
+def print_funnel(item: dict[str, Any]) -> None:
     title = f"{item['campaign']}" + (f" (leads since {item['since']})" if item["since"] else "")
     funnel = Table(title=title, title_justify="left")
     funnel.add_column("funnel")

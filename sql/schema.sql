@@ -1638,7 +1638,9 @@ CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timest
                  where p.campaign_id = c.id and p.first_reply is not null),
     'opted_out', (select pg_catalog.count(*) from e
                    where e.campaign_id = c.id and e.status = 'opted_out'),
-    'reply_rate', (select pg_catalog.round(pg_catalog.count(p.first_reply)::numeric
+    'reply_rate', (select pg_catalog.round(
+                          pg_catalog.count(*) filter (where p.first_sent is not null
+                                                        and p.first_reply is not null)::numeric
                           / nullif(pg_catalog.count(p.first_sent), 0), 4)
                      from per_lead p where p.campaign_id = c.id),
     'opt_out_rate', (select pg_catalog.round(

@@ -45,7 +45,8 @@ __all__ = [
 
 
 class FakeRetell(Sandbox):
-    """The sandbox with the tests' default key; webhooks retried quickly."""
+    """The sandbox with the tests' default key, short ids (chat_1, msg_1: each test has a
+    database of its own), and webhooks retried quickly."""
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class FakeRetell(Sandbox):
             webhook_retry_delay=webhook_retry_delay,
             numbers=numbers,
             responder=responder,
+            unique_ids=False,
             **kwargs,
         )
 

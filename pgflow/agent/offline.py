@@ -10,8 +10,8 @@ import re
 from pgflow.agent.base import AgentReply, Classification, ClassifyRequest, ReplyRequest, fit
 
 _DAY_OR_TIME = re.compile(
-    r"\b(mon|tue|wed|thu|fri|sat|sun)[a-z]*\b|\b\d{1,2}(:\d{2})?\s*(am|pm)\b|\btomorrow\b"
-    r"|\b(morning|afternoon|evening)\b|\b\d{1,2}:\d{2}\b",
+    r"\b(mon|tues?|wed(nes)?|thu(rs?)?|fri|sat(ur)?|sun)(day)?\b|\b\d{1,2}(:\d{2})?\s*(am|pm)\b"
+    r"|\btomorrow\b|\b(morning|afternoon|evening)\b|\b\d{1,2}:\d{2}\b",
     re.IGNORECASE,
 )
 _HUMAN = re.compile(

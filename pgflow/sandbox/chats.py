@@ -90,9 +90,13 @@ class PhoneText:
 
 
 class ChatBook:
-    """Chats, phones and the configured Retell objects, behind one lock."""
+    """Chats, phones and the configured Retell objects, behind one lock.
 
-    def __init__(self) -> None:
+    Ids carry `token` (when given) so that they stay unique across restarts, as Retell's
+    are: a database that outlives one sandbox must never see an id twice."""
+
+    def __init__(self, token: str = "") -> None:
+        self.token = token
         self.lock = threading.RLock()
         self.chats: dict[str, Chat] = {}
         self.phones: dict[str, list[PhoneText]] = {}
@@ -105,7 +109,8 @@ class ChatBook:
         """chat_1, chat_2, ...; msg_1, ...: one sequence per prefix."""
         with self.lock:
             counter = self._ids.setdefault(prefix, itertools.count(1))
-            return f"{prefix}_{next(counter)}"
+            middle = f"{self.token}_" if self.token else ""
+            return f"{prefix}_{middle}{next(counter)}"
 
     def clear(self) -> None:
         with self.lock:

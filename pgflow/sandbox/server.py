@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import json
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -210,12 +211,13 @@ class Sandbox:
         webhook_retry_delay: float = 1.0,
         numbers: list[str] | None = None,
         responder: Responder | None = None,
+        unique_ids: bool = True,
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
         self.log_path = Path(log_path) if log_path is not None else None
-        self.book = ChatBook()
+        self.book = ChatBook(secrets.token_hex(4) if unique_ids else "")
         self.webhooks = WebhookSender(
             webhook_url, api_key, attempts=webhook_attempts, retry_delay=webhook_retry_delay
         )

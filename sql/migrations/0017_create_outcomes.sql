@@ -317,7 +317,8 @@ $$;
 
 
 -- The funnel of each campaign (or one), counting its leads enrolled since p_since:
--- enrolled, messaged (a step sent), steps sent and delivered, replied, opted out, the
+-- enrolled, messaged (a step sent), steps sent and delivered, replied (a lead may write
+-- before any step reached them), the reply rate (of the messaged), opted out, the
 -- outcomes of their conversations, the median time from the first step to the first reply,
 -- and per step: sent, and the leads whose first reply came after it.
 create function pgflow.funnel(p_campaign text default null, p_since timestamptz default null)
@@ -367,7 +368,9 @@ as $$
                  where p.campaign_id = c.id and p.first_reply is not null),
     'opted_out', (select pg_catalog.count(*) from e
                    where e.campaign_id = c.id and e.status = 'opted_out'),
-    'reply_rate', (select pg_catalog.round(pg_catalog.count(p.first_reply)::numeric
+    'reply_rate', (select pg_catalog.round(
+                          pg_catalog.count(*) filter (where p.first_sent is not null
+                                                        and p.first_reply is not null)::numeric
                           / nullif(pg_catalog.count(p.first_sent), 0), 4)
                      from per_lead p where p.campaign_id = c.id),
     'opt_out_rate', (select pg_catalog.round(
