@@ -509,7 +509,9 @@ def demo_state(contacts: list[int]) -> Call[list[Row]]:
         " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
         "   and m.direction = 'outbound' and m.delivery_status in ('sent', 'delivered')) as sent,"
         " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
-        "   and m.direction = 'outbound' and m.delivery_status in ('queued', 'sending')) as pending"
+        "   and m.direction = 'outbound' and m.delivery_status in ('queued', 'sending')) as pending,"
+        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
+        "   and m.kind = 'agent' and m.delivery_status = 'sent') as agent_sent"
         " from pgflow.contacts ct"
         " left join lateral (select * from pgflow.enrollments x where x.contact_id = ct.id"
         "   order by x.id desc limit 1) e on true"
@@ -518,6 +520,12 @@ def demo_state(contacts: list[int]) -> Call[list[Row]]:
         " where ct.id = any(%(contacts)s) order by ct.id",
         {"contacts": contacts},
     )
+
+
+def campaign(slug: str) -> Call[Row | None]:
+    """One campaign's row (its window, number, timeouts), or None."""
+    call = _rows("select * from pgflow.campaigns where slug = %(slug)s", {"slug": slug})
+    return Call(call.query, call.params, lambda rows: rows[0] if rows else None)
 
 
 def unused_phones(candidates: list[str]) -> Call[list[str]]:

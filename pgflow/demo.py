@@ -276,15 +276,16 @@ class Story:
         self.display.step(f"logs in {run_dir}")
 
     def campaign_window(self) -> dict[str, Any]:
-        row = self.db.execute(
-            "select window_start, window_end, window_days, from_number, silence_timeout"
-            " from pgflow.campaigns where slug = %s",
-            [CAMPAIGN],
-        ).fetchone()
+        row = db.campaign(CAMPAIGN).run(self.db)
         if row is None:
             raise DemoError(f"campaign {CAMPAIGN} is missing from examples/")
-        self.line = str(row[3])
-        return {"start": row[0], "end": row[1], "days": list(row[2]), "silence": row[4]}
+        self.line = str(row["from_number"])
+        return {
+            "start": row["window_start"],
+            "end": row["window_end"],
+            "days": list(row["window_days"]),
+            "silence": row["silence_timeout"],
+        }
 
     def local_fit(self, zone: str, *, night: bool) -> bool:
         local = dt.datetime.now(zoneinfo.ZoneInfo(zone))
@@ -444,12 +445,7 @@ class Story:
         self.pump()
 
     def agent_replies(self, lead: Lead) -> int:
-        row = self.db.execute(
-            "select count(*) from pgflow.messages where contact_id = %s and kind = 'agent'"
-            " and delivery_status = 'sent'",
-            [lead.contact_id],
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return int(self.state()[lead.contact_id]["agent_sent"])
 
     def move_clock(self, lee: Lead, ari: Lead) -> None:
         """Days pass in seconds: pgflow.tick() runs at injected times. A day on, Lee's step 2
@@ -574,13 +570,6 @@ class Story:
             got = state[lead.contact_id]["conversion_status"] or "(not ended)"
             if got != lead.expected:
                 problems.append(f"{lead.name}: expected {lead.expected}, got {got}")
-        duplicates = self.db.execute(
-            "select count(*) - count(distinct dedupe_key) from pgflow.messages"
-            " where contact_id = any(%s)",
-            [[lead.contact_id for lead in self.leads]],
-        ).fetchone()
-        if duplicates and duplicates[0]:
-            problems.append(f"{duplicates[0]} duplicate message(s)")
         return problems
 
     def keep_running(self) -> None:
