@@ -492,7 +492,7 @@ class Story:
                 self.display.note(self.elapsed(), f"tick at {when:%a %d %b %H:%M} UTC ({why})")
                 return
             time.sleep(0.1)
-        raise DemoError("pgflow.tick() stayed locked by another tick")
+        raise DemoError("the tick stayed locked by another tick (pg_cron)")
 
     # --- watching ------------------------------------------------------------------------------
 
