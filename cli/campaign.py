@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from pgflow import campaigns, db
+from pgflow import campaign_schema, campaigns, db
 from pgflow.errors import PgflowError
 
 from .common import console, err_console, fail, print_json, settings
@@ -53,3 +53,9 @@ def apply(
     for number in result.get("numbers", []):
         table.add_row("number", number["number"], number["action"], "")
     console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of campaign files (point your editor's YAML support at it)."""
+    print_json(campaign_schema.SCHEMA)

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console, ConsoleDimensions
 
+from pgflow import logs
 from pgflow.config import Settings
 from pgflow.errors import PgflowError
 
@@ -52,12 +53,20 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """key=value lines on stderr; the library itself never configures logging."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(level: str = "INFO", config: Settings | None = None) -> None:
+    """One JSON object a line on stderr (PGFLOW_LOG_FORMAT=text: key=value for a terminal),
+    secrets redacted; the library itself never configures logging."""
+    secrets: list[str | None] = []
+    text = False
+    if config is not None:
+        secrets = [config.retell_api_key, config.lead_token, config.events_token]
+        text = config.log_format == "text"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logs.TextFormatter(secrets) if text else logs.JsonFormatter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
     # httpx logs every request at INFO; our own events already say what happened.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

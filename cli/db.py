@@ -27,6 +27,37 @@ def migrate() -> None:
 
 
 @app.command()
+def upgrade(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show which migrations would run and what they change."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with --dry-run)."),
+) -> None:
+    """Apply pending migrations; with --dry-run, only show each one and what it changes
+    (tables, functions, views, indexes, grants), for a DBA to review first."""
+    url = settings().database_url
+    pending = migrations.status(url).pending
+    if not dry_run:
+        migrate()
+        return
+    plan = [
+        {"migration": m, "comment": migrations.comment(m), "changes": migrations.describe(m)}
+        for m in pending
+    ]
+    if as_json:
+        print_json(plan)
+        return
+    if not plan:
+        console.print("schema is current; nothing would run")
+        return
+    for item in plan:
+        console.print(f"[bold]{item['migration']}[/bold]  {item['comment']}", highlight=False)
+        for change in item["changes"]:
+            console.print(f"    {change}", highlight=False, markup=False)
+    console.print(f"{len(plan)} migration(s) would run; `pgflow db upgrade` applies them")
+
+
+@app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List applied and pending migrations; exit 1 when any is pending."""
     st = migrations.status(settings().database_url)

@@ -36,8 +36,9 @@ def serve(
 ) -> None:
     """Serve Retell's API locally until SIGTERM (point RETELL_BASE_URL here, or set
     PGFLOW_SMS_TRANSPORT=sandbox)."""
-    configure_logging(log_level)
-    key = settings().retell_api_key or SANDBOX_API_KEY
+    config = settings()
+    configure_logging(log_level, config)
+    key = config.retell_api_key or SANDBOX_API_KEY
     sandbox = Sandbox(key, host=host, port=port, webhook_url=webhook_url)
     sandbox.script(*parse_script(script))
     serve_forever(

@@ -21,19 +21,20 @@ def serve(
     """Serve POST /webhooks/leads, /healthz, /readyz and /metrics until SIGTERM.
 
     SIGTERM/SIGINT stop accepting connections and let requests in flight finish."""
-    configure_logging(log_level)
-    app = create_app(settings())
-    config = uvicorn.Config(
+    config = settings()
+    configure_logging(log_level, config)
+    app = create_app(config)
+    server = uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_config=None,  # keep the CLI's logging set-up (key=value lines on stderr)
+        log_config=None,  # keep the CLI's logging set-up (JSON lines on stderr)
         log_level=log_level.lower(),
         access_log=False,  # the app logs its own events; access lines would repeat them
         lifespan="on",  # a failing start-up stops the server instead of serving without a pool
         server_header=False,
     )
-    _DrainingServer(config).run()
+    _DrainingServer(server).run()
 
 
 class _DrainingServer(uvicorn.Server):

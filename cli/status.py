@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 
 from pgflow import health
@@ -9,16 +11,37 @@ from pgflow import health
 from .common import console, print_json, settings
 
 
-def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Health at a glance; exits 1 when anything is unhealthy."""
-    report = health.report(settings().database_url)
-    if as_json:
-        print_json(report.as_dict())
-    else:
-        for check in report.checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {check.name:<12} {check.detail}", highlight=False)
-        for name, value in report.figures.items():
-            console.print(f"     {name:<28} {value}", highlight=False)
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    watch: float = typer.Option(
+        0.0, "--watch", min=0.0, help="Refresh every this many seconds (0: once)."
+    ),
+) -> None:
+    """Health at a glance: the checks, then the figures in a fixed order. Exits 1 when
+    anything is unhealthy (with --watch: when Ctrl-C stops it, by the last report)."""
+    url = settings().database_url
+    report = health.report(url)
+    try:
+        while True:
+            if watch and console.is_terminal:
+                console.clear()
+            _print(report, as_json)
+            if not watch:
+                break
+            time.sleep(watch)
+            report = health.report(url)
+    except KeyboardInterrupt:
+        pass
     if not report.healthy:
         raise typer.Exit(1)
+
+
+def _print(report: health.Report, as_json: bool) -> None:
+    if as_json:
+        print_json(report.as_dict())
+        return
+    for check in report.checks:
+        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {check.name:<12} {check.detail}", highlight=False)
+    for name, value in report.figures.items():
+        console.print(f"     {name:<28} {value}", highlight=False)

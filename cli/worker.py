@@ -22,7 +22,8 @@ def worker(
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Run the queue worker (send_sms, deliver_alert) until SIGTERM."""
-    configure_logging(log_level)
+    config = settings()
+    configure_logging(log_level, config)
     options = worker_runtime.WorkerOptions(
         concurrency=concurrency,
         poll_seconds=poll,
@@ -31,6 +32,6 @@ def worker(
         send_timeout_seconds=send_timeout,
     )
     try:
-        uvloop.run(worker_runtime.run(settings(), options))
+        uvloop.run(worker_runtime.run(config, options))
     except PgflowError as exc:
         fail(str(exc))

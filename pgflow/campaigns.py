@@ -9,9 +9,10 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
-from pgflow import phones
+from pgflow import campaign_schema, phones
 from pgflow.errors import InvalidInput
 
 DAY_NUMBERS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
@@ -274,15 +275,73 @@ def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _schema_errors(data: Any) -> list[str]:
+    """The JSON Schema's verdict, as `path: message`, in document order."""
+    validator = jsonschema.Draft202012Validator(campaign_schema.SCHEMA)
+    found = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                found.append(
+                    f"{_path([*error.path, key])}: unknown key (allowed: {', '.join(allowed)})"
+                )
+            continue
+        found.append(f"{_path(error.path)}: {error.message}")
+    return found
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line(root: yaml.Node | None, path: str) -> int | None:
+    """The line (1-based) of the YAML node at `path` (e.g. campaigns[0].steps[1].delay), or
+    of the deepest part of it that exists."""
+    node = root
+    line = None if root is None else root.start_mark.line + 1
+    for name, index in _PATH_PART.findall(path.split(":", 1)[0].split(" ", 1)[0]):
+        if index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+        elif name and isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if getattr(k, "value", None) == name]
+            if not found:
+                break
+            node = found[0][1]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _located(errors: list[str], root: yaml.Node | None, source: str) -> str:
+    lines = []
+    for error in errors:
+        line = _line(root, error)
+        lines.append(f"{source}:{line}: {error}" if line else f"{source}: {error}")
+    return f"{source}: {len(errors)} problem(s):\n  " + "\n  ".join(lines)
+
+
 def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
-    """Validate a campaign document; raises InvalidInput listing every problem at once."""
+    """Validate a campaign document; raises InvalidInput listing every problem at once, each
+    with the file, the line and the field (`solar.yaml:24: campaigns[0].steps[1].delay: ...`).
+    Our own checks come first (their messages say what to write); the published JSON Schema
+    then checks what they let through, so the two cannot drift apart unseen."""
     try:
         data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{source}: not valid YAML: {exc}") from exc
     ck = _Checker()
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: expected a mapping with 'agents' and 'campaigns'")
+
     ck.keys("(top)", data, {"agents", "campaigns", "numbers"})
     agents = [
         agent
@@ -315,7 +374,11 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
                 ck.error(f"{kind} {item[key]}", f"appears twice in {source}")
             seen.add(item.get(key, ""))
     if ck.errors:
-        raise InvalidInput(f"{source}: {len(ck.errors)} problem(s):\n  " + "\n  ".join(ck.errors))
+        raise InvalidInput(_located(ck.errors, root, source))
+    # The published schema (what editors check) must agree; anything it still finds is shown.
+    problems = _schema_errors(data)
+    if problems:
+        raise InvalidInput(_located(problems, root, source))
     return CampaignFile({"agents": agents, "campaigns": campaigns, "numbers": numbers}, ck.warnings)
 
 

@@ -446,6 +446,12 @@ def funnel(campaign: str | None = None, since: dt.datetime | None = None) -> Cal
     return _json_list("funnel", campaign, since)
 
 
+def send_latency(now: Now = None) -> Call[Row]:
+    """pgflow.send_latency(): per kind, queued-to-sent seconds over the last hour as
+    cumulative buckets [[le, count], ...] with count and sum."""
+    return _json("send_latency", dt.timedelta(hours=1), now)
+
+
 def review_queue(limit: int = 200) -> Call[list[Row]]:
     """Rows of the view pgflow.review_queue, oldest first (phones unmasked: mask them)."""
     return _rows(
@@ -547,8 +553,20 @@ def alert(alert_id: int) -> Call[Row | None]:
     return cast(Call[Row | None], _function("alert", alert_id))
 
 
-def record_alert_delivery(alert_id: int, error: str | None) -> Call[None]:
-    return _void("record_alert_delivery", alert_id, error)
+def watch(source: str, now: Now = None) -> Call[Row]:
+    """pgflow.watch(): open and resolve the alerts whose conditions changed."""
+    return _json("watch", source, now)
+
+
+def alert_notice(alert_id: int) -> Call[Row | None]:
+    """pgflow.alert_notice(): {notice: opened | resolved, alert} when one is due, else None."""
+    return cast(Call[Row | None], _function("alert_notice", alert_id))
+
+
+def record_alert_notice(
+    alert_id: int, notice: str, error: str | None = None, now: Now = None
+) -> Call[None]:
+    return _void("record_alert_notice", alert_id, notice, error, now)
 
 
 # --- operations: health, dead letters, reports --------------------------------------------

@@ -13,6 +13,28 @@ import psycopg
 
 from pgflow import db, migrations
 
+# The figures in the order an operator reads them: what came in, what waits, what went out,
+# what needs a person. Unknown figures (a newer database) follow, sorted.
+FIGURE_ORDER = (
+    "contacts",
+    "leads_rejected_24h",
+    "enrollments_active",
+    "enrollments_due",
+    "conversations_open",
+    "jobs_queued",
+    "jobs_ready",
+    "workers_alive",
+    "messages_sent_24h",
+    "dead_letters",
+    "alerts_open",
+)
+
+
+def ordered(figures: dict[str, Any]) -> dict[str, Any]:
+    known = [(k, figures[k]) for k in FIGURE_ORDER if k in figures]
+    rest = sorted((k, v) for k, v in figures.items() if k not in FIGURE_ORDER)
+    return dict(known + rest)
+
 
 @dataclasses.dataclass(frozen=True)
 class Check:
@@ -56,7 +78,7 @@ def build(
     if health is not None:
         for item in health["checks"]:
             report.checks.append(Check(item["name"], bool(item["ok"]), str(item["detail"])))
-        report.figures.update(health["figures"])
+        report.figures.update(ordered(health["figures"]))
     return report
 
 

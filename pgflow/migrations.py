@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,3 +106,61 @@ def rollback(database_url: str, count: int | None = None) -> list[str]:
             todo = todo[:count]
         backend.rollback_migrations(todo)
         return [m.id for m in todo]
+
+
+_STATEMENT = re.compile(
+    r"^\s*(create(?:\s+or\s+replace)?(?:\s+unique)?\s+"
+    r"(?:table|function|view|index|trigger|schema|type|role|extension)"
+    r"|alter\s+(?:table|function|type)|drop\s+\w+|grant|revoke|insert\s+into|update|delete|"
+    r"comment\s+on|select|do)\b",
+    re.IGNORECASE,
+)
+_NAME = re.compile(
+    r"(?:table|function|view|index|trigger|type|extension|into|on)\s+(?:concurrently\s+)?"
+    r"(?:if\s+(?:not\s+)?exists\s+)?([\w.]+(?:\([^)]*\))?)",
+    re.IGNORECASE,
+)
+
+
+def describe(migration_id: str) -> list[str]:
+    """What a migration changes, one line per statement ("create function pgflow.watch(...)",
+    "alter table pgflow.alerts", "grant ..."), read from its SQL: what `pgflow db upgrade
+    --dry-run` shows a DBA before an upgrade."""
+    import sqlparse
+
+    path = MIGRATIONS_DIR / f"{migration_id}.sql"
+    changes: list[str] = []
+    for statement in sqlparse.split(path.read_text(encoding="utf-8")):
+        text = sqlparse.format(statement, strip_comments=True).strip()
+        match = _STATEMENT.match(text)
+        if not match:
+            continue
+        verb = " ".join(match.group(1).lower().split())
+        name = _NAME.search(text)
+        target = name.group(1) if name and not verb.startswith(("grant", "revoke", "do")) else ""
+        target = " ".join(target.split())
+        if "(" in target:
+            target = target.split("(", 1)[0] + "(...)"
+        if verb.endswith("index"):
+            table = re.search(r"\bon\s+([\w.]+)", text, re.IGNORECASE)
+            target += f" on {table.group(1)}" if table else ""
+        elif verb == "alter table":
+            actions = re.findall(
+                r"\b((?:add|drop|validate|alter)\s+(?:column|constraint)\s+"
+                r"(?:if\s+(?:not\s+)?exists\s+)?\w+)",
+                text,
+                re.IGNORECASE,
+            )
+            target += (
+                f": {', '.join(' '.join(a.lower().split()) for a in actions)}" if actions else ""
+            )
+        elif verb in ("grant", "revoke"):
+            target = " ".join(text.split()[1:4]) + " ..."
+        changes.append(f"{verb} {target}".strip())
+    return changes
+
+
+def comment(migration_id: str) -> str:
+    """A migration's one-line comment (its first line)."""
+    first = (MIGRATIONS_DIR / f"{migration_id}.sql").read_text(encoding="utf-8").splitlines()[0]
+    return first.removeprefix("--").strip()

@@ -14,8 +14,10 @@ import datetime as dt
 import json
 import logging
 import os
+import random
 import signal
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -94,6 +96,7 @@ def job_id(job: Job) -> int:
 
 
 def check_startable(settings: Settings) -> None:
+    """Refuse to start without a key or on a schema with pending migrations."""
     if not settings.retell_api_key:
         raise ConfigError("RETELL_API_KEY is not set; the worker cannot send SMS without it")
     status = migrations.status(settings.database_url)
@@ -104,44 +107,211 @@ def check_startable(settings: Settings) -> None:
         )
 
 
-async def run(settings: Settings, options: WorkerOptions) -> None:
-    check_startable(settings)
-    assert settings.retell_api_key is not None
-    worker_id = uuid.uuid4()
-    pool = db.async_pool(
-        settings.database_url,
-        application="worker",
-        max_size=max(4, min(options.concurrency, 20) + 3),
-    )
-    await pool.open(wait=True, timeout=30)
-    timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
-    connections = max(options.concurrency, 1)
-    sms = transport.create(
-        settings,
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-    queue_conn = await psycopg.AsyncConnection.connect(
-        settings.database_url, autocommit=True, application_name="pgflow-worker-queue"
-    )
-    qs = queue_settings()
-    queries = Queries(
-        _QueueDriver(queue_conn, pool),
-        qbe=QueryBuilderEnvironment(qs),
-        qbq=QueryQueueBuilder(qs),
-        qbs=QuerySchedulerBuilder(qs),
-    )
-    qm = QueueManager(queries)
-    ctx = JobContext(pool, sms, worker_id, options.retry_base_seconds, agent=agent.create(settings))
+async def wait_until_startable(settings: Settings, stopping: asyncio.Event) -> None:
+    """check_startable(), waiting (with backoff) while the database cannot be reached: a
+    daemon started before its database comes up waits for it."""
+    failures = 0
+    while True:
+        try:
+            await asyncio.to_thread(check_startable, settings)
+            return
+        except db.UNAVAILABLE as exc:
+            failures += 1
+            delay = backoff(failures)
+            logs.event(
+                log,
+                "worker.waiting_for_database",
+                logging.WARNING,
+                error=_first_line(exc),
+                retry_in_s=round(delay, 1),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                raise ConfigError("stopped while waiting for the database") from exc
 
+
+def backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter: workers that lost the same database do not all
+    come back in the same instant."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** min(failures, 10))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+async def run(settings: Settings, options: WorkerOptions) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    worker = Worker(settings, options, stopping)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await wait_until_startable(settings, stopping)
+    await worker.serve()
+
+
+class Worker:
+    """The daemon: a heartbeat, and the queue consumer supervised so that a lost database
+    (a restart, a failover, a network cut) is waited out and reconnected, never an exit.
+    A job cut off mid-way is picked up again after the heartbeat timeout: a send left
+    `sending` is recorded as interrupted and sent again by the normal claim."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions, stopping: asyncio.Event):
+        self.settings = settings
+        self.options = options
+        self.stopping = stopping
+        self.worker_id = uuid.uuid4()
+        self.host = socket.gethostname()
+        self.qm: QueueManager | None = None
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            logs.event(log, "worker.stopping", reason="signal")
+            self.stopping.set()
+        if self.qm is not None and not self.qm.shutdown.is_set():
+            self.qm.shutdown.set()
+
+    async def serve(self) -> None:
+        settings, options = self.settings, self.options
+        pool = db.async_pool(
+            settings.database_url,
+            application="worker",
+            max_size=max(4, min(options.concurrency, 20) + 3),
+        )
+        await pool.open(wait=False)  # it reconnects by itself; the queue loop waits for it
+        timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
+        connections = max(options.concurrency, 1)
+        sms = transport.create(
+            settings,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        ctx = JobContext(
+            pool, sms, self.worker_id, options.retry_base_seconds, agent=agent.create(settings)
+        )
+        beat = asyncio.create_task(self._heartbeats(pool))
+        logs.event(
+            log,
+            "worker.started",
+            worker_id=self.worker_id,
+            pid=os.getpid(),
+            concurrency=options.concurrency,
+            poll_s=options.poll_seconds,
+            transport=sms.name,
+            agent=ctx.agent.name,
+        )
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                began = time.monotonic()
+                try:
+                    await self._consume(pool, ctx, http)
+                    if self.stopping.is_set():
+                        break
+                    logs.event(log, "worker.listener_lost", logging.WARNING)
+                except (psycopg.Error, OSError) as exc:
+                    logs.event(
+                        log,
+                        "worker.database_lost",
+                        logging.ERROR,
+                        error=f"{type(exc).__name__}: {_first_line(exc)}",
+                    )
+                if self.stopping.is_set():
+                    break
+                failures = 1 if time.monotonic() - began > 60 else failures + 1
+                delay = backoff(failures)
+                logs.event(
+                    log, "worker.reconnecting", retry_in_s=round(delay, 2), failures=failures
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self._heartbeat(pool, stopping=True)
+            await sms.aclose()
+            await ctx.agent.aclose()
+            await http.aclose()
+            await pool.close()
+            logs.event(log, "worker.stopped", worker_id=self.worker_id)
+
+    async def _consume(
+        self, pool: AsyncConnectionPool[Any], ctx: JobContext, http: httpx.AsyncClient
+    ) -> None:
+        """One life of the queue consumer: its LISTEN connection and QueueManager, until it
+        stops (a signal) or its database goes away (an exception)."""
+        settings, options = self.settings, self.options
+        await pool.wait(timeout=30)
+        queue_conn = await psycopg.AsyncConnection.connect(
+            settings.database_url,
+            autocommit=True,
+            application_name="pgflow-worker-queue",
+            connect_timeout=10,
+        )
+        try:
+            qs = queue_settings()
+            queries = Queries(
+                _QueueDriver(queue_conn, pool),
+                qbe=QueryBuilderEnvironment(qs),
+                qbq=QueryQueueBuilder(qs),
+                qbs=QuerySchedulerBuilder(qs),
+            )
+            qm = QueueManager(queries)
+            _register(qm, ctx, pool, http, settings.alert_webhook_url)
+            self.qm = qm
+            if self.stopping.is_set():
+                return
+            logs.event(log, "worker.consuming", worker_id=self.worker_id)
+            await qm.run(
+                dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
+                batch_size=options.batch_size,
+                max_concurrent_tasks=max(options.concurrency, 2 * options.batch_size),
+                heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
+                shutdown_on_listener_failure=True,
+            )
+        finally:
+            self.qm = None
+            with contextlib.suppress(psycopg.Error, OSError):
+                await queue_conn.close()
+
+    async def _heartbeat(self, pool: AsyncConnectionPool[Any], stopping: bool = False) -> None:
+        beat = db.worker_heartbeat(self.worker_id, self.host, os.getpid(), __version__, stopping)
+        await beat.arun_in(pool)
+
+    async def _heartbeats(self, pool: AsyncConnectionPool[Any]) -> None:
+        """Every 10 s: the worker's heartbeat, and a look at what should raise an alert (the
+        worker watches pg_cron's tick, as the tick watches the workers)."""
+        while True:
+            try:
+                await self._heartbeat(pool)
+                await db.watch("worker").arun_in(pool)
+            except (psycopg.Error, OSError) as exc:
+                logs.event(log, "worker.heartbeat_failed", logging.WARNING, error=_first_line(exc))
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+HEARTBEAT_SECONDS = 10.0
+
+
+def _register(
+    qm: QueueManager,
+    ctx: JobContext,
+    pool: AsyncConnectionPool[Any],
+    http: httpx.AsyncClient,
+    alert_url: str | None,
+) -> None:
     @qm.entrypoint("send_sms", on_failure="hold")
     async def _send_sms(job: Job) -> None:
         await send_sms(ctx, job_id(job))
 
     @qm.entrypoint("deliver_alert", on_failure="hold")
     async def _deliver_alert(job: Job) -> None:
-        await deliver_alert(pool, http, settings.alert_webhook_url, job_id(job))
+        await deliver_alert(ctx, http, alert_url, job_id(job), job.attempts)
 
     @qm.entrypoint("end_chat", on_failure="hold")
     async def _end_chat(job: Job) -> None:
@@ -158,58 +328,3 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
     @qm.entrypoint("classify_outcome", on_failure="hold")
     async def _classify_outcome(job: Job) -> None:
         await classify_outcome(ctx, job_id(job), job.attempts)
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stop, qm)
-    host = socket.gethostname()
-
-    async def heartbeat(stopping: bool = False) -> None:
-        beat = db.worker_heartbeat(worker_id, host, os.getpid(), __version__, stopping)
-        await beat.arun_in(pool)
-
-    async def heartbeats() -> None:
-        while True:
-            await asyncio.sleep(10)
-            try:
-                await heartbeat()
-            except psycopg.Error as exc:
-                logs.event(log, "worker.heartbeat_failed", logging.WARNING, error=str(exc))
-
-    await heartbeat()
-    beat = asyncio.create_task(heartbeats())
-    logs.event(
-        log,
-        "worker.started",
-        worker_id=worker_id,
-        pid=os.getpid(),
-        concurrency=options.concurrency,
-        poll_s=options.poll_seconds,
-        transport=sms.name,
-        agent=ctx.agent.name,
-    )
-    try:
-        await qm.run(
-            dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
-            batch_size=options.batch_size,
-            max_concurrent_tasks=max(options.concurrency, 2 * options.batch_size),
-            heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
-        )
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-        with contextlib.suppress(psycopg.Error):
-            await heartbeat(stopping=True)
-        await sms.aclose()
-        await ctx.agent.aclose()
-        await http.aclose()
-        await pool.close()
-        await queue_conn.close()
-        logs.event(log, "worker.stopped", worker_id=worker_id)
-
-
-def _stop(qm: QueueManager) -> None:
-    if not qm.shutdown.is_set():
-        logs.event(log, "worker.stopping", reason="signal")
-        qm.shutdown.set()

@@ -3,6 +3,7 @@
 #
 #   scripts/db.sh up      start (installing PostgreSQL and pg_cron when missing); prints DATABASE_URL
 #   scripts/db.sh down    stop the cluster
+#   scripts/db.sh restart restart it (fast shutdown: every connection is cut, as in a failover)
 #   scripts/db.sh url     print the DATABASE_URL the cluster serves
 #
 # When DATABASE_URL is already set, `up` only prints it: that database is used as given.
@@ -134,10 +135,22 @@ cmd_down() {
   fi
 }
 
+cmd_restart() {
+  if [ -e "$state" ]; then state=$(readlink -f "$state"); fi
+  if [ -d "$state/data" ] && is_running; then
+    as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -m fast -w -t 60 restart >/dev/null
+    log "restarted"
+  else
+    log "not running"
+    exit 1
+  fi
+}
+
 case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
+  restart) cmd_restart ;;
   url) if [ -n "${DATABASE_URL:-}" ]; then printf '%s\n' "$DATABASE_URL"; else
          [ -e "$state" ] && state=$(readlink -f "$state"); resolve_port; local_url; fi ;;
-  *) echo "usage: $0 up|down|url" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|restart|url" >&2; exit 2 ;;
 esac

@@ -534,6 +534,19 @@ begin
   return v_count;
 end;
 $$;
+CREATE FUNCTION pgflow._enqueue_notice(p_alert_id bigint, p_notice text) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  insert into pgflow.pgqueuer (priority, entrypoint, payload, execute_after, dedupe_key, status)
+  values (20, 'deliver_alert',
+          pg_catalog.convert_to(pg_catalog.json_build_object('id', p_alert_id)::text, 'UTF8'),
+          pg_catalog.now(), 'deliver_alert:' || p_alert_id || ':' || p_notice, 'queued')
+  on conflict (dedupe_key)
+    where ((status = any (array['queued'::pgflow.pgqueuer_status, 'picked'::pgflow.pgqueuer_status]))
+           and (dedupe_key is not null))
+  do nothing
+$$;
 CREATE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -882,6 +895,63 @@ CREATE FUNCTION pgflow._template_values(p_contact pgflow.contacts) RETURNS jsonb
     'first_name', p_contact.first_name, 'last_name', p_contact.last_name,
     'email', p_contact.email))
 $$;
+CREATE FUNCTION pgflow._tick_health(p_now timestamp with time zone, OUT checkable boolean, OUT ok boolean, OUT detail text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_cron_db text := pg_catalog.current_setting('cron.database_name', true);
+  v_preloaded boolean :=
+    pg_catalog.current_setting('shared_preload_libraries') ~ '(^|[ ,])pg_cron([ ,]|$)';
+  v_launcher boolean := exists (select 1 from pg_catalog.pg_stat_activity
+                                 where backend_type = 'pg_cron launcher');
+  v_tick record;
+begin
+  checkable := true;
+  if not v_preloaded then
+    ok := false; detail := 'pg_cron is not in shared_preload_libraries'; return;
+  end if;
+  if v_cron_db is distinct from pg_catalog.current_database() then
+    checkable := false; ok := true;
+    detail := pg_catalog.format('cron database is %s: its schedules are not visible here',
+                                coalesce(v_cron_db, '(unset)'));
+    return;
+  end if;
+  if pg_catalog.to_regclass('cron.job') is null then
+    ok := false; detail := 'extension pg_cron is not created'; return;
+  end if;
+  if not v_launcher then
+    ok := false;
+    detail := 'pg_cron''s launcher is not running: nothing is scheduled (restart PostgreSQL)';
+    return;
+  end if;
+  execute $q$
+    select j.jobid, j.active,
+           (select pg_catalog.max(d.end_time) from cron.job_run_details d
+             where d.jobid = j.jobid and d.status = 'succeeded') as last_ok,
+           (select d.return_message from cron.job_run_details d
+             where d.jobid = j.jobid and d.status = 'failed'
+             order by d.end_time desc nulls last limit 1) as last_error
+      from cron.job j where j.jobname = 'pgflow-tick'
+  $q$ into v_tick;
+  if v_tick.jobid is null then
+    ok := false; detail := 'cron job pgflow-tick is not scheduled';
+  elsif not v_tick.active then
+    ok := false; detail := 'cron job pgflow-tick is inactive';
+  elsif v_tick.last_ok > p_now - interval '3 minutes' then
+    ok := true;
+    detail := pg_catalog.format('last ran %s s ago',
+                                pg_catalog.round(extract(epoch from p_now - v_tick.last_ok)));
+  elsif v_tick.last_ok is null and v_tick.last_error is null then
+    ok := true; detail := 'scheduled; no run yet';
+  elsif v_tick.last_error is not null then
+    ok := false; detail := 'failing: ' || pg_catalog.left(v_tick.last_error, 200);
+  else
+    ok := false;
+    detail := pg_catalog.format('last successful run %s ago', p_now - v_tick.last_ok);
+  end if;
+end;
+$_$;
 CREATE FUNCTION pgflow._transcript_hash(p_conversation_id bigint) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -957,6 +1027,18 @@ CREATE FUNCTION pgflow.alert(p_id bigint) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$ select pg_catalog.to_jsonb(a) from pgflow.alerts a where a.id = p_id $$;
+CREATE FUNCTION pgflow.alert_notice(p_alert_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select case
+    when a.notified_at is null then
+      pg_catalog.jsonb_build_object('notice', 'opened', 'alert', pg_catalog.to_jsonb(a))
+    when a.resolved_at is not null and a.resolve_notified_at is null then
+      pg_catalog.jsonb_build_object('notice', 'resolved', 'alert', pg_catalog.to_jsonb(a))
+  end
+  from pgflow.alerts a where a.id = p_alert_id
+$$;
 CREATE FUNCTION pgflow.apply_campaigns(p_doc jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2364,6 +2446,31 @@ CREATE FUNCTION pgflow.record_alert_delivery(p_alert_id bigint, p_error text DEF
                         else details || pg_catalog.jsonb_build_object('notify_error', p_error) end
    where id = p_alert_id
 $$;
+CREATE FUNCTION pgflow.record_alert_notice(p_alert_id bigint, p_notice text, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_alert pgflow.alerts;
+begin
+  if p_error is not null then
+    update pgflow.alerts
+       set details = details || pg_catalog.jsonb_build_object('notify_error', p_error)
+     where id = p_alert_id;
+    return;
+  end if;
+  update pgflow.alerts
+     set notified_at = case when p_notice = 'opened' then v_now else notified_at end,
+         resolve_notified_at = case when p_notice = 'resolved' then v_now
+                                    else resolve_notified_at end
+   where id = p_alert_id
+  returning * into v_alert;
+  if p_notice = 'opened' and v_alert.resolved_at is not null then
+    perform pgflow._enqueue_notice(p_alert_id, 'resolved');
+  end if;
+end;
+$$;
 CREATE FUNCTION pgflow.record_business_event(p_payload jsonb, p_phone text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2843,12 +2950,20 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.resolve_alert(p_kind text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-  update pgflow.alerts set resolved_at = coalesce(p_now, pg_catalog.now())
+declare
+  v_id bigint;
+begin
+  update pgflow.alerts set resolved_at = greatest(coalesce(p_now, pg_catalog.now()), opened_at)
    where kind = p_kind and resolved_at is null
-  returning id
+  returning id into v_id;
+  if v_id is not null then
+    perform pgflow._enqueue_notice(v_id, 'resolved');
+  end if;
+  return v_id;
+end;
 $$;
 CREATE FUNCTION pgflow.resume_enrollment(p_id bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2870,6 +2985,30 @@ begin
   end if;
   return v_row;
 end;
+$$;
+CREATE FUNCTION pgflow.send_latency(p_window interval DEFAULT '01:00:00'::interval, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with sent as (
+    select m.kind, extract(epoch from m.sent_at - m.created_at)::double precision as s
+      from pgflow.messages m
+     where m.direction = 'outbound' and m.sent_at is not null
+       and m.sent_at > coalesce(p_now, pg_catalog.now()) - p_window
+       and m.sent_at <= coalesce(p_now, pg_catalog.now())
+  ), bounds as (
+    select pg_catalog.unnest(array[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600,
+                                   86400]::double precision[]) as le
+  )
+  select coalesce(pg_catalog.jsonb_object_agg(k.kind, pg_catalog.jsonb_build_object(
+           'count', (select pg_catalog.count(*) from sent where sent.kind = k.kind),
+           'sum', (select coalesce(pg_catalog.sum(greatest(s, 0)), 0) from sent
+                    where sent.kind = k.kind),
+           'buckets', (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(b.le,
+                         (select pg_catalog.count(*) from sent
+                           where sent.kind = k.kind and sent.s <= b.le)) order by b.le)
+                         from bounds b))), '{}')
+    from (select distinct kind from sent) k
 $$;
 CREATE FUNCTION pgflow.set_outcome(p_conversation_id bigint, p_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3028,6 +3167,7 @@ declare
   v_batches integer := 0;
   v_quiet integer := 0;
   v_min_silence interval;
+  v_alerts jsonb;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -3086,9 +3226,102 @@ begin
       v_quiet := v_quiet + 1;
     end if;
   end loop;
+  -- pg_cron watches the workers (and the deliveries, the dead letters, the queue). Alerts
+  -- are about real time: a tick run at an injected time (a test, the demo) does not judge.
+  if p_now is null then
+    v_alerts := pgflow.watch('tick', v_now);
+  end if;
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
+    'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
+end;
+$$;
+CREATE FUNCTION pgflow.watch(p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_failure_rate numeric DEFAULT 0.25, p_failure_min integer DEFAULT 5, p_backlog interval DEFAULT '00:05:00'::interval) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_tick record;
+  v_workers integer;
+  v_ready integer;
+  v_oldest timestamptz;
+  v_tried integer;
+  v_failed integer;
+  v_dead integer;
+  v_review integer;
+  v_opened text[] := '{}';
+  v_resolved text[] := '{}';
+begin
+  if p_source is distinct from 'tick' then
+    v_tick := pgflow._tick_health(v_now);
+    if v_tick.checkable and not v_tick.ok then
+      perform pgflow.open_alert('tick_stalled', 'critical',
+        'pg_cron''s pgflow-tick has not run for 3 minutes: drips, no_response and alerts stop. '
+        || v_tick.detail, pg_catalog.jsonb_build_object('detail', v_tick.detail), v_now);
+      v_opened := v_opened || 'tick_stalled'::text;
+    elsif v_tick.checkable and pgflow.resolve_alert('tick_stalled', v_now) is not null then
+      v_resolved := v_resolved || 'tick_stalled'::text;
+    end if;
+  end if;
+  select pg_catalog.count(*) into v_workers from pgflow.workers
+   where stopped_at is null and last_seen_at > v_now - interval '1 minute';
+  select pg_catalog.count(*), pg_catalog.min(execute_after) into v_ready, v_oldest
+    from pgflow.pgqueuer where status = 'queued' and execute_after <= v_now;
+  if v_ready > 0 and v_workers = 0 and p_source <> 'worker' then
+    perform pgflow.open_alert('worker_down', 'critical',
+      pg_catalog.format('%s job(s) wait and no worker has been seen for a minute: nothing is '
+                        'being sent (start or restart pgflow worker)', v_ready),
+      pg_catalog.jsonb_build_object('ready_jobs', v_ready, 'oldest', v_oldest), v_now);
+    v_opened := v_opened || 'worker_down'::text;
+  elsif (v_workers > 0 or v_ready = 0) and pgflow.resolve_alert('worker_down', v_now) is not null then
+    v_resolved := v_resolved || 'worker_down'::text;
+  end if;
+  select pg_catalog.count(*), pg_catalog.count(*) filter (where outcome in ('retry', 'dead_letter'))
+    into v_tried, v_failed
+    from pgflow.message_attempts
+   where finished_at > v_now - interval '15 minutes' and finished_at <= v_now;
+  if v_failed >= p_failure_min and v_failed > p_failure_rate * v_tried then
+    perform pgflow.open_alert('delivery_failures', 'warning',
+      pg_catalog.format('%s of %s sends failed in the last 15 minutes (%s%%)', v_failed, v_tried,
+                        pg_catalog.round(100.0 * v_failed / v_tried)),
+      pg_catalog.jsonb_build_object('failed', v_failed, 'attempts', v_tried), v_now);
+    v_opened := v_opened || 'delivery_failures'::text;
+  elsif pgflow.resolve_alert('delivery_failures', v_now) is not null then
+    v_resolved := v_resolved || 'delivery_failures'::text;
+  end if;
+  select pg_catalog.count(*) into v_dead from pgflow.messages
+   where delivery_status = 'dead_letter' and updated_at > v_now - interval '15 minutes'
+     and updated_at <= v_now;
+  if v_dead > 0 then
+    perform pgflow.open_alert('dead_letters', 'warning',
+      pg_catalog.format('%s message(s) became dead letters in the last 15 minutes '
+                        '(pgflow dead-letters list)', v_dead),
+      pg_catalog.jsonb_build_object('new_dead_letters', v_dead), v_now);
+    v_opened := v_opened || 'dead_letters'::text;
+  elsif pgflow.resolve_alert('dead_letters', v_now) is not null then
+    v_resolved := v_resolved || 'dead_letters'::text;
+  end if;
+  if v_oldest < v_now - p_backlog then
+    perform pgflow.open_alert('queue_backlog', 'warning',
+      pg_catalog.format('the oldest ready job has waited %s (%s ready)',
+                        pg_catalog.date_trunc('second', v_now - v_oldest), v_ready),
+      pg_catalog.jsonb_build_object('ready_jobs', v_ready, 'oldest', v_oldest), v_now);
+    v_opened := v_opened || 'queue_backlog'::text;
+  elsif pgflow.resolve_alert('queue_backlog', v_now) is not null then
+    v_resolved := v_resolved || 'queue_backlog'::text;
+  end if;
+  select pg_catalog.count(*) into v_review from pgflow.conversations
+   where review_reason is not null;
+  if v_review = 0 and pgflow.resolve_alert('needs_review', v_now) is not null then
+    v_resolved := v_resolved || 'needs_review'::text;
+  end if;
+  return pg_catalog.jsonb_build_object(
+    'opened', pg_catalog.to_jsonb(v_opened),
+    'resolved', pg_catalog.to_jsonb(v_resolved),
+    'open', (select coalesce(pg_catalog.jsonb_agg(kind order by kind), '[]')
+               from pgflow.alerts where resolved_at is null));
 end;
 $$;
 CREATE FUNCTION pgflow.worker_heartbeat(p_id uuid, p_host text, p_pid integer, p_version text, p_stopping boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
@@ -3121,6 +3354,7 @@ CREATE TABLE pgflow.alerts (
     last_seen_at timestamp with time zone DEFAULT now() NOT NULL,
     resolved_at timestamp with time zone,
     notified_at timestamp with time zone,
+    resolve_notified_at timestamp with time zone,
     CONSTRAINT alerts_resolved_after_open CHECK (((resolved_at IS NULL) OR (resolved_at >= opened_at))),
     CONSTRAINT alerts_severity_valid CHECK ((severity = ANY (ARRAY['info'::text, 'warning'::text, 'critical'::text])))
 );

@@ -39,7 +39,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 class PgflowProcess:
     """A `pgflow` command in a subprocess; its log lines are collected as they arrive."""
 
-    started_event = "event=worker.started"
+    started_event = '"event": "worker.started"'
 
     def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
         full_env = {
@@ -130,7 +130,7 @@ class WorkerProcess(PgflowProcess):
 class ServeProcess(PgflowProcess):
     """`pgflow serve` on a free port of 127.0.0.1; `url` once `started()`."""
 
-    started_event = "event=web.started"
+    started_event = '"event": "web.started"'
 
     def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pgflow.intake",
             "pgflow.leads",
             "pgflow.campaigns",
+            "pgflow.campaign_schema",
             "pgflow.jobs",
             "pgflow.retell_setup",
         ),

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pgflow import campaigns, errors
+from pgflow import campaign_schema, campaigns, errors
 from pgflow.cli import campaign as campaign_cli
 from tests.factories import at, count, ingest, mark_sent
 from tests.helpers import row, scalar
@@ -42,22 +42,25 @@ def test_example_parses_to_the_normalised_document() -> None:
     ]
 
 
+EDITS = [
+    (lambda c: c.update(delai="1d"), "campaigns[0].delai: unknown key"),
+    (
+        lambda c: c["steps"][0].update(delay="1x"),
+        "campaigns[0].steps[0].delay: '1x' is not a duration",
+    ),
+    (lambda c: c.update(from_number="555"), "campaigns[0].from_number: '555'"),
+    (lambda c: c.update(timezone="Eastern"), "campaigns[0].timezone: 'Eastern' is not an IANA"),
+    (lambda c: c["send_window"].update(start="21:00"), "start must be before end"),
+    (lambda c: c["send_window"].update(days=["funday"]), "'funday' is not a day"),
+    (lambda c: c.update(steps=[]), "at least one step is required"),
+    (lambda c: c.update(daily_cap=0), "daily_cap: must be a whole number"),
+    (lambda c: c.update(slug="Solar Q4"), "campaigns[0].slug: use lowercase"),
+]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
-    [
-        (lambda c: c.update(delai="1d"), "campaigns[0].delai: unknown key"),
-        (
-            lambda c: c["steps"][0].update(delay="1x"),
-            "campaigns[0].steps[0].delay: '1x' is not a duration",
-        ),
-        (lambda c: c.update(from_number="555"), "campaigns[0].from_number: '555'"),
-        (lambda c: c.update(timezone="Eastern"), "campaigns[0].timezone: 'Eastern' is not an IANA"),
-        (lambda c: c["send_window"].update(start="21:00"), "start must be before end"),
-        (lambda c: c["send_window"].update(days=["funday"]), "'funday' is not a day"),
-        (lambda c: c.update(steps=[]), "at least one step is required"),
-        (lambda c: c.update(daily_cap=0), "daily_cap: must be a whole number"),
-        (lambda c: c.update(slug="Solar Q4"), "campaigns[0].slug: use lowercase"),
-    ],
+    EDITS,
 )
 def test_validation_names_the_problem(edit: Any, message: str) -> None:
     import yaml
@@ -131,3 +134,53 @@ def test_unreadable_file_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
     result = apply_file(db_url, bad)
     assert result.exit_code == 1
     assert "not valid YAML" in result.output
+
+
+# --- the published schema -----------------------------------------------------------------
+
+# What only our own checks can see (a zone, a phone, a window's order): the schema allows it.
+BEYOND_THE_SCHEMA = {"'555'", "'Eastern'", "start must be before end"}
+
+
+def test_examples_validate_against_the_published_schema() -> None:
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(campaign_schema.SCHEMA)
+    validator.check_schema(campaign_schema.SCHEMA)
+    for path in sorted(EXAMPLE.parent.glob("*.yaml")):
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
+
+
+@pytest.mark.parametrize(("edit", "message"), EDITS)
+def test_the_schema_rejects_what_the_checks_reject(edit: Any, message: str) -> None:
+    import jsonschema
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    edit(data["campaigns"][0])
+    errors_found = list(jsonschema.Draft202012Validator(campaign_schema.SCHEMA).iter_errors(data))
+    if any(beyond in message for beyond in BEYOND_THE_SCHEMA):
+        assert errors_found == []
+    else:
+        assert errors_found, f"the schema lets through what the checks reject: {message}"
+
+
+def test_errors_name_the_file_line_and_field(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("delay: 1d", "delay: 1x")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text)
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "delay: 1x" in t)
+    with pytest.raises(errors.InvalidInput) as info:
+        campaigns.load(broken)
+    assert f"{broken}:{line}: campaigns[0].steps[1].delay: '1x' is not a duration" in str(
+        info.value
+    )
+
+
+def test_campaign_schema_prints_the_schema() -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["campaign", "schema"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == campaign_schema.SCHEMA

@@ -279,7 +279,7 @@ def test_sigterm_finishes_the_send_in_flight_and_exits_0(
     assert worker.terminate(timeout=30) == 0
     assert time.monotonic() - t0 < 30
     assert message_status(db) == "sent"
-    assert "event=worker.stopped" in worker.output()
+    assert '"event": "worker.stopped"' in worker.output()
     assert scalar(db, "select stopped_at is not null from pgflow.workers")
 
 

@@ -1,4 +1,6 @@
-"""The deliver_alert job: POST a newly opened alert to PGFLOW_ALERT_WEBHOOK_URL."""
+"""The deliver_alert job: an alert's notices (when it opens, when it resolves) POSTed to
+PGFLOW_ALERT_WEBHOOK_URL as Slack-compatible JSON (`text`, plus the alert itself), retried
+with backoff, and logged either way."""
 
 from __future__ import annotations
 
@@ -6,41 +8,67 @@ import logging
 from typing import Any
 
 import httpx
-from psycopg_pool import AsyncConnectionPool
 
 from pgflow import db, logs
+from pgflow.jobs.context import JobContext, retry_later
 
 log = logging.getLogger("pgflow.jobs.deliver_alert")
 
 
+def slack_text(notice: str, alert: dict[str, Any]) -> str:
+    if notice == "resolved":
+        return f"[pgflow-sms] resolved: {alert['kind']}"
+    return f"[pgflow-sms] {str(alert['severity']).upper()} {alert['kind']}: {alert['message']}"
+
+
 async def deliver_alert(
-    pool: AsyncConnectionPool[Any], http: httpx.AsyncClient, url: str | None, alert_id: int
-) -> None:
-    alert = await db.alert(alert_id).arun_in(pool)
-    if alert is None:
-        return
-    logs.event(
-        log,
-        "alert.opened",
-        logging.ERROR,
-        alert_id=alert_id,
-        kind=alert["kind"],
-        severity=alert["severity"],
-        message=alert["message"],
-    )
+    ctx: JobContext, http: httpx.AsyncClient, url: str | None, alert_id: int, attempts: int = 0
+) -> str:
+    due = await db.alert_notice(alert_id).arun_in(ctx.pool)
+    if due is None:
+        return "skip"
+    notice, alert = str(due["notice"]), due["alert"]
+    if attempts == 0:
+        logs.event(
+            log,
+            f"alert.{notice}",
+            logging.ERROR
+            if notice == "opened" and alert["severity"] == "critical"
+            else logging.WARNING,
+            alert_id=alert_id,
+            kind=alert["kind"],
+            severity=alert["severity"],
+            message=alert["message"] if notice == "opened" else None,
+        )
     if not url:
-        return
+        return "logged"
     error: str | None = None
+    payload = {
+        "text": slack_text(notice, alert),
+        "source": "pgflow-sms",
+        "notice": notice,
+        "alert": alert,
+    }
     try:
-        response = await http.post(url, json={"source": "pgflow-sms", "alert": alert})
+        response = await http.post(url, json=payload)
         if response.status_code >= 300:
             error = f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:300]
-    await db.record_alert_delivery(alert_id, error).arun_in(pool)
+    await db.record_alert_notice(alert_id, notice, error).arun_in(ctx.pool)
+    if error is None:
+        logs.event(log, "alert.notified", alert_id=alert_id, kind=alert["kind"], notice=notice)
+        return "notified"
     logs.event(
         log,
-        "alert.notified" if error is None else "alert.notify_failed",
+        "alert.notify_failed",
+        logging.WARNING,
         alert_id=alert_id,
+        kind=alert["kind"],
+        notice=notice,
+        attempt=attempts + 1,
         error=error,
     )
+    if attempts + 1 < ctx.max_job_attempts:
+        raise retry_later(attempts, ctx.job_retry_base, "the alert webhook failed")
+    return "failed"

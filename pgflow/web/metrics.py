@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,15 +54,18 @@ class Metrics:
 async def metrics(web: Web, request: Request) -> Response:
     health: dict[str, Any] | None
     funnel: list[dict[str, Any]] = []
+    latency: dict[str, Any] = {}
     try:
         async with web.pool.connection(timeout=PROBE_TIMEOUT) as conn:
             health = await db.health().arun(conn)
             funnel = await db.funnel().arun(conn)
+            latency = await db.send_latency().arun(conn)
     except psycopg.Error:
         health = None
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_HealthCollector(health))
     scrape.register(_FunnelCollector(funnel))
+    scrape.register(_LatencyCollector(latency))
     text = generate_latest(web.metrics.registry) + generate_latest(scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
@@ -139,6 +142,32 @@ class _FunnelCollector:
             for state, value in sorted((campaign.get("outcomes") or {}).items()):
                 states.add_metric([str(campaign["campaign"]), state], value)
         yield states
+
+
+class _LatencyCollector:
+    """Queued-to-sent seconds of the messages sent in the last hour, per kind."""
+
+    def __init__(self, latency: dict[str, Any]) -> None:
+        self.latency = latency
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            "pgflow_send_latency_seconds",
+            "Seconds from queued to sent, messages sent in the last hour, by kind.",
+            labels=["kind"],
+        )
+        for kind, item in sorted(self.latency.items()):
+            buckets = [(_le(le), count) for le, count in item["buckets"]]
+            buckets.append(("+Inf", item["count"]))
+            family.add_metric([kind], buckets, item["sum"])
+        yield family
+
+
+def _le(value: float) -> str:
+    return f"{value:g}"
 
 
 class CountRequests:

@@ -1,5 +1,7 @@
-"""GET /healthz (the process answers) and GET /readyz (the database answers and every
-migration is applied; else 503 with the reason)."""
+"""GET /healthz (the process answers: point load balancers here) and GET /readyz (the
+whole system can do its job: the database answers, every migration is applied, pg_cron's
+tick runs, a worker is alive whenever jobs wait, no critical alert is open; else 503 with
+the reasons: point an external uptime check here)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ async def healthz(web: Web, request: Request) -> Response:
 async def readyz(web: Web, request: Request) -> Response:
     try:
         async with web.pool.connection(timeout=PROBE_TIMEOUT) as conn:
-            report = await health.areport(conn, figures=False)
+            report = await health.areport(conn)
     except db.UNAVAILABLE as exc:
         return _not_ready(f"database unreachable ({type(exc).__name__})")
     except psycopg.Error as exc:  # e.g. no SELECT on pgflow._yoyo_migration
