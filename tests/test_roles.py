@@ -99,3 +99,22 @@ def test_entry_points_run_as_their_owner(db: Conn) -> None:
         " order by 1"
     ).fetchall()
     assert invoker == []
+
+
+def test_web_and_worker_cannot_drop_truncate_or_read_elsewhere(db: Conn, login: Any) -> None:
+    apply_campaign(db)
+    db.execute("create table public.secrets_of_another_app (x int)")
+    for role in ("pgflow_web", "pgflow_worker"):
+        with login(role) as conn:
+            for statement in (
+                "drop table pgflow.messages",
+                "truncate pgflow.contacts",
+                "delete from pgflow.campaigns",
+                "alter table pgflow.messages add column x int",
+                "create table pgflow.mine (x int)",
+                "select * from public.secrets_of_another_app",
+                "select pgflow.apply_campaigns('{}')",
+                "select pgflow.takeover('+12125550147')",
+            ):
+                with pytest.raises(pgerr.InsufficientPrivilege):
+                    conn.execute(statement)
