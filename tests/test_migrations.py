@@ -158,3 +158,28 @@ def _first_difference(upgraded: str, fresh: str) -> str:
         fresh.splitlines(), upgraded.splitlines(), "fresh build", "upgraded release", lineterm=""
     )
     return "upgraded schema differs from a fresh build:\n" + "\n".join(list(diff)[:40])
+
+
+def test_db_upgrade_dry_run_shows_what_would_change(empty_db_url: str) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": empty_db_url}
+    plan = runner.invoke(db_cli.app, ["upgrade", "--dry-run", "--json"], env=env)
+    assert plan.exit_code == 0, plan.output
+    items = json.loads(plan.output)
+    assert [i["migration"] for i in items] == list(migrations.migration_ids())
+    by_id = {i["migration"]: i for i in items}
+    assert "create table pgflow.contacts" in by_id["0001_create_schema"]["changes"]
+    assert "create function pgflow.watch(...)" in by_id["0018_create_alerts"]["changes"]
+    assert any(
+        c.startswith("alter table pgflow.alerts: add column resolve_notified_at")
+        for c in by_id["0018_create_alerts"]["changes"]
+    )
+    assert by_id["0013_index_chat_ids"]["changes"][0] == (
+        "create unique index messages_chat_message_id_key on pgflow.messages"
+    )
+    assert migrations.status(empty_db_url).applied == []  # a dry run changes nothing
+    text = runner.invoke(db_cli.app, ["upgrade", "--dry-run"], env=env)
+    assert "0018_create_alerts  Alerts that open and resolve by themselves" in text.output
+    assert runner.invoke(db_cli.app, ["upgrade"], env=env).exit_code == 0
+    after = runner.invoke(db_cli.app, ["upgrade", "--dry-run"], env=env)
+    assert "schema is current; nothing would run" in after.output

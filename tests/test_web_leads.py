@@ -277,7 +277,7 @@ def test_health_probes(client: httpx.Client, empty_db_url: str) -> None:
         assert "migrate" in not_ready.json()["reason"]
 
 
-def test_metrics(client: httpx.Client) -> None:
+def test_metrics(client: httpx.Client, db: Conn) -> None:
     assert post(client, LEAD).status_code == 201
     assert post(client, {**LEAD, "campaign": "nope"}).status_code == 404
     response = client.get("/metrics")
@@ -297,6 +297,21 @@ def test_metrics(client: httpx.Client) -> None:
     assert samples[("pgflow_http_requests_total", lead_404)] == 1
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "created"),))] == 1
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "rejected"),))] == 1
+    # queued-to-sent latency of what was sent in the last hour, per kind
+    db.execute(
+        "update pgflow.messages set delivery_status = 'sent', sent_at = created_at"
+        " + interval '0.3 seconds'"
+    )
+    latency = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+        if s.name.startswith("pgflow_send_latency_seconds")
+    }
+    campaign = (("kind", "campaign"),)
+    assert latency[("pgflow_send_latency_seconds_count", campaign)] == 1
+    assert latency[("pgflow_send_latency_seconds_bucket", (*campaign, ("le", "0.25")))] == 0
+    assert latency[("pgflow_send_latency_seconds_bucket", (*campaign, ("le", "0.5")))] == 1
     # the funnel, per campaign
     assert samples[("pgflow_campaign_enrolled", (("campaign", "solar-q4"),))] == 1
     assert samples[("pgflow_campaign_messaged", (("campaign", "solar-q4"),))] == 0
