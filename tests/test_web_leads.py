@@ -299,8 +299,8 @@ def test_metrics(client: httpx.Client, db: Conn) -> None:
     assert samples[("pgflow_lead_ingest_seconds_count", (("status", "rejected"),))] == 1
     # queued-to-sent latency of what was sent in the last hour, per kind
     db.execute(
-        "update pgflow.messages set delivery_status = 'sent', sent_at = created_at"
-        " + interval '0.3 seconds'"
+        "update pgflow.messages set delivery_status = 'sent', created_at = now() - interval '1s',"
+        " sent_at = now() - interval '0.7 seconds'"
     )
     latency = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
