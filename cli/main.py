@@ -12,6 +12,7 @@ from . import (
     dead_letters,
     demo,
     leads,
+    numbers,
     report,
     retell,
     sandbox,
@@ -31,6 +32,7 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(leads.app, name="leads")
 app.add_typer(conversations.app, name="conversations")
+app.add_typer(numbers.app, name="numbers")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")
 app.command(name="status")(status.status)

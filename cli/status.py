@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import typer
 
@@ -45,3 +46,19 @@ def _print(report: health.Report, as_json: bool) -> None:
         console.print(f"{mark} {check.name:<12} {check.detail}", highlight=False)
     for name, value in report.figures.items():
         console.print(f"     {name:<28} {value}", highlight=False)
+    for line in number_lines(report.numbers):
+        console.print(f"     {line}", highlight=False)
+
+
+def number_lines(numbers: list[dict[str, Any]]) -> list[str]:
+    """Each sending number's use today (UTC) against its limits, one line each."""
+    lines = []
+    for n in numbers:
+        daily = n["daily_segments"]
+        used = f"{n['segments_today']:,}" + (f"/{daily:,}" if daily else "")
+        rate = f"{n['per_second']:g}/s" if n["per_second"] else "no rate limit"
+        lines.append(
+            f"number {n['number']:<16} {used} segments today ({n['messages_today']:,} sends),"
+            f" {rate}"
+        )
+    return lines

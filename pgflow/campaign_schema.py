@@ -52,13 +52,21 @@ STEP: dict[str, Any] = {
 CAMPAIGN: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["slug", "name", "agent", "from_number", "steps"],
+    "required": ["slug", "name", "agent", "steps"],
+    "anyOf": [{"required": ["from_number"]}, {"required": ["from_numbers"]}],
     "properties": {
         "slug": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
         "name": TEXT,
         "agent": {**TEXT, "description": "The name of an agent."},
         "goal": {**TEXT, "description": "What the campaign is for, in a sentence."},
         "from_number": {**TEXT, "description": "The sending number, any common format."},
+        "from_numbers": {
+            "type": "array",
+            "items": TEXT,
+            "minItems": 1,
+            "description": "A pool of sending numbers (after from_number when both are "
+            "given); a conversation keeps the number it starts on.",
+        },
         "status": {"enum": ["draft", "active", "paused", "archived"]},
         "timezone": {**TEXT, "description": "IANA zone used when the lead's is unknown."},
         "send_window": {
@@ -92,6 +100,17 @@ NUMBER: dict[str, Any] = {
     "properties": {
         "number": TEXT,
         "inbound_agent": {**TEXT, "description": "Answers people who text this number first."},
+        "per_second": {
+            "type": ["number", "null"],
+            "exclusiveMinimum": 0,
+            "maximum": 1000,
+            "description": "Carrier limit: messages per second from this number (null: none).",
+        },
+        "daily_segments": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "Carrier limit: SMS segments per UTC day (null: none).",
+        },
     },
 }
 SCHEMA: dict[str, Any] = {

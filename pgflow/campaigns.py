@@ -29,12 +29,13 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 CONTACT_FIELDS = {"first_name", "last_name", "email"}
 
 AGENT_KEYS = {"name", "prompt", "model", "retell_agent_id", "max_turns", "reply_debounce"}
-NUMBER_KEYS = {"number", "inbound_agent"}
+NUMBER_KEYS = {"number", "inbound_agent", "per_second", "daily_segments"}
 CAMPAIGN_KEYS = {
     "slug",
     "name",
     "agent",
     "from_number",
+    "from_numbers",
     "status",
     "timezone",
     "send_window",
@@ -170,7 +171,7 @@ def _agent(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
 def _number(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     path = f"numbers[{i}]"
     if not isinstance(item, dict):
-        ck.error(path, "must be a mapping {number, inbound_agent}")
+        ck.error(path, "must be a mapping {number, inbound_agent, per_second, daily_segments}")
         return None
     ck.keys(path, item, NUMBER_KEYS)
     raw = ck.text(f"{path}.number", item.get("number"))
@@ -178,11 +179,57 @@ def _number(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
         "inbound_agent": ck.text(f"{path}.inbound_agent", item.get("inbound_agent"), required=False)
     }
     if raw:
-        number = phones.normalize(raw)
-        if number.e164 is None:
-            ck.error(f"{path}.number", f"{raw!r}: {number.error}")
-        out["number"] = number.e164
-    return {k: v for k, v in out.items() if v is not None}
+        out["number"] = _e164(ck, f"{path}.number", raw)
+    # A limit key that is present is applied (null: no limit); an absent one is left as is.
+    if "per_second" in item:
+        rate = item["per_second"]
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1000
+        ):
+            ck.error(f"{path}.per_second", "must be a number of messages per second, 0 < n <= 1000")
+        else:
+            out["per_second"] = rate
+    if "daily_segments" in item:
+        daily = item["daily_segments"]
+        if daily is not None:
+            daily = ck.positive_int(f"{path}.daily_segments", daily)
+        out["daily_segments"] = daily
+    return {k: v for k, v in out.items() if v is not None or k in ("per_second", "daily_segments")}
+
+
+def _e164(ck: _Checker, path: str, raw: str) -> str | None:
+    number = phones.normalize(raw)
+    if number.e164 is None:
+        ck.error(path, f"{raw!r}: {number.error}")
+    return number.e164
+
+
+def _pool(ck: _Checker, path: str, item: dict[str, Any]) -> list[str]:
+    """The campaign's sending numbers, from_number first: `from_number`, `from_numbers` (a
+    pool; a new conversation keeps the number it starts on), or both."""
+    raw_pool = item.get("from_numbers")
+    if "from_number" not in item and raw_pool is None:
+        ck.error(f"{path}.from_number", "is required (or from_numbers, a list)")
+        return []
+    pool: list[str] = []
+    if "from_number" in item:
+        raw = ck.text(f"{path}.from_number", item.get("from_number"))
+        if raw and (number := _e164(ck, f"{path}.from_number", raw)):
+            pool.append(number)
+    if raw_pool is not None:
+        if not isinstance(raw_pool, list) or not raw_pool:
+            ck.error(f"{path}.from_numbers", "must be a list of sending numbers")
+            return pool
+        listed: set[str] = set()
+        for j, raw_item in enumerate(raw_pool):
+            raw = ck.text(f"{path}.from_numbers[{j}]", raw_item)
+            if raw and (number := _e164(ck, f"{path}.from_numbers[{j}]", raw)):
+                if number in listed:
+                    ck.error(f"{path}.from_numbers[{j}]", f"{number} is listed twice")
+                listed.add(number)
+                if number not in pool:  # from_number may be listed too: it stays first
+                    pool.append(number)
+    return pool
 
 
 def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
@@ -198,12 +245,10 @@ def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     }
     if out["slug"] and not _SLUG.match(out["slug"]):
         ck.error(f"{path}.slug", "use lowercase letters, digits, - and _ (at most 63)")
-    raw_from = ck.text(f"{path}.from_number", item.get("from_number"))
-    if raw_from:
-        number = phones.normalize(raw_from)
-        if number.e164 is None:
-            ck.error(f"{path}.from_number", f"{raw_from!r}: {number.error}")
-        out["from_number"] = number.e164
+    pool = _pool(ck, path, item)
+    if pool:
+        out["from_number"] = pool[0]
+        out["from_numbers"] = pool
     status = item.get("status")
     if status is not None:
         if status not in ("draft", "active", "paused", "archived"):

@@ -452,6 +452,27 @@ def send_latency(now: Now = None) -> Call[Row]:
     return _json("send_latency", dt.timedelta(hours=1), now)
 
 
+def number_report(now: Now = None) -> Call[list[Row]]:
+    """Each sending number: its campaigns, limits and today's (UTC) use."""
+    return _rows(
+        "select number, campaigns, inbound_agent, per_second, daily_segments, messages_today,"
+        " segments_today from pgflow.number_report(%(now)s)",
+        {"now": now},
+    )
+
+
+def set_number_limits(number: str, limits: dict[str, Any], now: Now = None) -> Call[Row]:
+    """pgflow.set_number_limits(): apply each given limit (None removes it); NotFound."""
+    return Call(
+        sql.SQL(
+            "select number, per_second, daily_segments"
+            " from pgflow.set_number_limits(%(number)s, %(limits)s, %(now)s)"
+        ),
+        {"number": number, "limits": Jsonb(limits), "now": now},
+        lambda rows: rows[0],
+    )
+
+
 def review_queue(limit: int = 200) -> Call[list[Row]]:
     """Rows of the view pgflow.review_queue, oldest first (phones unmasked: mask them)."""
     return _rows(

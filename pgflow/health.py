@@ -47,6 +47,8 @@ class Check:
 class Report:
     checks: list[Check] = dataclasses.field(default_factory=list)
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # each sending number's use today against its limits (pgflow.number_report)
+    numbers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -61,6 +63,7 @@ class Report:
             "healthy": self.healthy,
             "checks": [dataclasses.asdict(c) for c in self.checks],
             "figures": self.figures,
+            "numbers": self.numbers,
         }
 
 
@@ -70,9 +73,12 @@ def unreachable(exc: Exception) -> Report:
 
 
 def build(
-    version: str, schema: migrations.MigrationStatus, health: dict[str, Any] | None
+    version: str,
+    schema: migrations.MigrationStatus,
+    health: dict[str, Any] | None,
+    numbers: list[dict[str, Any]] | None = None,
 ) -> Report:
-    report = Report()
+    report = Report(numbers=[number_row(n) for n in numbers or []])
     report.checks.append(Check("database", True, f"PostgreSQL {version}"))
     report.checks.append(Check("schema", schema.current, schema.describe()))
     if health is not None:
@@ -92,13 +98,19 @@ def report(database_url: str) -> Report:
         version = db.server_version().run(conn)
         schema = migrations.compare(db.applied_migrations().run(conn))
         health = db.health().run(conn) if schema.current else None
-    return build(version, schema, health)
+        numbers = db.number_report().run(conn) if schema.current else None  # status only
+    return build(version, schema, health, numbers)
 
 
 async def areport(conn: psycopg.AsyncConnection[Any], *, figures: bool = True) -> Report:
-    """The same report on an async connection; without `figures`, only database and schema
-    (what /readyz needs)."""
+    """The same report on an async connection, without the numbers; without `figures`,
+    only database and schema."""
     version = await db.server_version().arun(conn)
     schema = migrations.compare(await db.applied_migrations().arun(conn))
     health = await db.health().arun(conn) if figures and schema.current else None
     return build(version, schema, health)
+
+
+def number_row(row: dict[str, Any]) -> dict[str, Any]:
+    rate = row.get("per_second")
+    return {**row, "per_second": None if rate is None else float(rate)}

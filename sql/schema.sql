@@ -1,4 +1,16 @@
 CREATE SCHEMA pgflow;
+CREATE TYPE pgflow._due_step AS (
+	enrollment_id bigint,
+	contact_id bigint,
+	decision text,
+	until timestamp with time zone,
+	from_number text,
+	next_position integer,
+	next_delay interval,
+	recent integer,
+	oldest timestamp with time zone,
+	daily_cap integer
+);
 CREATE TYPE pgflow.pgqueuer_status AS ENUM (
     'queued',
     'picked',
@@ -156,8 +168,9 @@ begin
   if v_conversation.id is null then
     -- the drip the lead is in on this line, else the last campaign that used it
     select e.id, e.campaign_id into v_enrollment, v_campaign.id
-      from pgflow.enrollments e join pgflow.campaigns c on c.id = e.campaign_id
-     where e.contact_id = v_contact.id and c.from_number = v_line
+      from pgflow.enrollments e
+      join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
+     where e.contact_id = v_contact.id and cn.number = v_line
      order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
     select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
     select * into v_agent from pgflow.agents
@@ -334,121 +347,198 @@ CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time
     SET search_path TO ''
     AS $$
 declare
-  r record;
-  v_contact pgflow.contacts;
-  v_conversation pgflow.conversations;
-  v_open timestamptz;
-  v_recent integer;
-  v_oldest timestamptz;
-  v_body text;
-  v_message bigint;
-  v_next pgflow.campaign_steps;
-  v_messages bigint[] := '{}';
-  v_sent integer := 0;
-  v_window integer := 0;
-  v_capped integer := 0;
-  v_completed integer := 0;
-  v_held integer := 0;
+  v_plan pgflow._due_step[];
+  r pgflow._due_step;
+  i integer;
+  v_sends jsonb := '{}';
+  v_before integer;
+  v_messages bigint[];
+  v_completed integer;
   v_stopped integer := 0;
 begin
-  for r in
-    select e.id, e.contact_id, e.campaign_id, e.next_step,
-           c.status as campaign_status, c.timezone as campaign_tz, c.window_start,
-           c.window_end, c.window_days, c.daily_cap, c.from_number, c.agent_id, c.fallbacks,
-           c.reply_timeout, s.position, s.body
+  with due as materialized (
+    select e.id, e.contact_id, e.campaign_id, e.next_step, e.next_message_at,
+           c.status as campaign_status, c.daily_cap,
+           case when ct.opted_out_at is not null then 'opted_out'
+                when c.status <> 'active' then 'held'
+                when s.position is null then 'no_step' end as rare,
+           pgflow.next_window_open(coalesce(ct.timezone, c.timezone), c.window_start,
+                                   c.window_end, c.window_days, p_now) as open_at
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
+      join pgflow.contacts ct on ct.id = e.contact_id
       left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
                                        and s.position = e.next_step
      where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
      order by e.next_message_at, e.id
        for update of e skip locked
+  ), lined as (
+    -- the contact's live conversation of this drip (on its line even when the number has
+    -- left the pool since) or on a line of the campaign's pool; a replied one first
+    select d.*, coalesce(d.rare, case when live.status = 'engaged' then 'engaged' end) as fate,
+           live.from_number as live_from
+      from due d
+      left join lateral (
+        select cv.status, cv.from_number from pgflow.conversations cv
+         where cv.contact_id = d.contact_id and cv.status <> 'ended'
+           and (cv.enrollment_id = d.id
+                or cv.from_number in (select cn.number from pgflow.campaign_numbers cn
+                                       where cn.campaign_id = d.campaign_id))
+         order by cv.status = 'engaged' desc, cv.enrollment_id = d.id desc, cv.id desc
+         limit 1) live on true
+  ), ranked as (
+    -- the contact's campaign messages of the last 24 h, and how many sendable rows the
+    -- contact has in this batch (each one sent counts against the next one's cap)
+    select l.*, coalesce(recent.n, 0)::integer as recent, recent.oldest,
+           pg_catalog.count(*) over (
+             partition by l.contact_id, (l.fate is null and l.open_at <= p_now) is not false)
+             as sendable
+      from lined l
+      left join lateral (
+        select pg_catalog.count(*) as n, pg_catalog.min(m.created_at) as oldest
+          from pgflow.messages m
+         where m.contact_id = l.contact_id and m.kind = 'campaign'
+           and m.created_at > p_now - interval '24 hours' and m.created_at <= p_now
+           and m.delivery_status not in ('suppressed', 'dead_letter', 'failed')) recent
+        on l.fate is null and l.open_at <= p_now is not false
+  ), decided as (
+    select k.*, case when k.fate is not null then k.fate
+                     when k.open_at > p_now then 'window'
+                     when k.sendable > 1 then 'queue'
+                     when k.recent >= k.daily_cap then 'cap'
+                     else 'send' end as decision
+      from ranked k
+  )
+  select pg_catalog.array_agg(row(
+           d.id, d.contact_id, d.decision,
+           case d.decision
+             when 'held' then p_now + interval '15 minutes'
+             when 'window' then d.open_at
+             when 'cap' then coalesce(d.oldest, p_now) + interval '24 hours 1 second' end,
+           case when d.decision in ('send', 'queue')
+                then coalesce(d.live_from, pgflow.sender_for(d.contact_id, d.campaign_id)) end,
+           nx.position, nx.delay, d.recent, d.oldest, d.daily_cap)::pgflow._due_step
+         order by d.next_message_at, d.id)
+    into v_plan
+    from decided d
+    left join lateral (
+      select s.position, s.delay from pgflow.campaign_steps s
+       where s.campaign_id = d.campaign_id and s.position > d.next_step
+       order by s.position limit 1) nx on d.decision in ('send', 'queue');
+  if v_plan is null then
+    return '{"sent": 0, "deferred_window": 0, "deferred_cap": 0, "completed": 0, "held": 0,
+             "stopped": 0}'::jsonb;
+  end if;
+  -- A contact with several sendable steps in the batch (two campaigns): in order, each
+  -- one sent counts against the next one's cap, as one by one.
+  for i in 1 .. pg_catalog.cardinality(v_plan) loop
+    continue when v_plan[i].decision <> 'queue';
+    r := v_plan[i];
+    v_before := coalesce((v_sends ->> r.contact_id::text)::integer, 0);
+    if r.recent + v_before >= r.daily_cap then
+      r.decision := 'cap';
+      r.until := case when r.recent > 0 then r.oldest else p_now end
+                 + interval '24 hours 1 second';
+    else
+      r.decision := 'send';
+      v_sends := v_sends || pg_catalog.jsonb_build_object(r.contact_id::text, v_before + 1);
+    end if;
+    v_plan[i] := r;
+  end loop;
+  -- Transitions that carry their own reason, one by one (rare).
+  for r in select * from pg_catalog.unnest(v_plan) p
+            where p.decision in ('opted_out', 'no_step', 'engaged')
   loop
-    select * into v_contact from pgflow.contacts where id = r.contact_id;
-    if v_contact.opted_out_at is not null then
-      perform pgflow.opt_out_enrollment(r.id, 'contact opted out', p_now);
+    if r.decision = 'opted_out' then
+      perform pgflow.opt_out_enrollment(r.enrollment_id, 'contact opted out', p_now);
       v_stopped := v_stopped + 1;
-      continue;
-    end if;
-    if r.campaign_status <> 'active' then
-      -- A paused or draft campaign holds its drips; look again in a quarter of an hour.
-      update pgflow.enrollments set next_message_at = p_now + interval '15 minutes',
-             updated_at = p_now where id = r.id;
-      v_held := v_held + 1;
-      continue;
-    end if;
-    if r.position is null then
-      perform pgflow.complete_enrollment(r.id, 'no step ' || r.next_step, p_now);
-      v_completed := v_completed + 1;
-      continue;
-    end if;
-    select * into v_conversation from pgflow.conversations
-     where contact_id = r.contact_id and from_number = r.from_number and status <> 'ended';
-    if found and v_conversation.status = 'engaged' then
+    elsif r.decision = 'engaged' then
       -- The lead has replied on this line: the drip is over.
-      perform pgflow.stop_enrollment(r.id, 'lead replied', p_now);
+      perform pgflow.stop_enrollment(r.enrollment_id, 'lead replied', p_now);
       v_stopped := v_stopped + 1;
-      continue;
+    else
+      perform pgflow.complete_enrollment(r.enrollment_id,
+        'no step ' || (select e.next_step from pgflow.enrollments e where e.id = r.enrollment_id),
+        p_now);
     end if;
-    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, r.campaign_tz),
-                                      r.window_start, r.window_end, r.window_days, p_now);
-    if v_open > p_now then
-      update pgflow.enrollments set next_message_at = v_open, updated_at = p_now
-       where id = r.id;
-      v_window := v_window + 1;
-      continue;
-    end if;
-    select pg_catalog.count(*), pg_catalog.min(m.created_at) into v_recent, v_oldest
-      from pgflow.messages m
-     where m.contact_id = r.contact_id and m.kind = 'campaign'
-       and m.created_at > p_now - interval '24 hours' and m.created_at <= p_now
-       and m.delivery_status not in ('suppressed', 'dead_letter', 'failed');
-    if v_recent >= r.daily_cap then
-      update pgflow.enrollments
-         set next_message_at = v_oldest + interval '24 hours 1 second', updated_at = p_now
-       where id = r.id;
-      v_capped := v_capped + 1;
-      continue;
-    end if;
-    if v_conversation.id is null then
-      insert into pgflow.conversations
-        (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
-      values (r.contact_id, r.campaign_id, r.agent_id, r.id, r.from_number, p_now, p_now)
-      returning * into v_conversation;
-    end if;
-    v_body := pgflow.render_template(r.body, pgflow._template_values(v_contact), r.fallbacks);
+  end loop;
+  -- Not now: a paused campaign looks again in a quarter of an hour; a closed window waits
+  -- for its opening; a contact at the daily cap waits until its oldest message is a day old.
+  update pgflow.enrollments e set next_message_at = p.until, updated_at = p_now
+    from pg_catalog.unnest(v_plan) p
+   where e.id = p.enrollment_id and p.decision in ('held', 'window', 'cap');
+  -- Sends: the conversation on the line (one per contact and line), the message, its job.
+  perform pgflow._set_reason('step due');
+  insert into pgflow.conversations
+    (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+  select distinct on (e.contact_id, p.from_number)
+         e.contact_id, e.campaign_id, c.agent_id, e.id, p.from_number, p_now, p_now
+    from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
+                                                       until, from_number, next_position,
+                                                       next_delay, recent, oldest, daily_cap,
+                                                       ord)
+    join pgflow.enrollments e on e.id = p.enrollment_id
+    join pgflow.campaigns c on c.id = e.campaign_id
+   where p.decision = 'send'
+     and not exists (select 1 from pgflow.conversations cv
+                      where cv.contact_id = e.contact_id and cv.from_number = p.from_number
+                        and cv.status <> 'ended')
+   order by e.contact_id, p.from_number, p.ord
+  on conflict (contact_id, from_number) where status <> 'ended' do nothing;
+  with sent as (
     insert into pgflow.messages
       (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
        delivery_status, segments, encoding, dedupe_key, created_at, updated_at)
-    values (v_conversation.id, r.contact_id, r.id, 'outbound', 'campaign', v_body, r.position,
-            'queued', pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body),
-            'step:' || r.id || ':' || r.position, p_now, p_now)
+    select cv.id, e.contact_id, e.id, 'outbound', 'campaign', b.body, s.position, 'queued',
+           pgflow.sms_segments(b.body), pgflow.sms_encoding(b.body),
+           'step:' || e.id || ':' || s.position, p_now, p_now
+      from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
+                                                         until, from_number, next_position,
+                                                         next_delay, recent, oldest,
+                                                         daily_cap, ord)
+      join pgflow.enrollments e on e.id = p.enrollment_id
+      join pgflow.campaigns c on c.id = e.campaign_id
+      join pgflow.contacts ct on ct.id = e.contact_id
+      join pgflow.campaign_steps s on s.campaign_id = e.campaign_id and s.position = e.next_step
+      join pgflow.conversations cv on cv.contact_id = e.contact_id
+                                  and cv.from_number = p.from_number and cv.status <> 'ended'
+      cross join lateral (select pgflow.render_template(s.body, pgflow._template_values(ct),
+                                                        c.fallbacks) as body) b
+     where p.decision = 'send'
+     order by p.ord
     on conflict (dedupe_key) do nothing
-    returning id into v_message;
-    if v_message is not null then
-      v_messages := v_messages || v_message;
-      v_sent := v_sent + 1;
-    end if;
-    select * into v_next from pgflow.campaign_steps
-     where campaign_id = r.campaign_id and position > r.position
-     order by position limit 1;
-    if found then
-      update pgflow.enrollments
-         set next_step = v_next.position, next_message_at = p_now + v_next.delay,
-             last_step_sent_at = p_now, updated_at = p_now
-       where id = r.id;
-    else
-      update pgflow.enrollments set last_step_sent_at = p_now where id = r.id;
-      perform pgflow.complete_enrollment(r.id, 'last step sent', p_now);
-      update pgflow.conversations set reply_deadline_at = p_now + r.reply_timeout
-       where id = v_conversation.id and status = 'open';
-      v_completed := v_completed + 1;
-    end if;
-  end loop;
+    returning id
+  )
+  select pg_catalog.array_agg(id order by id) into v_messages from sent;
+  -- A conversation whose last step went out waits reply_timeout for an answer.
+  update pgflow.conversations cv set reply_deadline_at = p_now + c.reply_timeout
+    from pg_catalog.unnest(v_plan) p
+    join pgflow.enrollments e on e.id = p.enrollment_id
+    join pgflow.campaigns c on c.id = e.campaign_id
+   where p.decision = 'send' and p.next_position is null
+     and cv.contact_id = e.contact_id and cv.from_number = p.from_number and cv.status = 'open';
+  update pgflow.enrollments e
+     set next_step = p.next_position, next_message_at = p_now + p.next_delay,
+         last_step_sent_at = p_now, updated_at = p_now
+    from pg_catalog.unnest(v_plan) p
+   where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is not null;
+  perform pgflow._set_reason('last step sent');
+  update pgflow.enrollments e
+     set status = 'completed', ended_at = p_now, updated_at = p_now, next_step = null,
+         next_message_at = null, last_step_sent_at = p_now
+    from pg_catalog.unnest(v_plan) p
+   where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is null
+     and e.status = 'active';
+  get diagnostics v_completed = row_count;
   perform pgflow._enqueue('send_sms', v_messages, p_priority);
-  return pg_catalog.jsonb_build_object(
-    'sent', v_sent, 'deferred_window', v_window, 'deferred_cap', v_capped,
-    'completed', v_completed, 'held', v_held, 'stopped', v_stopped);
+  return (select pg_catalog.jsonb_build_object(
+    'sent', coalesce(pg_catalog.cardinality(v_messages), 0),
+    'deferred_window', pg_catalog.count(*) filter (where p.decision = 'window'),
+    'deferred_cap', pg_catalog.count(*) filter (where p.decision = 'cap'),
+    'completed', v_completed + pg_catalog.count(*) filter (where p.decision = 'no_step'),
+    'held', pg_catalog.count(*) filter (where p.decision = 'held'),
+    'stopped', v_stopped)
+    from pg_catalog.unnest(v_plan) p);
 end;
 $$;
 CREATE FUNCTION pgflow._end_chats(p_conversation_ids bigint[]) RETURNS integer
@@ -477,10 +567,11 @@ begin
   if not found then
     return false;
   end if;
+  -- every drip of this contact whose campaign sends from this line
   for r in select e.id from pgflow.enrollments e
-             join pgflow.campaigns c on c.id = e.campaign_id
+             join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
             where e.contact_id = v_conversation.contact_id
-              and c.from_number = v_conversation.from_number and e.status = 'active'
+              and cn.number = v_conversation.from_number and e.status = 'active'
             order by e.id
   loop
     perform pgflow.pause_enrollment(r.id, 'lead replied', p_now);
@@ -741,6 +832,20 @@ begin
   return v_intent;
 end;
 $$;
+CREATE FUNCTION pgflow._pool_from_number() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  insert into pgflow.sending_numbers (number) values (new.from_number)
+  on conflict (number) do nothing;
+  insert into pgflow.campaign_numbers (campaign_id, number, position)
+  select new.id, new.from_number, coalesce(pg_catalog.max(position), 0) + 1
+    from pgflow.campaign_numbers where campaign_id = new.id
+  on conflict (campaign_id, number) do nothing;
+  return null;
+end;
+$$;
 CREATE FUNCTION pgflow._record_retell_analysis(p_conversation_id bigint, p_chat jsonb, p_now timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -794,6 +899,7 @@ CREATE TABLE pgflow.messages (
     sent_at timestamp with time zone,
     delivered_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    number_slot_at timestamp with time zone,
     chat_id text,
     chat_message_id text,
     intent text,
@@ -1057,6 +1163,8 @@ declare
   v_passed integer;
   v_result jsonb := '{"agents": [], "campaigns": [], "numbers": []}'::jsonb;
   v_steps_action text;
+  v_pool text[];
+  v_old_pool text[];
 begin
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
   loop
@@ -1167,13 +1275,32 @@ begin
       v_steps_action := 'replaced';
       v_changed := true;
     end if;
+    -- The pool: from_number first, then the others in file order. A conversation keeps
+    -- its number even when the number leaves the pool.
+    insert into pgflow.sending_numbers (number, created_at, updated_at)
+    select n, v_now, v_now
+      from pg_catalog.jsonb_array_elements_text(
+             coalesce(v_item -> 'from_numbers', '[]') || pg_catalog.to_jsonb(v_campaign.from_number)) n
+    on conflict (number) do nothing;
+    select pg_catalog.array_agg(number order by position) into v_old_pool
+      from pgflow.campaign_numbers where campaign_id = v_campaign.id;
+    select pg_catalog.array_agg(n order by ord) into v_pool
+      from (select n, pg_catalog.min(ord) as ord
+              from pg_catalog.jsonb_array_elements_text(
+                     pg_catalog.to_jsonb(v_campaign.from_number)
+                     || coalesce(v_item -> 'from_numbers', '[]')) with ordinality as t(n, ord)
+             group by n) pool;
+    if v_old_pool is distinct from v_pool then
+      delete from pgflow.campaign_numbers where campaign_id = v_campaign.id;
+      insert into pgflow.campaign_numbers (campaign_id, number, position)
+      select v_campaign.id, n, ord::smallint
+        from pg_catalog.unnest(v_pool) with ordinality as t(n, ord);
+      v_changed := true;
+    end if;
     v_result := pg_catalog.jsonb_set(v_result, '{campaigns}', (v_result -> 'campaigns') ||
       pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,
         'action', case when v_inserted then 'created' when v_changed then 'updated' else 'unchanged' end,
         'steps', v_steps_action));
-    insert into pgflow.sending_numbers (number, created_at, updated_at)
-    values (v_campaign.from_number, v_now, v_now)
-    on conflict (number) do nothing;
   end loop;
   -- Sending numbers: the default agent for leads who text a number without a conversation.
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'numbers', '[]'))
@@ -1187,11 +1314,21 @@ begin
       end if;
     end if;
     v_id := null;
-    insert into pgflow.sending_numbers as n (number, inbound_agent_id, created_at, updated_at)
-    values (v_item ->> 'number', v_agent_id, v_now, v_now)
+    insert into pgflow.sending_numbers as n
+      (number, inbound_agent_id, per_second, daily_segments, created_at, updated_at)
+    values (v_item ->> 'number', v_agent_id, (v_item ->> 'per_second')::numeric,
+            (v_item ->> 'daily_segments')::integer, v_now, v_now)
     on conflict (number) do update set
-      inbound_agent_id = excluded.inbound_agent_id, updated_at = excluded.updated_at
-    where n.inbound_agent_id is distinct from excluded.inbound_agent_id
+      inbound_agent_id = excluded.inbound_agent_id,
+      per_second = case when v_item ? 'per_second' then excluded.per_second else n.per_second end,
+      daily_segments = case when v_item ? 'daily_segments' then excluded.daily_segments
+                            else n.daily_segments end,
+      updated_at = excluded.updated_at
+    where (n.inbound_agent_id, n.per_second, n.daily_segments) is distinct from
+          (excluded.inbound_agent_id,
+           case when v_item ? 'per_second' then excluded.per_second else n.per_second end,
+           case when v_item ? 'daily_segments' then excluded.daily_segments
+                else n.daily_segments end)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_result := pg_catalog.jsonb_set(v_result, '{numbers}', (v_result -> 'numbers') ||
       pg_catalog.jsonb_build_object('number', v_item ->> 'number', 'action',
@@ -1239,6 +1376,10 @@ declare
   v_max integer;
   v_open timestamptz;
   v_reason text;
+  v_number pgflow.sending_numbers;
+  v_day date := (v_now at time zone 'UTC')::date;
+  v_used integer;
+  v_slot timestamptz;
 begin
   select * into m from pgflow.messages where id = p_message_id for update;
   if not found then
@@ -1324,9 +1465,44 @@ begin
         'chat_id', v_conversation.provider_chat_id);
     end if;
   end if;
+  -- The sending number's carrier limits. System messages (opt-out confirmations, help)
+  -- are counted but never held back.
+  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
+  if m.kind <> 'system' and v_number.daily_segments is not null then
+    select u.segments into v_used from pgflow.number_usage u
+     where u.number = v_number.number and u.day = v_day;
+    if coalesce(v_used, 0) + m.segments > v_number.daily_segments then
+      v_open := ((v_day + 1)::timestamp at time zone 'UTC')
+                + pg_catalog.random() * interval '10 minutes';
+      perform pgflow._set_reason('number daily limit');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             number_slot_at = null, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+  end if;
+  if m.kind <> 'system' and v_number.per_second is not null
+     and (m.number_slot_at is null or m.number_slot_at < v_now - interval '1 minute') then
+    -- Take the next free slot; one in the future is reserved for this message, which comes
+    -- back at that instant and sends without taking another (unless it is a minute late).
+    update pgflow.sending_numbers
+       set next_slot_at = greatest(coalesce(next_slot_at, v_now), v_now)
+                          + interval '1 second' / per_second
+     where id = v_number.id
+    returning next_slot_at - interval '1 second' / per_second into v_slot;
+    if v_slot > v_now then
+      update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
+             number_slot_at = v_slot, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
+        'delay_seconds', extract(epoch from v_slot - v_now));
+    end if;
+  end if;
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         number_slot_at = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
@@ -1336,6 +1512,10 @@ begin
   insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
   select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
     from pgflow.message_attempts a where a.message_id = m.id;
+  insert into pgflow.number_usage as u (number, day, messages, segments)
+  values (v_conversation.from_number, v_day, 1, m.segments)
+  on conflict (number, day) do update
+    set messages = u.messages + 1, segments = u.segments + excluded.segments;
   return pg_catalog.jsonb_build_object(
     'action', 'send',
     'message_id', m.id,
@@ -2067,7 +2247,7 @@ begin
       insert into pgflow.conversations
         (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
       values (v_contact.id, v_campaign.id, v_campaign.agent_id, v_enrollment,
-              v_campaign.from_number, v_now, v_now)
+              pgflow.sender_for(v_contact.id, v_campaign.id), v_now, v_now)
       on conflict (contact_id, from_number) where status <> 'ended' do nothing;
       if v_first.delay = interval '0' then
         -- Speed to lead: step 1 now, in this transaction, not at the next tick.
@@ -2120,6 +2300,23 @@ begin
   end loop;
   return null;
 end;
+$$;
+CREATE FUNCTION pgflow.number_report(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(number text, campaigns text[], inbound_agent text, per_second numeric, daily_segments integer, messages_today integer, segments_today integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select n.number,
+         coalesce((select pg_catalog.array_agg(c.slug order by c.slug)
+                     from pgflow.campaign_numbers cn join pgflow.campaigns c on c.id = cn.campaign_id
+                    where cn.number = n.number), '{}'),
+         a.name, n.per_second, n.daily_segments,
+         coalesce(u.messages, 0), coalesce(u.segments, 0)
+    from pgflow.sending_numbers n
+    left join pgflow.agents a on a.id = n.inbound_agent_id
+    left join pgflow.number_usage u
+           on u.number = n.number
+          and u.day = (coalesce(p_now, pg_catalog.now()) at time zone 'UTC')::date
+   order by n.number
 $$;
 CREATE FUNCTION pgflow.open_alert(p_kind text, p_severity text, p_message text, p_details jsonb DEFAULT '{}'::jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql
@@ -3010,6 +3207,67 @@ CREATE FUNCTION pgflow.send_latency(p_window interval DEFAULT '01:00:00'::interv
                          from bounds b))), '{}')
     from (select distinct kind from sent) k
 $$;
+CREATE FUNCTION pgflow.sender_for(p_contact_id bigint, p_campaign_id bigint) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(
+    (select cn.number
+       from pgflow.campaign_numbers cn
+       cross join (select ct.phone from pgflow.contacts ct where ct.id = p_contact_id) ct
+       cross join (select pg_catalog.max(p.position) as n from pgflow.campaign_numbers p
+                    where p.campaign_id = p_campaign_id) pool
+       left join lateral (select pg_catalog.max(cv.id) as last_id from pgflow.conversations cv
+                           where cv.contact_id = p_contact_id and cv.from_number = cn.number) prev
+              on true
+      where cn.campaign_id = p_campaign_id
+      order by prev.last_id desc nulls last,
+               (ct.phone like '+1%' and pg_catalog.left(cn.number, 5) = pg_catalog.left(ct.phone, 5)) desc,
+               (cn.position - 1 + pool.n - p_contact_id % pool.n) % pool.n
+      limit 1),
+    (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id))
+$$;
+CREATE TABLE pgflow.sending_numbers (
+    id bigint NOT NULL,
+    number text NOT NULL,
+    inbound_agent_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    per_second numeric,
+    daily_segments integer,
+    next_slot_at timestamp with time zone,
+    CONSTRAINT sending_numbers_daily_segments_positive CHECK ((daily_segments > 0)),
+    CONSTRAINT sending_numbers_number_e164 CHECK ((number ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT sending_numbers_per_second_positive CHECK (((per_second > (0)::numeric) AND (per_second <= (1000)::numeric)))
+);
+CREATE FUNCTION pgflow.set_number_limits(p_number text, p_limits jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.sending_numbers
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_row pgflow.sending_numbers;
+begin
+  if exists (select 1 from pg_catalog.jsonb_object_keys(p_limits) k
+              where k not in ('per_second', 'daily_segments')) then
+    raise exception 'unknown limit in %', p_limits using errcode = 'PF003',
+      hint = 'the limits are per_second and daily_segments';
+  end if;
+  update pgflow.sending_numbers n
+     set per_second = case when p_limits ? 'per_second'
+                           then (p_limits ->> 'per_second')::numeric else n.per_second end,
+         daily_segments = case when p_limits ? 'daily_segments'
+                               then (p_limits ->> 'daily_segments')::integer
+                               else n.daily_segments end,
+         updated_at = coalesce(p_now, pg_catalog.now())
+   where n.number = p_number
+  returning * into v_row;
+  if not found then
+    raise exception 'no sending number %', p_number using errcode = 'PF002',
+      hint = 'numbers come from campaign files (from_number, from_numbers, numbers)';
+  end if;
+  return v_row;
+end;
+$$;
 CREATE FUNCTION pgflow.set_outcome(p_conversation_id bigint, p_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3380,6 +3638,12 @@ CREATE VIEW pgflow.campaign_funnel AS
     (f.value -> 'outcomes'::text) AS outcomes,
     (f.value -> 'steps'::text) AS steps
    FROM jsonb_array_elements(pgflow.funnel()) f(value);
+CREATE TABLE pgflow.campaign_numbers (
+    campaign_id bigint NOT NULL,
+    number text NOT NULL,
+    "position" smallint NOT NULL,
+    CONSTRAINT campaign_numbers_position_positive CHECK (("position" > 0))
+);
 CREATE TABLE pgflow.campaign_steps (
     id bigint NOT NULL,
     campaign_id bigint NOT NULL,
@@ -3541,6 +3805,13 @@ ALTER TABLE pgflow.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE pgflow.number_usage (
+    number text NOT NULL,
+    day date NOT NULL,
+    messages integer DEFAULT 0 NOT NULL,
+    segments integer DEFAULT 0 NOT NULL,
+    CONSTRAINT number_usage_counts_nonnegative CHECK (((messages >= 0) AND (segments >= 0)))
+);
 CREATE TABLE pgflow.opt_outs (
     id bigint NOT NULL,
     contact_id bigint NOT NULL,
@@ -3672,14 +3943,6 @@ CREATE VIEW pgflow.review_queue AS
      JOIN pgflow.contacts ct ON ((ct.id = cv.contact_id)))
      LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
   WHERE (cv.review_reason IS NOT NULL);
-CREATE TABLE pgflow.sending_numbers (
-    id bigint NOT NULL,
-    number text NOT NULL,
-    inbound_agent_id bigint,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT sending_numbers_number_e164 CHECK ((number ~ '^\+[1-9][0-9]{6,14}$'::text))
-);
 ALTER TABLE pgflow.sending_numbers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.sending_numbers_id_seq
     START WITH 1
@@ -3726,6 +3989,10 @@ ALTER TABLE ONLY pgflow.agents
     ADD CONSTRAINT agents_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.alerts
     ADD CONSTRAINT alerts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.campaign_numbers
+    ADD CONSTRAINT campaign_numbers_pkey PRIMARY KEY (campaign_id, number);
+ALTER TABLE ONLY pgflow.campaign_numbers
+    ADD CONSTRAINT campaign_numbers_position_key UNIQUE (campaign_id, "position");
 ALTER TABLE ONLY pgflow.campaign_steps
     ADD CONSTRAINT campaign_steps_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.campaign_steps
@@ -3756,6 +4023,8 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_dedupe_key_key UNIQUE (dedupe_key);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.number_usage
+    ADD CONSTRAINT number_usage_pkey PRIMARY KEY (number, day);
 ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.outcome_signals
@@ -3784,6 +4053,7 @@ ALTER TABLE ONLY pgflow.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
 CREATE UNIQUE INDEX alerts_one_open_per_kind ON pgflow.alerts USING btree (kind) WHERE (resolved_at IS NULL);
 CREATE INDEX alerts_opened_at_idx ON pgflow.alerts USING btree (opened_at);
+CREATE INDEX campaign_numbers_number_idx ON pgflow.campaign_numbers USING btree (number);
 CREATE INDEX campaigns_agent_id_idx ON pgflow.campaigns USING btree (agent_id);
 CREATE INDEX conversations_agent_id_idx ON pgflow.conversations USING btree (agent_id);
 CREATE INDEX conversations_campaign_id_idx ON pgflow.conversations USING btree (campaign_id);
@@ -3827,10 +4097,15 @@ CREATE INDEX pgqueuer_updated_id_id1_idx ON pgflow.pgqueuer USING btree (updated
 CREATE INDEX sending_numbers_inbound_agent_id_idx ON pgflow.sending_numbers USING btree (inbound_agent_id);
 CREATE INDEX webhook_deliveries_received_at_idx ON pgflow.webhook_deliveries USING btree (received_at);
 CREATE INDEX workers_last_seen_at_idx ON pgflow.workers USING btree (last_seen_at);
+CREATE TRIGGER campaigns_pool_from_number AFTER INSERT OR UPDATE OF from_number ON pgflow.campaigns FOR EACH ROW EXECUTE FUNCTION pgflow._pool_from_number();
 CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER enrollments_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER messages_log_transition AFTER INSERT OR UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER tg_pgqueuer_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pgflow.pgqueuer FOR EACH STATEMENT EXECUTE FUNCTION pgflow.fn_pgqueuer_changed();
+ALTER TABLE ONLY pgflow.campaign_numbers
+    ADD CONSTRAINT campaign_numbers_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;
+ALTER TABLE ONLY pgflow.campaign_numbers
+    ADD CONSTRAINT campaign_numbers_number_fkey FOREIGN KEY (number) REFERENCES pgflow.sending_numbers(number);
 ALTER TABLE ONLY pgflow.campaign_steps
     ADD CONSTRAINT campaign_steps_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.campaigns
@@ -3859,6 +4134,8 @@ ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id);
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_enrollment_id_fkey FOREIGN KEY (enrollment_id) REFERENCES pgflow.enrollments(id);
+ALTER TABLE ONLY pgflow.number_usage
+    ADD CONSTRAINT number_usage_number_fkey FOREIGN KEY (number) REFERENCES pgflow.sending_numbers(number);
 ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.opt_outs

@@ -18,3 +18,7 @@ def row(conn: psycopg.Connection[Any], query: str, params: Any = None) -> tuple[
     found = conn.execute(query, params).fetchone()
     assert found is not None, f"no row from: {query}"
     return tuple(found)
+
+
+def rows(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    return conn.execute(query, params).fetchall()

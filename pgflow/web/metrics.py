@@ -4,7 +4,8 @@ Process metrics: `pgflow_http_requests_total{route,method,status}`,
 `pgflow_lead_ingest_seconds{status}`. Per scrape, from `pgflow.health()`: a
 `pgflow_<figure>` gauge per figure, `pgflow_health_check_ok{check}`, `pgflow_database_up`;
 from `pgflow.funnel()`, per campaign: `pgflow_campaign_<figure>{campaign}` and
-`pgflow_campaign_conversations{campaign,state}` (each outcome, open, engaged, in_review)."""
+`pgflow_campaign_conversations{campaign,state}` (each outcome, open, engaged, in_review);
+from `pgflow.number_report()`, per sending number: today's use and its limits."""
 
 from __future__ import annotations
 
@@ -55,17 +56,20 @@ async def metrics(web: Web, request: Request) -> Response:
     health: dict[str, Any] | None
     funnel: list[dict[str, Any]] = []
     latency: dict[str, Any] = {}
+    numbers: list[dict[str, Any]] = []
     try:
         async with web.pool.connection(timeout=PROBE_TIMEOUT) as conn:
             health = await db.health().arun(conn)
             funnel = await db.funnel().arun(conn)
             latency = await db.send_latency().arun(conn)
+            numbers = await db.number_report().arun(conn)
     except psycopg.Error:
         health = None
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_HealthCollector(health))
     scrape.register(_FunnelCollector(funnel))
     scrape.register(_LatencyCollector(latency))
+    scrape.register(_NumbersCollector(numbers))
     text = generate_latest(web.metrics.registry) + generate_latest(scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
@@ -194,3 +198,30 @@ class CountRequests:
         finally:
             route = self.metrics.route(scope.get("path", ""))
             self.metrics.requests.labels(route, scope.get("method", "-"), str(status)).inc()
+
+
+NUMBER_FIGURES = (
+    ("messages_today", "pgflow_number_messages_today", "Sends claimed today (UTC)."),
+    ("segments_today", "pgflow_number_segments_today", "Segments claimed today (UTC)."),
+    ("daily_segments", "pgflow_number_daily_segments_limit", "Carrier limit: segments a day."),
+    ("per_second", "pgflow_number_per_second_limit", "Carrier limit: messages a second."),
+)
+
+
+class _NumbersCollector:
+    """This scrape's `pgflow.number_report()`: per sending number, use today and limits
+    (a limit that is not set has no sample)."""
+
+    def __init__(self, numbers: list[dict[str, Any]]) -> None:
+        self.numbers = numbers
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        for key, name, help_text in NUMBER_FIGURES:
+            gauge = GaugeMetricFamily(name, help_text, labels=["number"])
+            for number in self.numbers:
+                if number.get(key) is not None:
+                    gauge.add_metric([str(number["number"])], float(number[key]))
+            yield gauge

@@ -29,4 +29,9 @@ alter table pgflow.messages
   drop column chat_message_id,
   drop column chat_id;
 drop table pgflow.opt_outs;
+alter table pgflow.messages drop column number_slot_at;
+drop table pgflow.number_usage;
+drop table pgflow.campaign_numbers;
+drop trigger campaigns_pool_from_number on pgflow.campaigns;
+drop function pgflow._pool_from_number();
 drop table pgflow.sending_numbers;

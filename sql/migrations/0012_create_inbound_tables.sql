@@ -14,6 +14,62 @@ create table pgflow.sending_numbers (
 );
 create index sending_numbers_inbound_agent_id_idx on pgflow.sending_numbers (inbound_agent_id);
 
+-- A sending number is a resource with carrier limits: messages per second and segments per
+-- (UTC) day. NULL is no limit. A claim over a limit is deferred, never dropped; next_slot_at
+-- is the next free instant under per_second (reserved by the claims that wait for it).
+alter table pgflow.sending_numbers
+  add column per_second numeric,
+  add column daily_segments integer,
+  add column next_slot_at timestamptz,
+  add constraint sending_numbers_per_second_positive check (per_second > 0 and per_second <= 1000),
+  add constraint sending_numbers_daily_segments_positive check (daily_segments > 0);
+
+-- A campaign's pool of sending numbers (its from_number is always one of them). A new
+-- conversation takes one number of the pool and keeps it: the sticky sender.
+create table pgflow.campaign_numbers (
+  campaign_id bigint not null references pgflow.campaigns (id) on delete cascade,
+  number text not null references pgflow.sending_numbers (number),
+  position smallint not null,
+  primary key (campaign_id, number),
+  constraint campaign_numbers_position_key unique (campaign_id, position),
+  constraint campaign_numbers_position_positive check (position > 0)
+);
+create index campaign_numbers_number_idx on pgflow.campaign_numbers (number);
+
+-- However a campaign is written, its from_number is a sending number in its pool.
+create function pgflow._pool_from_number() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  insert into pgflow.sending_numbers (number) values (new.from_number)
+  on conflict (number) do nothing;
+  insert into pgflow.campaign_numbers (campaign_id, number, position)
+  select new.id, new.from_number, coalesce(pg_catalog.max(position), 0) + 1
+    from pgflow.campaign_numbers where campaign_id = new.id
+  on conflict (campaign_id, number) do nothing;
+  return null;
+end;
+$$;
+create trigger campaigns_pool_from_number
+  after insert or update of from_number on pgflow.campaigns
+  for each row execute function pgflow._pool_from_number();
+revoke execute on function pgflow._pool_from_number() from public;
+
+-- What each number sent per UTC day: claimed sends (every attempt counts), their segments.
+create table pgflow.number_usage (
+  number text not null references pgflow.sending_numbers (number),
+  day date not null,
+  messages integer not null default 0,
+  segments integer not null default 0,
+  primary key (number, day),
+  constraint number_usage_counts_nonnegative check (messages >= 0 and segments >= 0)
+);
+
+-- The per-second slot a deferred message reserved: when it comes back it sends without
+-- taking another.
+alter table pgflow.messages add column number_slot_at timestamptz;
+
 -- Every opt-out and opt-in, kept for compliance (never pruned): who, how, their words.
 create table pgflow.opt_outs (
   id bigint generated always as identity primary key,
@@ -107,3 +163,6 @@ alter table pgflow.campaigns add column goal text;
 insert into pgflow.sending_numbers (number)
 select distinct from_number from pgflow.campaigns
 on conflict (number) do nothing;
+insert into pgflow.campaign_numbers (campaign_id, number, position)
+select id, from_number, 1 from pgflow.campaigns
+on conflict do nothing;

@@ -281,10 +281,11 @@ begin
   if not found then
     return false;
   end if;
+  -- every drip of this contact whose campaign sends from this line
   for r in select e.id from pgflow.enrollments e
-             join pgflow.campaigns c on c.id = e.campaign_id
+             join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
             where e.contact_id = v_conversation.contact_id
-              and c.from_number = v_conversation.from_number and e.status = 'active'
+              and cn.number = v_conversation.from_number and e.status = 'active'
             order by e.id
   loop
     perform pgflow.pause_enrollment(r.id, 'lead replied', p_now);
@@ -912,8 +913,9 @@ begin
   if v_conversation.id is null then
     -- the drip the lead is in on this line, else the last campaign that used it
     select e.id, e.campaign_id into v_enrollment, v_campaign.id
-      from pgflow.enrollments e join pgflow.campaigns c on c.id = e.campaign_id
-     where e.contact_id = v_contact.id and c.from_number = v_line
+      from pgflow.enrollments e
+      join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
+     where e.contact_id = v_contact.id and cn.number = v_line
      order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
     select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
     select * into v_agent from pgflow.agents
@@ -1061,4 +1063,5 @@ grant execute on function pgflow.inbound_intent(text) to pgflow_worker, pgflow_o
 grant execute on function pgflow.opt_out_contact(bigint, text, bigint, text, timestamptz),
   pgflow.opt_in_contact(bigint, text, bigint, text, timestamptz)
   to pgflow_operator;
-grant select on pgflow.sending_numbers, pgflow.opt_outs to pgflow_reader;
+grant select on pgflow.sending_numbers, pgflow.campaign_numbers, pgflow.number_usage,
+  pgflow.opt_outs to pgflow_reader;

@@ -5,7 +5,8 @@
 -- still call). For the message of a send_sms job:
 --   skip        the message is no longer waiting
 --   suppressed  the contact opted out, or the drip / conversation no longer allows it
---   defer       not now (window closed, backoff pending, campaign paused): retry later
+--   defer       not now (window closed, backoff pending, campaign paused, the sending
+--               number at its per-second or daily limit): retry after delay_seconds
 --   check_chat  a drip step while the conversation's last chat may be ongoing: read it
 --               (GET /get-chat), record it (pgflow.record_chat), then claim again with
 --               p_checked_chat = that chat id; a reply found there suppresses the step
@@ -32,6 +33,10 @@ declare
   v_max integer;
   v_open timestamptz;
   v_reason text;
+  v_number pgflow.sending_numbers;
+  v_day date := (v_now at time zone 'UTC')::date;
+  v_used integer;
+  v_slot timestamptz;
 begin
   select * into m from pgflow.messages where id = p_message_id for update;
   if not found then
@@ -121,9 +126,45 @@ begin
     end if;
   end if;
 
+  -- The sending number's carrier limits. System messages (opt-out confirmations, help)
+  -- are counted but never held back.
+  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
+  if m.kind <> 'system' and v_number.daily_segments is not null then
+    select u.segments into v_used from pgflow.number_usage u
+     where u.number = v_number.number and u.day = v_day;
+    if coalesce(v_used, 0) + m.segments > v_number.daily_segments then
+      v_open := ((v_day + 1)::timestamp at time zone 'UTC')
+                + pg_catalog.random() * interval '10 minutes';
+      perform pgflow._set_reason('number daily limit');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             number_slot_at = null, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+  end if;
+  if m.kind <> 'system' and v_number.per_second is not null
+     and (m.number_slot_at is null or m.number_slot_at < v_now - interval '1 minute') then
+    -- Take the next free slot; one in the future is reserved for this message, which comes
+    -- back at that instant and sends without taking another (unless it is a minute late).
+    update pgflow.sending_numbers
+       set next_slot_at = greatest(coalesce(next_slot_at, v_now), v_now)
+                          + interval '1 second' / per_second
+     where id = v_number.id
+    returning next_slot_at - interval '1 second' / per_second into v_slot;
+    if v_slot > v_now then
+      update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
+             number_slot_at = v_slot, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
+        'delay_seconds', extract(epoch from v_slot - v_now));
+    end if;
+  end if;
+
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         number_slot_at = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
@@ -133,6 +174,10 @@ begin
   insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
   select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
     from pgflow.message_attempts a where a.message_id = m.id;
+  insert into pgflow.number_usage as u (number, day, messages, segments)
+  values (v_conversation.from_number, v_day, 1, m.segments)
+  on conflict (number, day) do update
+    set messages = u.messages + 1, segments = u.segments + excluded.segments;
   return pg_catalog.jsonb_build_object(
     'action', 'send',
     'message_id', m.id,

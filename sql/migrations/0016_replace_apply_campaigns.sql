@@ -2,8 +2,10 @@
 -- depends: 0015_create_agent_turns
 
 -- p_doc as in 0007, plus: agents[].max_turns, agents[].reply_debounce (an interval),
--- campaigns[].goal, and numbers: [{number, inbound_agent?}]. Every campaign's from_number
--- is registered as a sending number.
+-- campaigns[].goal, campaigns[].from_numbers (the pool, from_number first; default
+-- [from_number]), and numbers: [{number, inbound_agent?, per_second?, daily_segments?}]
+-- (a limit key that is absent keeps the number's limit; null removes it). Every number of
+-- a pool is registered as a sending number.
 create or replace function pgflow.apply_campaigns(p_doc jsonb, p_now timestamptz default null)
 returns jsonb
 language plpgsql
@@ -24,6 +26,8 @@ declare
   v_passed integer;
   v_result jsonb := '{"agents": [], "campaigns": [], "numbers": []}'::jsonb;
   v_steps_action text;
+  v_pool text[];
+  v_old_pool text[];
 begin
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
   loop
@@ -136,13 +140,32 @@ begin
       v_steps_action := 'replaced';
       v_changed := true;
     end if;
+    -- The pool: from_number first, then the others in file order. A conversation keeps
+    -- its number even when the number leaves the pool.
+    insert into pgflow.sending_numbers (number, created_at, updated_at)
+    select n, v_now, v_now
+      from pg_catalog.jsonb_array_elements_text(
+             coalesce(v_item -> 'from_numbers', '[]') || pg_catalog.to_jsonb(v_campaign.from_number)) n
+    on conflict (number) do nothing;
+    select pg_catalog.array_agg(number order by position) into v_old_pool
+      from pgflow.campaign_numbers where campaign_id = v_campaign.id;
+    select pg_catalog.array_agg(n order by ord) into v_pool
+      from (select n, pg_catalog.min(ord) as ord
+              from pg_catalog.jsonb_array_elements_text(
+                     pg_catalog.to_jsonb(v_campaign.from_number)
+                     || coalesce(v_item -> 'from_numbers', '[]')) with ordinality as t(n, ord)
+             group by n) pool;
+    if v_old_pool is distinct from v_pool then
+      delete from pgflow.campaign_numbers where campaign_id = v_campaign.id;
+      insert into pgflow.campaign_numbers (campaign_id, number, position)
+      select v_campaign.id, n, ord::smallint
+        from pg_catalog.unnest(v_pool) with ordinality as t(n, ord);
+      v_changed := true;
+    end if;
     v_result := pg_catalog.jsonb_set(v_result, '{campaigns}', (v_result -> 'campaigns') ||
       pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,
         'action', case when v_inserted then 'created' when v_changed then 'updated' else 'unchanged' end,
         'steps', v_steps_action));
-    insert into pgflow.sending_numbers (number, created_at, updated_at)
-    values (v_campaign.from_number, v_now, v_now)
-    on conflict (number) do nothing;
   end loop;
 
   -- Sending numbers: the default agent for leads who text a number without a conversation.
@@ -157,11 +180,21 @@ begin
       end if;
     end if;
     v_id := null;
-    insert into pgflow.sending_numbers as n (number, inbound_agent_id, created_at, updated_at)
-    values (v_item ->> 'number', v_agent_id, v_now, v_now)
+    insert into pgflow.sending_numbers as n
+      (number, inbound_agent_id, per_second, daily_segments, created_at, updated_at)
+    values (v_item ->> 'number', v_agent_id, (v_item ->> 'per_second')::numeric,
+            (v_item ->> 'daily_segments')::integer, v_now, v_now)
     on conflict (number) do update set
-      inbound_agent_id = excluded.inbound_agent_id, updated_at = excluded.updated_at
-    where n.inbound_agent_id is distinct from excluded.inbound_agent_id
+      inbound_agent_id = excluded.inbound_agent_id,
+      per_second = case when v_item ? 'per_second' then excluded.per_second else n.per_second end,
+      daily_segments = case when v_item ? 'daily_segments' then excluded.daily_segments
+                            else n.daily_segments end,
+      updated_at = excluded.updated_at
+    where (n.inbound_agent_id, n.per_second, n.daily_segments) is distinct from
+          (excluded.inbound_agent_id,
+           case when v_item ? 'per_second' then excluded.per_second else n.per_second end,
+           case when v_item ? 'daily_segments' then excluded.daily_segments
+                else n.daily_segments end)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_result := pg_catalog.jsonb_set(v_result, '{numbers}', (v_result -> 'numbers') ||
       pg_catalog.jsonb_build_object('number', v_item ->> 'number', 'action',
