@@ -275,6 +275,19 @@ def record_send(
     return _json("record_send", message_id, attempt, result, retry_base, now)
 
 
+def claim_messages(
+    message_ids: list[int], worker_id: uuid.UUID | None, now: Now = None
+) -> Call[list[Row]]:
+    """pgflow.claim_messages(): claim_message for each id, in one transaction, answers in order."""
+    return _json_list("claim_messages", message_ids, worker_id, now)
+
+
+def record_sends(items: list[Row], retry_base: float = 30.0, now: Now = None) -> Call[list[Row]]:
+    """pgflow.record_sends(): record_send for each {message_id, attempt, result}, in one
+    transaction, answers in order."""
+    return _json_list("record_sends", Jsonb(items), retry_base, now)
+
+
 def claim_message(
     message_id: int, worker_id: uuid.UUID | None, checked_chat: str | None = None, now: Now = None
 ) -> Call[Row]:

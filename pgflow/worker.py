@@ -19,6 +19,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from pgqueuer.adapters.persistence.qb import (
 )
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.core.qm import QueueManager
+from pgqueuer.domain.errors import RetryRequested
 from pgqueuer.domain.models import Job
 from pgqueuer.domain.settings import DBSettings
 from psycopg import AsyncRawCursor
@@ -305,26 +307,41 @@ def _register(
     http: httpx.AsyncClient,
     alert_url: str | None,
 ) -> None:
-    @qm.entrypoint("send_sms", on_failure="hold")
-    async def _send_sms(job: Job) -> None:
-        await send_sms(ctx, job_id(job))
+    jobs: dict[str, Callable[[Job], Awaitable[Any]]] = {
+        "send_sms": lambda job: send_sms(ctx, job_id(job)),
+        "deliver_alert": lambda job: deliver_alert(ctx, http, alert_url, job_id(job), job.attempts),
+        "end_chat": lambda job: end_chat(ctx, job_id(job), job.attempts),
+        "agent_reply": lambda job: agent_reply(ctx, job_id(job), job.attempts),
+        "judge_opt_out": lambda job: judge_opt_out(ctx, job_id(job), job.attempts),
+        "classify_outcome": lambda job: classify_outcome(ctx, job_id(job), job.attempts),
+    }
+    for name, run in jobs.items():
+        qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))
 
-    @qm.entrypoint("deliver_alert", on_failure="hold")
-    async def _deliver_alert(job: Job) -> None:
-        await deliver_alert(ctx, http, alert_url, job_id(job), job.attempts)
 
-    @qm.entrypoint("end_chat", on_failure="hold")
-    async def _end_chat(job: Job) -> None:
-        await end_chat(ctx, job_id(job), job.attempts)
+def _surviving_the_database(
+    run: Callable[[Job], Awaitable[Any]],
+) -> Callable[[Job], Awaitable[None]]:
+    """A job cut off by a lost database is tried again later, not held as failed: its
+    message or conversation is still waiting for it (a job that fails for a reason of its
+    own is held, and the tick queues its message again)."""
 
-    @qm.entrypoint("agent_reply", on_failure="hold")
-    async def _agent_reply(job: Job) -> None:
-        await agent_reply(ctx, job_id(job), job.attempts)
+    async def job(job: Job) -> None:
+        try:
+            await run(job)
+        except db.UNAVAILABLE as exc:
+            delay = backoff(job.attempts + 1, base=1.0)
+            logs.event(
+                log,
+                "job.database_lost",
+                logging.WARNING,
+                entrypoint=job.entrypoint,
+                job_id=job.id,
+                error=_first_line(exc),
+                retry_in_s=round(delay, 1),
+            )
+            raise RetryRequested(
+                delay=dt.timedelta(seconds=delay), reason="database unavailable"
+            ) from exc
 
-    @qm.entrypoint("judge_opt_out", on_failure="hold")
-    async def _judge_opt_out(job: Job) -> None:
-        await judge_opt_out(ctx, job_id(job), job.attempts)
-
-    @qm.entrypoint("classify_outcome", on_failure="hold")
-    async def _classify_outcome(job: Job) -> None:
-        await classify_outcome(ctx, job_id(job), job.attempts)
+    return job

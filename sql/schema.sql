@@ -342,6 +342,199 @@ begin
   end if;
 end;
 $_$;
+CREATE FUNCTION pgflow._claim_one(p_message_id bigint, p_worker uuid, p_checked_chat text, p_now timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_agent pgflow.agents;
+  v_enrollment_status text;
+  v_campaign_id bigint;
+  v_max integer;
+  v_open timestamptz;
+  v_reason text;
+  v_number pgflow.sending_numbers;
+  v_day date := (v_now at time zone 'UTC')::date;
+  v_used integer;
+  v_slot timestamptz;
+begin
+  select * into m from pgflow.messages where id = p_message_id for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
+  end if;
+  if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
+    return pg_catalog.jsonb_build_object('action', 'skip',
+      'reason', 'message is ' || m.delivery_status);
+  end if;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
+  v_max := coalesce(v_campaign.max_attempts, 6);
+  if m.delivery_status = 'sending' then
+    -- The last attempt never came back: its worker died mid-send.
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'interrupted',
+           error = 'the worker stopped during the send'
+     where message_id = m.id and finished_at is null;
+    if m.attempts >= v_max then
+      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+      update pgflow.messages
+         set delivery_status = 'dead_letter', updated_at = v_now,
+             delivery_error = pg_catalog.format(
+               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
+    end if;
+  end if;
+  v_reason := case
+    when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
+    when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
+      then 'enrollment ' || v_enrollment_status
+    when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
+    -- an ended conversation takes system messages, and the agent's closing reply (its
+    -- booking or handover) unless a person took over
+    when v_conversation.status = 'ended' and m.kind <> 'system'
+         and not (m.id = v_conversation.closing_message_id
+                  and v_conversation.outcome_source is distinct from 'human')
+      then 'conversation ended'
+  end;
+  if v_reason is not null then
+    perform pgflow._set_reason(v_reason);
+    update pgflow.messages
+       set delivery_status = 'suppressed', delivery_error = v_reason, updated_at = v_now
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'suppressed', 'reason', v_reason);
+  end if;
+  if m.send_after > v_now then
+    return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'backoff',
+      'delay_seconds', extract(epoch from m.send_after - v_now));
+  end if;
+  if m.kind = 'campaign' then
+    if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
+      -- held, not dropped: a paused campaign or drip sends it when resumed
+      update pgflow.messages set delivery_status = 'queued',
+             send_after = v_now + interval '15 minutes', updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
+        case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
+             else 'drip paused' end, 'delay_seconds', 900);
+    end if;
+    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
+      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+    -- A missed or late webhook must never let a drip talk over a live conversation.
+    if v_conversation.provider_chat_id is not null
+       and coalesce(v_conversation.chat_status, 'ongoing') = 'ongoing'
+       and p_checked_chat is distinct from v_conversation.provider_chat_id then
+      return pg_catalog.jsonb_build_object('action', 'check_chat',
+        'chat_id', v_conversation.provider_chat_id);
+    end if;
+  end if;
+  -- The sending number's carrier limits. System messages (opt-out confirmations, help)
+  -- are counted but never held back.
+  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
+  if m.kind <> 'system' and v_number.daily_segments is not null then
+    -- claims of a number with a daily limit take turns, so the limit is exact
+    perform from pgflow.sending_numbers where id = v_number.id for update;
+    select pg_catalog.sum(u.segments) into v_used from pgflow.number_usage u
+     where u.number = v_number.number and u.day = v_day;
+    if coalesce(v_used, 0) + m.segments > v_number.daily_segments then
+      v_open := ((v_day + 1)::timestamp at time zone 'UTC')
+                + pg_catalog.random() * interval '10 minutes';
+      perform pgflow._set_reason('number daily limit');
+      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
+             number_slot_at = null, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
+        'delay_seconds', extract(epoch from v_open - v_now));
+    end if;
+  end if;
+  if m.kind <> 'system' and v_number.per_second is not null
+     and (m.number_slot_at is null or m.number_slot_at < v_now - interval '1 minute') then
+    -- Take the next free slot; one in the future is reserved for this message, which comes
+    -- back at that instant and sends without taking another (unless it is a minute late).
+    update pgflow.sending_numbers
+       set next_slot_at = greatest(coalesce(next_slot_at, v_now), v_now)
+                          + interval '1 second' / per_second
+     where id = v_number.id
+    returning next_slot_at - interval '1 second' / per_second into v_slot;
+    if v_slot > v_now then
+      update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
+             number_slot_at = v_slot, updated_at = v_now
+       where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
+        'delay_seconds', extract(epoch from v_slot - v_now));
+    end if;
+  end if;
+  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
+  update pgflow.messages
+     set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
+         number_slot_at = null,
+         updated_at = v_now,
+         -- an agent reply posted into a chat carries our id, so its echo is recognised
+         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
+                                else chat_message_id end
+   where id = m.id
+  returning * into m;
+  insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
+  select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
+    from pgflow.message_attempts a where a.message_id = m.id;
+  return pg_catalog.jsonb_build_object(
+    'action', 'send',
+    'segments', m.segments,
+    'usage_day', v_day,
+    'message_id', m.id,
+    'attempt', m.attempts,
+    'max_attempts', v_max,
+    'kind', m.kind,
+    'from_number', v_conversation.from_number,
+    'to_number', v_contact.phone,
+    'body', m.body,
+    'retell_agent_id', v_agent.retell_agent_id,
+    'chat_id', v_conversation.provider_chat_id,
+    'chat_status', v_conversation.chat_status,
+    'chat_message_id', m.chat_message_id,
+    'previous_chat_id', v_conversation.provider_chat_id,
+    -- an opt-out confirmation ends its chat at once: nothing may follow it
+    'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
+    'metadata', pg_catalog.jsonb_build_object(
+      'pgflow_message_id', m.id::text,
+      'pgflow_conversation_id', m.conversation_id::text,
+      'pgflow_contact_id', m.contact_id::text),
+    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+end;
+$$;
+CREATE FUNCTION pgflow._count_usage(p_claims jsonb[]) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  insert into pgflow.number_usage as u (number, day, shard, messages, segments)
+  select c ->> 'from_number', (c ->> 'usage_day')::date, ((c ->> 'message_id')::bigint % 8)::smallint,
+         pg_catalog.count(*), pg_catalog.sum((c ->> 'segments')::integer)
+    from pg_catalog.unnest(p_claims) c
+   where c ->> 'action' = 'send'
+   group by 1, 2, 3
+   order by 1, 2, 3
+  on conflict (number, day, shard) do update
+    set messages = u.messages + excluded.messages, segments = u.segments + excluded.segments
+$$;
 CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time zone, p_priority integer DEFAULT 0) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -955,6 +1148,34 @@ begin
   return true;
 end;
 $$;
+CREATE FUNCTION pgflow._requeue_orphans(p_now timestamp with time zone, p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer := 0;
+  r record;
+begin
+  for r in
+    select coalesce(greatest(m.send_after, p_now), p_now) as after,
+           pg_catalog.array_agg(m.id order by m.id) as ids
+      from (select m.id, m.send_after from pgflow.messages m
+             where m.delivery_status in ('queued', 'sending') and m.direction = 'outbound'
+               and m.updated_at < p_now - interval '2 minutes'
+               and not exists (
+                 select 1 from pgflow.pgqueuer q
+                  where q.dedupe_key = 'send_sms:' || m.id
+                    and q.status in ('queued'::pgflow.pgqueuer_status,
+                                     'picked'::pgflow.pgqueuer_status))
+             order by m.updated_at
+             limit p_limit) m
+     group by 1
+  loop
+    v_count := v_count + pgflow._enqueue_after('send_sms', r.ids, 0, r.after);
+  end loop;
+  return v_count;
+end;
+$$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
@@ -1365,178 +1586,38 @@ CREATE FUNCTION pgflow.claim_message(p_message_id bigint, p_worker uuid DEFAULT 
     SET search_path TO ''
     AS $$
 declare
-  v_now timestamptz := coalesce(p_now, pg_catalog.now());
-  m pgflow.messages;
-  v_contact pgflow.contacts;
-  v_conversation pgflow.conversations;
-  v_campaign pgflow.campaigns;
-  v_agent pgflow.agents;
-  v_enrollment_status text;
-  v_campaign_id bigint;
-  v_max integer;
-  v_open timestamptz;
-  v_reason text;
-  v_number pgflow.sending_numbers;
-  v_day date := (v_now at time zone 'UTC')::date;
-  v_used integer;
-  v_slot timestamptz;
+  v_claim jsonb := pgflow._claim_one(p_message_id, p_worker, p_checked_chat,
+                                     coalesce(p_now, pg_catalog.now()));
 begin
-  select * into m from pgflow.messages where id = p_message_id for update;
-  if not found then
-    return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
-  end if;
-  if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
-    return pg_catalog.jsonb_build_object('action', 'skip',
-      'reason', 'message is ' || m.delivery_status);
-  end if;
-  select * into v_contact from pgflow.contacts where id = m.contact_id;
-  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
-  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
-    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
-  select * into v_campaign from pgflow.campaigns
-   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
-  select * into v_agent from pgflow.agents
-   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
-  v_max := coalesce(v_campaign.max_attempts, 6);
-  if m.delivery_status = 'sending' then
-    -- The last attempt never came back: its worker died mid-send.
-    update pgflow.message_attempts
-       set finished_at = v_now, outcome = 'interrupted',
-           error = 'the worker stopped during the send'
-     where message_id = m.id and finished_at is null;
-    if m.attempts >= v_max then
-      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
-      update pgflow.messages
-         set delivery_status = 'dead_letter', updated_at = v_now,
-             delivery_error = pg_catalog.format(
-               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
-    end if;
-  end if;
-  v_reason := case
-    when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
-    when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
-      then 'enrollment ' || v_enrollment_status
-    when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
-    -- an ended conversation takes system messages, and the agent's closing reply (its
-    -- booking or handover) unless a person took over
-    when v_conversation.status = 'ended' and m.kind <> 'system'
-         and not (m.id = v_conversation.closing_message_id
-                  and v_conversation.outcome_source is distinct from 'human')
-      then 'conversation ended'
-  end;
-  if v_reason is not null then
-    perform pgflow._set_reason(v_reason);
-    update pgflow.messages
-       set delivery_status = 'suppressed', delivery_error = v_reason, updated_at = v_now
-     where id = m.id;
-    return pg_catalog.jsonb_build_object('action', 'suppressed', 'reason', v_reason);
-  end if;
-  if m.send_after > v_now then
-    return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'backoff',
-      'delay_seconds', extract(epoch from m.send_after - v_now));
-  end if;
-  if m.kind = 'campaign' then
-    if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
-      -- held, not dropped: a paused campaign or drip sends it when resumed
-      update pgflow.messages set delivery_status = 'queued',
-             send_after = v_now + interval '15 minutes', updated_at = v_now
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
-        case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
-             else 'drip paused' end, 'delay_seconds', 900);
-    end if;
-    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
-      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
-    if v_open > v_now then
-      perform pgflow._set_reason('send window closed');
-      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
-        'delay_seconds', extract(epoch from v_open - v_now));
-    end if;
-    -- A missed or late webhook must never let a drip talk over a live conversation.
-    if v_conversation.provider_chat_id is not null
-       and coalesce(v_conversation.chat_status, 'ongoing') = 'ongoing'
-       and p_checked_chat is distinct from v_conversation.provider_chat_id then
-      return pg_catalog.jsonb_build_object('action', 'check_chat',
-        'chat_id', v_conversation.provider_chat_id);
-    end if;
-  end if;
-  -- The sending number's carrier limits. System messages (opt-out confirmations, help)
-  -- are counted but never held back.
-  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
-  if m.kind <> 'system' and v_number.daily_segments is not null then
-    select u.segments into v_used from pgflow.number_usage u
-     where u.number = v_number.number and u.day = v_day;
-    if coalesce(v_used, 0) + m.segments > v_number.daily_segments then
-      v_open := ((v_day + 1)::timestamp at time zone 'UTC')
-                + pg_catalog.random() * interval '10 minutes';
-      perform pgflow._set_reason('number daily limit');
-      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             number_slot_at = null, updated_at = v_now
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
-        'delay_seconds', extract(epoch from v_open - v_now));
-    end if;
-  end if;
-  if m.kind <> 'system' and v_number.per_second is not null
-     and (m.number_slot_at is null or m.number_slot_at < v_now - interval '1 minute') then
-    -- Take the next free slot; one in the future is reserved for this message, which comes
-    -- back at that instant and sends without taking another (unless it is a minute late).
-    update pgflow.sending_numbers
-       set next_slot_at = greatest(coalesce(next_slot_at, v_now), v_now)
-                          + interval '1 second' / per_second
-     where id = v_number.id
-    returning next_slot_at - interval '1 second' / per_second into v_slot;
-    if v_slot > v_now then
-      update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
-             number_slot_at = v_slot, updated_at = v_now
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
-        'delay_seconds', extract(epoch from v_slot - v_now));
-    end if;
-  end if;
-  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
-  update pgflow.messages
-     set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null,
-         updated_at = v_now,
-         -- an agent reply posted into a chat carries our id, so its echo is recognised
-         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
-                                else chat_message_id end
-   where id = m.id
-  returning * into m;
-  insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
-  select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
-    from pgflow.message_attempts a where a.message_id = m.id;
-  insert into pgflow.number_usage as u (number, day, messages, segments)
-  values (v_conversation.from_number, v_day, 1, m.segments)
-  on conflict (number, day) do update
-    set messages = u.messages + 1, segments = u.segments + excluded.segments;
-  return pg_catalog.jsonb_build_object(
-    'action', 'send',
-    'message_id', m.id,
-    'attempt', m.attempts,
-    'max_attempts', v_max,
-    'kind', m.kind,
-    'from_number', v_conversation.from_number,
-    'to_number', v_contact.phone,
-    'body', m.body,
-    'retell_agent_id', v_agent.retell_agent_id,
-    'chat_id', v_conversation.provider_chat_id,
-    'chat_status', v_conversation.chat_status,
-    'chat_message_id', m.chat_message_id,
-    'previous_chat_id', v_conversation.provider_chat_id,
-    -- an opt-out confirmation ends its chat at once: nothing may follow it
-    'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
-    'metadata', pg_catalog.jsonb_build_object(
-      'pgflow_message_id', m.id::text,
-      'pgflow_conversation_id', m.conversation_id::text,
-      'pgflow_contact_id', m.contact_id::text),
-    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+  perform pgflow._count_usage(array[v_claim]);
+  return v_claim - 'usage_day';
+end;
+$$;
+CREATE FUNCTION pgflow.claim_messages(p_ids bigint[], p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_claims jsonb := '{}';
+  v_id bigint;
+  v_all jsonb[];
+begin
+  perform from pgflow.sending_numbers n
+   where (n.per_second is not null or n.daily_segments is not null)
+     and n.number in (select cv.from_number from pgflow.messages m
+                        join pgflow.conversations cv on cv.id = m.conversation_id
+                       where m.id = any (p_ids))
+   order by n.id
+     for update of n;
+  for v_id in select distinct i from pg_catalog.unnest(p_ids) i order by i loop
+    v_claims := v_claims || pg_catalog.jsonb_build_object(
+      v_id::text, pgflow._claim_one(v_id, p_worker, null, v_now));
+  end loop;
+  select pg_catalog.array_agg(value) into v_all from pg_catalog.jsonb_each(v_claims);
+  perform pgflow._count_usage(v_all);
+  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
+            from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
 end;
 $$;
 CREATE FUNCTION pgflow.claim_send(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
@@ -2310,12 +2391,14 @@ CREATE FUNCTION pgflow.number_report(p_now timestamp with time zone DEFAULT NULL
                      from pgflow.campaign_numbers cn join pgflow.campaigns c on c.id = cn.campaign_id
                     where cn.number = n.number), '{}'),
          a.name, n.per_second, n.daily_segments,
-         coalesce(u.messages, 0), coalesce(u.segments, 0)
+         coalesce(u.messages, 0)::integer, coalesce(u.segments, 0)::integer
     from pgflow.sending_numbers n
     left join pgflow.agents a on a.id = n.inbound_agent_id
-    left join pgflow.number_usage u
-           on u.number = n.number
-          and u.day = (coalesce(p_now, pg_catalog.now()) at time zone 'UTC')::date
+    left join lateral (
+      select pg_catalog.sum(s.messages) as messages, pg_catalog.sum(s.segments) as segments
+        from pgflow.number_usage s
+       where s.number = n.number
+         and s.day = (coalesce(p_now, pg_catalog.now()) at time zone 'UTC')::date) u on true
    order by n.number
 $$;
 CREATE FUNCTION pgflow.open_alert(p_kind text, p_severity text, p_message text, p_details jsonb DEFAULT '{}'::jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
@@ -3059,6 +3142,26 @@ begin
   return pg_catalog.jsonb_build_object('action', 'dead_letter');
 end;
 $$;
+CREATE FUNCTION pgflow.record_sends(p_items jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_out jsonb := '{}';
+  r record;
+begin
+  for r in select t.item, t.ord from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
+            order by (t.item ->> 'message_id')::bigint, t.ord
+  loop
+    v_out := v_out || pg_catalog.jsonb_build_object(r.ord::text,
+      pgflow.record_send((r.item ->> 'message_id')::bigint, (r.item ->> 'attempt')::integer,
+                         r.item -> 'result', p_retry_base_seconds, v_now));
+  end loop;
+  return (select coalesce(pg_catalog.jsonb_agg(v_out -> ord::text order by ord), '[]')
+            from pg_catalog.generate_series(1, pg_catalog.jsonb_array_length(p_items)) ord);
+end;
+$$;
 CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3426,6 +3529,7 @@ declare
   v_quiet integer := 0;
   v_min_silence interval;
   v_alerts jsonb;
+  v_orphans integer;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -3484,6 +3588,7 @@ begin
       v_quiet := v_quiet + 1;
     end if;
   end loop;
+  v_orphans := pgflow._requeue_orphans(v_now, p_batch);
   -- pg_cron watches the workers (and the deliveries, the dead letters, the queue). Alerts
   -- are about real time: a tick run at an injected time (a test, the demo) does not judge.
   if p_now is null then
@@ -3491,7 +3596,7 @@ begin
   end if;
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
-    'alerts', v_alerts -> 'open',
+    'requeued', v_orphans, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
 $$;
@@ -3808,9 +3913,11 @@ ALTER TABLE pgflow.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 CREATE TABLE pgflow.number_usage (
     number text NOT NULL,
     day date NOT NULL,
+    shard smallint NOT NULL,
     messages integer DEFAULT 0 NOT NULL,
     segments integer DEFAULT 0 NOT NULL,
-    CONSTRAINT number_usage_counts_nonnegative CHECK (((messages >= 0) AND (segments >= 0)))
+    CONSTRAINT number_usage_counts_nonnegative CHECK (((messages >= 0) AND (segments >= 0))),
+    CONSTRAINT number_usage_shard_range CHECK (((shard >= 0) AND (shard <= 7)))
 );
 CREATE TABLE pgflow.opt_outs (
     id bigint NOT NULL,
@@ -4024,7 +4131,7 @@ ALTER TABLE ONLY pgflow.messages
 ALTER TABLE ONLY pgflow.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.number_usage
-    ADD CONSTRAINT number_usage_pkey PRIMARY KEY (number, day);
+    ADD CONSTRAINT number_usage_pkey PRIMARY KEY (number, day, shard);
 ALTER TABLE ONLY pgflow.opt_outs
     ADD CONSTRAINT opt_outs_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.outcome_signals
@@ -4079,6 +4186,7 @@ CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conver
 CREATE INDEX messages_dead_letter_idx ON pgflow.messages USING btree (updated_at) WHERE (delivery_status = 'dead_letter'::text);
 CREATE INDEX messages_enrollment_id_idx ON pgflow.messages USING btree (enrollment_id);
 CREATE INDEX messages_provider_message_id_idx ON pgflow.messages USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
+CREATE INDEX messages_unsettled_idx ON pgflow.messages USING btree (updated_at) WHERE (delivery_status = ANY (ARRAY['queued'::text, 'sending'::text]));
 CREATE INDEX opt_outs_contact_id_idx ON pgflow.opt_outs USING btree (contact_id, occurred_at);
 CREATE INDEX opt_outs_message_id_idx ON pgflow.opt_outs USING btree (message_id);
 CREATE INDEX pgqueuer_ep_ea_idx ON pgflow.pgqueuer USING btree (entrypoint, execute_after) WHERE (status = 'queued'::pgflow.pgqueuer_status);

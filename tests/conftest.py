@@ -39,6 +39,22 @@ def project_url() -> str:
     return url
 
 
+def is_local_cluster(url: str | None) -> bool:
+    """True when `url` (None: no DATABASE_URL) is the throwaway cluster of scripts/db.sh,
+    which a test may restart; never a server someone else gave us."""
+    if not url:
+        return True
+    if not (ROOT / ".pgflow").exists():
+        return False
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "db.sh"), "url"], capture_output=True, text=True, env=env
+    )
+    local = urlsplit(out.stdout.strip())
+    given = urlsplit(url)
+    return out.returncode == 0 and (local.hostname, local.port) == (given.hostname, given.port)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """URL of the project database on the test server."""

@@ -221,3 +221,23 @@ def test_due_scan_uses_the_partial_index(db: Conn, population: int) -> None:
     text = json.dumps(plan)
     assert "enrollments_due_idx" in text
     assert "Seq Scan" not in text
+
+
+def test_a_send_whose_job_was_lost_is_queued_again(db: Conn) -> None:
+    apply_campaign(db, window_start="00:00", window_end="24:00")
+    ingest(db, "2125550147", START)
+    ingest(db, "2125550148", START)
+    first, second = (r[0] for r in db.execute("select id from pgflow.messages order by id"))
+    # one job held as failed (a bug in the worker), the other deleted by hand
+    db.execute(
+        "update pgflow.pgqueuer set status = 'failed' where dedupe_key = %s", [f"send_sms:{first}"]
+    )
+    db.execute("delete from pgflow.pgqueuer where dedupe_key = %s", [f"send_sms:{second}"])
+    db.execute("update pgflow.messages set delivery_status = 'sending' where id = %s", [first])
+    assert tick(db, START + MINUTE)["requeued"] == 0  # not yet: two minutes of grace
+    assert tick(db, START + 3 * MINUTE)["requeued"] == 2
+    assert tick(db, START + 4 * MINUTE)["requeued"] == 0  # their jobs are back
+    assert count(db, "pgqueuer", "status = 'queued' and entrypoint = 'send_sms'") == 2
+    mark_sent(db, START + 5 * MINUTE)  # a settled message is never queued again
+    db.execute("delete from pgflow.pgqueuer")
+    assert tick(db, START + 10 * MINUTE)["requeued"] == 1  # the one still 'sending'

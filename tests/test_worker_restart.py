@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, is_local_cluster
 from tests.factories import apply_campaign, ingest
 from tests.fake_retell import FakeRetell
 from tests.processes import WorkerProcess, wait_until
@@ -21,7 +21,8 @@ Conn = psycopg.Connection[Any]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        bool(os.environ.get("DATABASE_URL")), reason="restarts only the local test cluster"
+        not is_local_cluster(os.environ.get("DATABASE_URL")),
+        reason="restarts only the local test cluster",
     ),
 ]
 ARGS = ("--retry-base", "0.2", "--poll", "0.2", "--heartbeat-timeout", "5")

@@ -11,7 +11,9 @@ from typing import Any
 from pgqueuer.domain.errors import RetryRequested
 from psycopg_pool import AsyncConnectionPool
 
+from pgflow import db
 from pgflow.agent import Agent, OfflineAgent
+from pgflow.jobs.batch import Attempt, Coalescer, batched
 from pgflow.transport import SmsTransport
 
 Clock = Callable[[], dt.datetime | None]
@@ -26,6 +28,35 @@ class JobContext:
     agent: Agent = dataclasses.field(default_factory=OfflineAgent)
     clock: Clock = lambda: None  # None: the database's now()
     max_job_attempts: int = 5  # agent and chat jobs give up after this many tries
+    # the send jobs that start together claim in one call; results close together are
+    # recorded in one (a window of a few ms gathers them)
+    record_window_seconds: float = 0.002
+    claims: Coalescer[int, dict[str, Any]] = dataclasses.field(init=False)
+    records: Coalescer[Attempt, dict[str, Any]] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claims = Coalescer(batched(self._claim_many, self._claim_one))
+        self.records = Coalescer(
+            batched(self._record_many, self._record_one), window=self.record_window_seconds
+        )
+
+    async def _claim_many(self, ids: list[int]) -> list[dict[str, Any]]:
+        return await db.claim_messages(ids, self.worker_id, self.clock()).arun_in(self.pool)
+
+    async def _claim_one(self, message_id: int) -> dict[str, Any]:
+        call = db.claim_message(message_id, self.worker_id, None, self.clock())
+        return await call.arun_in(self.pool)
+
+    async def _record_many(self, attempts: list[Attempt]) -> list[dict[str, Any]]:
+        items = [dataclasses.asdict(a) for a in attempts]
+        call = db.record_sends(items, self.retry_base_seconds, self.clock())
+        return await call.arun_in(self.pool)
+
+    async def _record_one(self, a: Attempt) -> dict[str, Any]:
+        call = db.record_send(
+            a.message_id, a.attempt, a.result, self.retry_base_seconds, self.clock()
+        )
+        return await call.arun_in(self.pool)
 
     @property
     def job_retry_base(self) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 from pgqueuer.domain.errors import RetryRequested
 
 from pgflow import db, logs, phones
+from pgflow.jobs.batch import Attempt
 from pgflow.jobs.context import JobContext
 from pgflow.transport import SendResult, TransportError
 
@@ -23,7 +24,7 @@ CHAT_CHECK_RETRY_SECONDS = 60.0
 
 async def send_sms(ctx: JobContext, message_id: int) -> str:
     """Run one send_sms job; returns the final action (for logs and tests)."""
-    claim = await db.claim_message(message_id, ctx.worker_id, None, ctx.clock()).arun_in(ctx.pool)
+    claim = await ctx.claims(message_id)
     if claim["action"] == "check_chat":
         checked = await _check_chat(ctx, str(claim["chat_id"]), message_id)
         again = db.claim_message(message_id, ctx.worker_id, checked, ctx.clock())
@@ -72,8 +73,7 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
             "error": f"unexpected {type(exc).__name__}: {exc}"[:500],
         }
 
-    record = db.record_send(message_id, attempt, result, ctx.retry_base_seconds, ctx.clock())
-    outcome = await record.arun_in(ctx.pool)
+    outcome = await ctx.records(Attempt(message_id, attempt, result))
     recorded = outcome["action"]
     fields: dict[str, Any] = {
         "message_id": message_id,

@@ -57,12 +57,16 @@ create trigger campaigns_pool_from_number
 revoke execute on function pgflow._pool_from_number() from public;
 
 -- What each number sent per UTC day: claimed sends (every attempt counts), their segments.
+-- Spread over 8 rows a day (shard = message id % 8) so that concurrent claims do not queue
+-- on one row; a number with a limit is read (summed) under its sending_numbers row lock.
 create table pgflow.number_usage (
   number text not null references pgflow.sending_numbers (number),
   day date not null,
+  shard smallint not null,
   messages integer not null default 0,
   segments integer not null default 0,
-  primary key (number, day),
+  primary key (number, day, shard),
+  constraint number_usage_shard_range check (shard between 0 and 7),
   constraint number_usage_counts_nonnegative check (messages >= 0 and segments >= 0)
 );
 

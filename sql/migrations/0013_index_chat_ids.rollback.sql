@@ -2,6 +2,8 @@
 -- transactional: false
 drop index concurrently if exists pgflow.conversations_review_idx;
 
+drop index concurrently if exists pgflow.messages_unsettled_idx;
+
 drop index concurrently if exists pgflow.conversations_quiet_idx;
 
 drop index concurrently if exists pgflow.conversations_provider_chat_id_idx;

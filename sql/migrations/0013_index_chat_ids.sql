@@ -1,4 +1,4 @@
--- Indexes built without blocking writes (chat correlation, quiet engaged conversations, review), and the outcome-source check validated.
+-- Indexes built without blocking writes (chat correlation, quiet engaged conversations, unsettled messages, review), and the outcome-source check validated.
 -- depends: 0012_create_inbound_tables
 -- transactional: false
 
@@ -12,6 +12,10 @@ create index concurrently if not exists conversations_provider_chat_id_idx
 create index concurrently if not exists conversations_quiet_idx
   on pgflow.conversations (greatest(last_inbound_at, last_outbound_at, engaged_at))
   where status = 'engaged' and classify_requested_at is null;
+
+-- The tick's look for sends whose job was lost: messages not settled yet.
+create index concurrently if not exists messages_unsettled_idx
+  on pgflow.messages (updated_at) where delivery_status in ('queued', 'sending');
 
 -- `pgflow conversations review`.
 create index concurrently if not exists conversations_review_idx

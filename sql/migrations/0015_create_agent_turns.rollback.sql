@@ -9,6 +9,10 @@ drop function pgflow._reply_refusal(pgflow.messages);
 drop function pgflow.chat_to_end(bigint);
 drop function pgflow.mark_chat_ended(text, timestamptz);
 drop function pgflow.claim_message(bigint, uuid, text, timestamptz);
+drop function pgflow.claim_messages(bigint[], uuid, timestamptz);
+drop function pgflow._count_usage(jsonb[]);
+drop function pgflow._claim_one(bigint, uuid, text, timestamptz);
+drop function pgflow.record_sends(jsonb, double precision, timestamptz);
 create or replace function pgflow.record_send(
   p_message_id bigint, p_attempt integer, p_result jsonb,
   p_retry_base_seconds double precision default 30, p_now timestamptz default null

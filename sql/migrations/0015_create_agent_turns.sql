@@ -1,4 +1,4 @@
--- Sending within conversations: the claim that checks a live chat before a drip step (claim_message), record_send keeping the chat's state, agent turns, opt-out judgments, human takeover, live conversations.
+-- Sending within conversations: the claim that checks a live chat before a drip step (claim_message, and claim_messages for a batch), record_send keeping the chat's state, agent turns, opt-out judgments, human takeover, live conversations.
 -- depends: 0014_create_inbound
 
 -- The send-time re-check and claim (it succeeds pgflow.claim_send, which old workers may
@@ -12,11 +12,8 @@
 --               p_checked_chat = that chat id; a reply found there suppresses the step
 --   dead_letter interrupted max_attempts times (a poison message)
 --   send        claimed: attempt n is ours; everything the transport needs is returned
-create function pgflow.claim_message(
-  p_message_id bigint,
-  p_worker uuid default null,
-  p_checked_chat text default null,
-  p_now timestamptz default null
+create function pgflow._claim_one(
+  p_message_id bigint, p_worker uuid, p_checked_chat text, p_now timestamptz
 ) returns jsonb
 language plpgsql
 set search_path = ''
@@ -130,7 +127,9 @@ begin
   -- are counted but never held back.
   select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
   if m.kind <> 'system' and v_number.daily_segments is not null then
-    select u.segments into v_used from pgflow.number_usage u
+    -- claims of a number with a daily limit take turns, so the limit is exact
+    perform from pgflow.sending_numbers where id = v_number.id for update;
+    select pg_catalog.sum(u.segments) into v_used from pgflow.number_usage u
      where u.number = v_number.number and u.day = v_day;
     if coalesce(v_used, 0) + m.segments > v_number.daily_segments then
       v_open := ((v_day + 1)::timestamp at time zone 'UTC')
@@ -174,12 +173,10 @@ begin
   insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
   select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
     from pgflow.message_attempts a where a.message_id = m.id;
-  insert into pgflow.number_usage as u (number, day, messages, segments)
-  values (v_conversation.from_number, v_day, 1, m.segments)
-  on conflict (number, day) do update
-    set messages = u.messages + 1, segments = u.segments + excluded.segments;
   return pg_catalog.jsonb_build_object(
     'action', 'send',
+    'segments', m.segments,
+    'usage_day', v_day,
     'message_id', m.id,
     'attempt', m.attempts,
     'max_attempts', v_max,
@@ -199,6 +196,76 @@ begin
       'pgflow_conversation_id', m.conversation_id::text,
       'pgflow_contact_id', m.contact_id::text),
     'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+end;
+$$;
+
+-- Count the claimed sends against their numbers (number_usage), one row per number, day and
+-- shard, in a fixed order (claims that run at once never wait on each other in a cycle).
+create function pgflow._count_usage(p_claims jsonb[]) returns void
+language sql
+set search_path = ''
+as $$
+  insert into pgflow.number_usage as u (number, day, shard, messages, segments)
+  select c ->> 'from_number', (c ->> 'usage_day')::date, ((c ->> 'message_id')::bigint % 8)::smallint,
+         pg_catalog.count(*), pg_catalog.sum((c ->> 'segments')::integer)
+    from pg_catalog.unnest(p_claims) c
+   where c ->> 'action' = 'send'
+   group by 1, 2, 3
+   order by 1, 2, 3
+  on conflict (number, day, shard) do update
+    set messages = u.messages + excluded.messages, segments = u.segments + excluded.segments
+$$;
+
+-- The claim of one message (see pgflow._claim_one), counted against its number.
+create function pgflow.claim_message(
+  p_message_id bigint,
+  p_worker uuid default null,
+  p_checked_chat text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_claim jsonb := pgflow._claim_one(p_message_id, p_worker, p_checked_chat,
+                                     coalesce(p_now, pg_catalog.now()));
+begin
+  perform pgflow._count_usage(array[v_claim]);
+  return v_claim - 'usage_day';
+end;
+$$;
+
+-- The claims of several messages in one transaction (a worker gathers the jobs that start
+-- together): each as pgflow.claim_message would answer it, in the order of p_ids. Rows are
+-- locked in a fixed order (the numbers with limits, then the messages by id) so that two
+-- batches never deadlock.
+create function pgflow.claim_messages(
+  p_ids bigint[], p_worker uuid default null, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_claims jsonb := '{}';
+  v_id bigint;
+  v_all jsonb[];
+begin
+  perform from pgflow.sending_numbers n
+   where (n.per_second is not null or n.daily_segments is not null)
+     and n.number in (select cv.from_number from pgflow.messages m
+                        join pgflow.conversations cv on cv.id = m.conversation_id
+                       where m.id = any (p_ids))
+   order by n.id
+     for update of n;
+  for v_id in select distinct i from pg_catalog.unnest(p_ids) i order by i loop
+    v_claims := v_claims || pg_catalog.jsonb_build_object(
+      v_id::text, pgflow._claim_one(v_id, p_worker, null, v_now));
+  end loop;
+  select pg_catalog.array_agg(value) into v_all from pg_catalog.jsonb_each(v_claims);
+  perform pgflow._count_usage(v_all);
+  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
+            from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
 end;
 $$;
 
@@ -288,6 +355,32 @@ begin
       pg_catalog.jsonb_build_object('message_id', m.id, 'status_code', v_status), v_now);
   end if;
   return pg_catalog.jsonb_build_object('action', 'dead_letter');
+end;
+$$;
+
+-- Several results in one transaction: p_items = [{message_id, attempt, result}], each
+-- recorded as pgflow.record_send would (in message order); the answers in the order given.
+create function pgflow.record_sends(
+  p_items jsonb, p_retry_base_seconds double precision default 30, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_out jsonb := '{}';
+  r record;
+begin
+  for r in select t.item, t.ord from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
+            order by (t.item ->> 'message_id')::bigint, t.ord
+  loop
+    v_out := v_out || pg_catalog.jsonb_build_object(r.ord::text,
+      pgflow.record_send((r.item ->> 'message_id')::bigint, (r.item ->> 'attempt')::integer,
+                         r.item -> 'result', p_retry_base_seconds, v_now));
+  end loop;
+  return (select coalesce(pg_catalog.jsonb_agg(v_out -> ord::text order by ord), '[]')
+            from pg_catalog.generate_series(1, pg_catalog.jsonb_array_length(p_items)) ord);
 end;
 $$;
 
@@ -551,7 +644,10 @@ select cv.id, ct.phone, c.slug as campaign, a.name as agent, cv.status, cv.from_
  where cv.status <> 'ended';
 
 revoke execute on function
+  pgflow._claim_one(bigint, uuid, text, timestamptz), pgflow._count_usage(jsonb[]),
   pgflow.claim_message(bigint, uuid, text, timestamptz),
+  pgflow.claim_messages(bigint[], uuid, timestamptz),
+  pgflow.record_sends(jsonb, double precision, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow._reply_refusal(pgflow.messages), pgflow.agent_turn(bigint, timestamptz),
   pgflow.record_agent_reply(bigint, text, text, text, timestamptz), pgflow.opt_out_question(bigint),
@@ -559,6 +655,7 @@ revoke execute on function
   pgflow.takeover(text, text, timestamptz)
   from public;
 alter function pgflow.claim_message(bigint, uuid, text, timestamptz) security definer;
+alter function pgflow.claim_messages(bigint[], uuid, timestamptz) security definer;
 alter function pgflow.mark_chat_ended(text, timestamptz) security definer;
 alter function pgflow.chat_to_end(bigint) security definer;
 alter function pgflow.agent_turn(bigint, timestamptz) security definer;
@@ -568,6 +665,8 @@ alter function pgflow.record_opt_out_judgment(bigint, boolean, timestamptz) secu
 alter function pgflow.takeover(text, text, timestamptz) security definer;
 grant execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
+  pgflow.claim_messages(bigint[], uuid, timestamptz),
+  pgflow.record_sends(jsonb, double precision, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, text, text, timestamptz),
   pgflow.opt_out_question(bigint), pgflow.record_opt_out_judgment(bigint, boolean, timestamptz)

@@ -80,4 +80,5 @@ drop function pgflow.alert_notice(bigint);
 drop function pgflow._enqueue_notice(bigint, text);
 drop function pgflow.watch(text, timestamptz, numeric, integer, interval);
 drop function pgflow._tick_health(timestamptz);
+drop function pgflow._requeue_orphans(timestamptz, integer);
 alter table pgflow.alerts drop column resolve_notified_at;

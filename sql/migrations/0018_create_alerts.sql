@@ -256,6 +256,40 @@ begin
 end;
 $$;
 
+-- Outbound messages not settled (queued, sending) for over two minutes whose send_sms job
+-- is gone (a job held as failed by a bug, a queue row deleted by hand): queued again, at
+-- their send_after when it is later. The claim decides what happens to them; nothing
+-- waits for ever without a job.
+create function pgflow._requeue_orphans(p_now timestamptz, p_limit integer default 1000)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count integer := 0;
+  r record;
+begin
+  for r in
+    select coalesce(greatest(m.send_after, p_now), p_now) as after,
+           pg_catalog.array_agg(m.id order by m.id) as ids
+      from (select m.id, m.send_after from pgflow.messages m
+             where m.delivery_status in ('queued', 'sending') and m.direction = 'outbound'
+               and m.updated_at < p_now - interval '2 minutes'
+               and not exists (
+                 select 1 from pgflow.pgqueuer q
+                  where q.dedupe_key = 'send_sms:' || m.id
+                    and q.status in ('queued'::pgflow.pgqueuer_status,
+                                     'picked'::pgflow.pgqueuer_status))
+             order by m.updated_at
+             limit p_limit) m
+     group by 1
+  loop
+    v_count := v_count + pgflow._enqueue_after('send_sms', r.ids, 0, r.after);
+  end loop;
+  return v_count;
+end;
+$$;
+
 create or replace function pgflow.tick(p_now timestamptz default null, p_batch integer default 1000)
 returns jsonb
 language plpgsql
@@ -276,6 +310,7 @@ declare
   v_quiet integer := 0;
   v_min_silence interval;
   v_alerts jsonb;
+  v_orphans integer;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -338,6 +373,8 @@ begin
     end if;
   end loop;
 
+  v_orphans := pgflow._requeue_orphans(v_now, p_batch);
+
   -- pg_cron watches the workers (and the deliveries, the dead letters, the queue). Alerts
   -- are about real time: a tick run at an injected time (a test, the demo) does not judge.
   if p_now is null then
@@ -346,7 +383,7 @@ begin
 
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
-    'alerts', v_alerts -> 'open',
+    'requeued', v_orphans, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
 $$;
@@ -382,7 +419,7 @@ as $$
     from (select distinct kind from sent) k
 $$;
 
-revoke execute on function pgflow._tick_health(timestamptz),
+revoke execute on function pgflow._tick_health(timestamptz), pgflow._requeue_orphans(timestamptz, integer),
   pgflow.send_latency(interval, timestamptz),
   pgflow.watch(text, timestamptz, numeric, integer, interval),
   pgflow._enqueue_notice(bigint, text), pgflow.alert_notice(bigint),

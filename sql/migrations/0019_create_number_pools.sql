@@ -450,12 +450,14 @@ as $$
                      from pgflow.campaign_numbers cn join pgflow.campaigns c on c.id = cn.campaign_id
                     where cn.number = n.number), '{}'),
          a.name, n.per_second, n.daily_segments,
-         coalesce(u.messages, 0), coalesce(u.segments, 0)
+         coalesce(u.messages, 0)::integer, coalesce(u.segments, 0)::integer
     from pgflow.sending_numbers n
     left join pgflow.agents a on a.id = n.inbound_agent_id
-    left join pgflow.number_usage u
-           on u.number = n.number
-          and u.day = (coalesce(p_now, pg_catalog.now()) at time zone 'UTC')::date
+    left join lateral (
+      select pg_catalog.sum(s.messages) as messages, pg_catalog.sum(s.segments) as segments
+        from pgflow.number_usage s
+       where s.number = n.number
+         and s.day = (coalesce(p_now, pg_catalog.now()) at time zone 'UTC')::date) u on true
    order by n.number
 $$;
 
