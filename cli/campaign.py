@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pgflow import campaign_schema, campaigns, db
 from pgflow.errors import PgflowError
@@ -27,7 +29,7 @@ def apply(
     except PgflowError as exc:
         fail(str(exc))
     for warning in parsed.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     with db.connect(settings().database_url, autocommit=False, application="cli") as conn:
         try:
             result = db.apply_campaigns(parsed.doc).run(conn)
@@ -47,7 +49,7 @@ def apply(
     table.add_column("action")
     table.add_column("steps")
     for agent in result["agents"]:
-        table.add_row("agent", agent["name"], agent["action"], "")
+        table.add_row("agent", Text(agent["name"]), agent["action"], "")
     for campaign in result["campaigns"]:
         table.add_row("campaign", campaign["slug"], campaign["action"], campaign["steps"])
     for number in result.get("numbers", []):

@@ -10,6 +10,7 @@ from typing import IO
 
 import psycopg
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from pgflow import db
 from pgflow import leads as lead_import
@@ -158,11 +160,16 @@ def _print_summary(summary: lead_import.ImportSummary, errors_file: Path | None)
     for column in ("line", "phone", "error", "detail"):
         errors.add_column(column, overflow="fold")
     for outcome in summary.errors[:ERRORS_SHOWN]:
-        errors.add_row(str(outcome.line), outcome.phone, outcome.error or "", outcome.detail or "")
+        errors.add_row(
+            str(outcome.line),
+            Text(outcome.phone),
+            Text(outcome.error or ""),
+            Text(outcome.detail or ""),
+        )
     console.print(errors)
     more = summary.rejected - min(len(summary.errors), ERRORS_SHOWN)
     if more > 0:
         where = f"see {errors_file}" if errors_file else "use --errors-file for all of them"
         console.print(f"... and {more} more rejected rows ({where})", highlight=False)
     elif errors_file:
-        console.print(f"rejected rows written to {errors_file}", highlight=False)
+        console.print(f"rejected rows written to {escape(str(errors_file))}", highlight=False)

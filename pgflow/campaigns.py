@@ -52,12 +52,92 @@ CAMPAIGN_KEYS = {
 STEP_KEYS = {"delay", "body"}
 WINDOW_KEYS = {"start", "end", "days"}
 LONG_TEXT = 320
+MAX_TEXT = 2000  # any text field of a campaign file, unless it says otherwise
+MAX_NAME = 100  # names (agents, placeholders) and fallbacks
+MAX_PROMPT = 20_000
+MAX_INT = 2_147_483_647
 
 
 @dataclasses.dataclass
 class CampaignFile:
     doc: dict[str, Any]
     warnings: list[str]
+
+
+MAX_DEPTH = 32  # a campaign file is a few levels deep
+
+
+class _Refused(Exception):
+    """A campaign file refused while it is read: the line and why."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load that refuses what a campaign file never needs and a hostile one
+    would use: aliases (a billion laughs), nesting deeper than MAX_DEPTH (the parser's
+    recursion), and a key given twice in one mapping (YAML keeps the last, silently)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                line,
+                "YAML aliases (*name) are not supported in campaign files: write the value out",
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(line, f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader says so
+            if first != line:
+                raise _Refused(line, f"{str(key)[:60]!r} appears twice (first on line {first})")
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The document and its node tree (for line numbers); InvalidInput with the line."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        root = yaml.compose(text, Loader=_Loader)
+    except _Refused as exc:
+        raise InvalidInput(f"{source}:{exc.line}: {exc.message}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character
+        shown = f"U+{char:04X}" if isinstance(char, int) else f"U+{ord(char):04X}"
+        raise InvalidInput(
+            f"{source}:{line}: not valid YAML: character {shown} is not allowed"
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise InvalidInput(f"{where}: not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{source}: not valid YAML: nested too deeply") from None
+    return data, root
 
 
 class _Checker:
@@ -68,11 +148,13 @@ class _Checker:
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
-    def keys(self, path: str, item: dict[str, Any], allowed: set[str]) -> None:
-        for key in sorted(set(item) - allowed):
+    def keys(self, path: str, item: dict[Any, Any], allowed: set[str]) -> None:
+        for key in sorted((k for k in item if k not in allowed), key=str):
             self.error(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
-    def text(self, path: str, value: Any, *, required: bool = True) -> str | None:
+    def text(
+        self, path: str, value: Any, *, required: bool = True, max_length: int = MAX_TEXT
+    ) -> str | None:
         if value is None:
             if required:
                 self.error(path, "is required")
@@ -83,6 +165,12 @@ class _Checker:
         text = str(value).strip()
         if required and not text:
             self.error(path, "must not be empty")
+        if "\x00" in text:
+            self.error(path, "must not contain NUL characters")
+            return None
+        if len(text) > max_length:
+            self.error(path, f"longer than {max_length:,} characters")
+            return None
         return text or None
 
     def duration(self, path: str, value: Any, *, default: str | None = None) -> str | None:
@@ -98,8 +186,8 @@ class _Checker:
     def positive_int(self, path: str, value: Any) -> int | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.error(path, "must be a whole number of at least 1")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+            self.error(path, f"must be a whole number from 1 to {MAX_INT:,}")
             return None
         return value
 
@@ -124,9 +212,10 @@ def _days(ck: _Checker, path: str, value: Any) -> list[int] | None:
         return None
     days: set[int] = set()
     for day in value:
-        number = DAY_NUMBERS.get(str(day).strip().lower()[:3])
+        number = DAY_NUMBERS.get(day.strip().lower()[:3]) if isinstance(day, str) else None
         if number is None:
-            ck.error(path, f"{day!r} is not a day (mon..sun)")
+            shown = repr(day)[:40] if isinstance(day, str | int | float) else type(day).__name__
+            ck.error(path, f"{shown} is not a day (mon..sun)")
         else:
             days.add(number)
     return sorted(days)
@@ -151,8 +240,8 @@ def _agent(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
         return None
     ck.keys(path, item, AGENT_KEYS)
     agent: dict[str, Any] = {
-        "name": ck.text(f"{path}.name", item.get("name")),
-        "prompt": ck.text(f"{path}.prompt", item.get("prompt")),
+        "name": ck.text(f"{path}.name", item.get("name"), max_length=MAX_NAME),
+        "prompt": ck.text(f"{path}.prompt", item.get("prompt"), max_length=MAX_PROMPT),
         "model": ck.text(f"{path}.model", item.get("model"), required=False),
         "retell_agent_id": ck.text(
             f"{path}.retell_agent_id", item.get("retell_agent_id"), required=False
@@ -241,7 +330,7 @@ def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {
         "slug": ck.text(f"{path}.slug", item.get("slug")),
         "name": ck.text(f"{path}.name", item.get("name")),
-        "agent": ck.text(f"{path}.agent", item.get("agent")),
+        "agent": ck.text(f"{path}.agent", item.get("agent"), max_length=MAX_NAME),
     }
     if out["slug"] and not _SLUG.match(out["slug"]):
         ck.error(f"{path}.slug", "use lowercase letters, digits, - and _ (at most 63)")
@@ -291,7 +380,14 @@ def _campaign(ck: _Checker, i: int, item: Any) -> dict[str, Any] | None:
     if not isinstance(fallbacks, dict):
         ck.error(f"{path}.fallbacks", "must be a mapping of placeholder to text")
         fallbacks = {}
-    out["fallbacks"] = {str(k): str(v) for k, v in fallbacks.items()}
+    out["fallbacks"] = {}
+    for key, value in fallbacks.items():
+        if isinstance(value, dict | list):
+            ck.error(f"{path}.fallbacks.{key}", "must be text")
+            continue
+        text = ck.text(f"{path}.fallbacks.{key}", value, required=False, max_length=MAX_NAME)
+        if text is not None and ck.text(f"{path}.fallbacks", str(key), max_length=MAX_NAME):
+            out["fallbacks"][str(key)] = text
     steps = item.get("steps")
     if not isinstance(steps, list) or not steps:
         ck.error(f"{path}.steps", "at least one step is required")
@@ -378,16 +474,16 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
     with the file, the line and the field (`solar.yaml:24: campaigns[0].steps[1].delay: ...`).
     Our own checks come first (their messages say what to write); the published JSON Schema
     then checks what they let through, so the two cannot drift apart unseen."""
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}: not valid YAML: {exc}") from exc
+    data, root = _read_yaml(text, source)
     ck = _Checker()
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: expected a mapping with 'agents' and 'campaigns'")
 
     ck.keys("(top)", data, {"agents", "campaigns", "numbers"})
+    for key in ("agents", "campaigns", "numbers"):
+        if data.get(key) is not None and not isinstance(data[key], list):
+            ck.error(key, "must be a list")
+            data = {**data, key: []}
     agents = [
         agent
         for i, raw in enumerate(data.get("agents") or [])
@@ -429,7 +525,14 @@ def parse(text: str, source: str = "<campaign file>") -> CampaignFile:
 
 def load(path: Path) -> CampaignFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse(text, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InvalidInput(
+            f"{path}:{line}: not UTF-8 ({exc.reason}); save the file as UTF-8"
+        ) from None
+    return parse(text.removeprefix("\ufeff"), str(path))

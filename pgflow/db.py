@@ -80,7 +80,12 @@ def _app_name(application: str) -> str:
 
 
 def map_error(exc: psycopg.Error) -> Exception:
-    """The engine's exception for a database error, or the error itself."""
+    """The engine's exception for a database error, or the error itself. A value too large
+    for an index or a row (SQLSTATE class 54) is bad input, not a database that is down."""
+    if (exc.sqlstate or "").startswith("54"):
+        return errors.InvalidInput(
+            "a value is too large to store (an identifier or a name of several kilobytes)"
+        )
     cls = SQLSTATE_ERRORS.get(exc.sqlstate or "")
     if cls is None:
         return exc

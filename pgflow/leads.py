@@ -16,11 +16,11 @@ The file is UTF-8 (a BOM is tolerated) and streamed: it is never loaded whole.""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import dataclasses
 import datetime as dt
-import io
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -174,6 +174,9 @@ def map_row(columns: list[Column], cells: list[str], line: int, file_name: str) 
     return LeadRow(line, phone, fields)
 
 
+ENCODING_PROBE = 64 * 1024  # bytes checked for UTF-8 before the header is read
+
+
 class LeadFile:
     """A lead CSV opened for streaming; the header is checked when it opens.
 
@@ -191,8 +194,9 @@ class LeadFile:
             raise LeadFileError(f"{path}: is a directory") from None
         except OSError as exc:
             raise LeadFileError(f"{path}: {exc.strerror or exc}") from None
-        self._file = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(self._file)
+        self._check_encoding()
+        self._reader = csv.reader(self._lines(), strict=True)
+        self._record_end = 0  # the last line of the last record read
         try:
             header = self._next()
         except StopIteration:
@@ -208,18 +212,52 @@ class LeadFile:
             self.close()
             raise LeadFileError(f"{path}: {exc}") from None
 
+    def _check_encoding(self) -> None:
+        """A file that is not UTF-8 from its start (UTF-16, a spreadsheet, binary) is refused
+        before its header is read; one that turns bad later is refused at that line."""
+        head = self._raw.read(ENCODING_PROBE)
+        self._raw.seek(0)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:  # not a character cut by the probe's end
+                self.close()
+                line = head.count(b"\n", 0, exc.start) + 1
+                raise LeadFileError(
+                    f"{self.path}, line {line}: not UTF-8 ({exc.reason}); save the file as"
+                    " CSV UTF-8"
+                ) from None
+
+    def _lines(self) -> Iterator[str]:
+        """The file's lines, each decoded on its own: a byte that is not UTF-8 is reported
+        on its own line (a leading BOM is dropped)."""
+        number = 0
+        for chunk in self._raw:
+            for raw in chunk.splitlines(keepends=True):  # \n, \r\n and old Mac \r
+                number += 1
+                if number == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise LeadFileError(
+                        f"{self.path}, line {number}: not UTF-8 (byte {exc.start + 1} of the"
+                        f" line: {exc.reason}); save the file as UTF-8"
+                    ) from None
+                yield text
+
     def _next(self) -> list[str]:
         """The next non-blank record; StopIteration at the end."""
         while True:
             try:
                 record = next(self._reader)
-            except UnicodeDecodeError as exc:
-                raise LeadFileError(
-                    f"{self.path}: not UTF-8 after line {self._reader.line_num} ({exc.reason});"
-                    " save the file as UTF-8"
-                ) from None
             except csv.Error as exc:
-                raise LeadFileError(f"{self.path}, line {self._reader.line_num}: {exc}") from None
+                start = self._record_end + 1
+                detail = str(exc)
+                if "unexpected end of data" in detail:
+                    detail = 'a field opened with a quote (") is never closed'
+                raise LeadFileError(f"{self.path}, line {start}: {detail}") from None
+            self._record_end = self._reader.line_num
             if any(cell.strip() for cell in record):
                 return record
 
@@ -245,7 +283,7 @@ class LeadFile:
             return self.size
 
     def close(self) -> None:
-        self._file.close()
+        self._raw.close()
 
     def __enter__(self) -> LeadFile:
         return self

@@ -32,7 +32,7 @@ from pgqueuer.adapters.persistence.qb import (
 )
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.core.qm import QueueManager
-from pgqueuer.domain.errors import RetryRequested
+from pgqueuer.domain.errors import FailingListenerError, RetryRequested
 from pgqueuer.domain.models import Job
 from pgqueuer.domain.settings import DBSettings
 from psycopg import AsyncRawCursor
@@ -221,6 +221,12 @@ class Worker:
                         logging.ERROR,
                         error=f"{type(exc).__name__}: {_first_line(exc)}",
                     )
+                except FailingListenerError:
+                    # pgqueuer's LISTEN probe went unanswered (a saturated or restarting
+                    # database): a new listener, not an exit
+                    logs.event(log, "worker.listener_unanswered", logging.WARNING)
+                except Exception as exc:  # the daemon outlives a bug in one consumer life
+                    log.exception("event=worker.consumer_failed error=%s", type(exc).__name__)
                 if self.stopping.is_set():
                     break
                 failures = 1 if time.monotonic() - began > 60 else failures + 1

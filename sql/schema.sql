@@ -305,9 +305,11 @@ begin
   if pg_catalog.jsonb_typeof(p_chat -> 'message_with_tool_calls') = 'array' then
     return query
       select (t.n - 1)::integer,
-             coalesce(nullif(t.e ->> 'message_id', ''), v_chat_id || ':' || (t.n - 1)),
+             pgflow._short_key(coalesce(nullif(t.e ->> 'message_id', ''),
+                                       v_chat_id || ':' || (t.n - 1))),
              t.e ->> 'role', t.e ->> 'content',
-             case when (t.e ->> 'created_timestamp') ~ '^\d{10,16}$'
+             -- milliseconds since 1970 up to year 2286; anything else is no time at all
+             case when (t.e ->> 'created_timestamp') ~ '^\d{10,13}$'
                   then pg_catalog.to_timestamp((t.e ->> 'created_timestamp')::bigint / 1000.0) end
         from (select x.e, pg_catalog.row_number() over (order by x.ord) as n
                 from pg_catalog.jsonb_array_elements(p_chat -> 'message_with_tool_calls')
@@ -318,14 +320,14 @@ begin
        order by t.n;
     return;
   end if;
-  if pg_catalog.jsonb_typeof(p_chat -> 'transcript') <> 'string' then
+  if pg_catalog.jsonb_typeof(p_chat -> 'transcript') is distinct from 'string' then
     return;
   end if;
   foreach v_line in array pg_catalog.string_to_array(p_chat ->> 'transcript', E'\n') loop
     if v_line ~ '^(Agent|User): ' then
       if v_role is not null then
-        pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role; content := v_text;
-        at := null;
+        pos := v_pos; key := pgflow._short_key(v_chat_id || ':' || v_pos); role := v_role;
+        content := v_text; at := null;
         return next;
         v_pos := v_pos + 1;
       end if;
@@ -336,7 +338,7 @@ begin
     end if;
   end loop;
   if v_role is not null then
-    pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role;
+    pos := v_pos; key := pgflow._short_key(v_chat_id || ':' || v_pos); role := v_role;
     content := pg_catalog.rtrim(v_text, E'\n'); at := null;
     return next;
   end if;
@@ -1180,6 +1182,12 @@ CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
     AS $$ select pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true) $$;
+CREATE FUNCTION pgflow._short_key(p_id text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case when pg_catalog.length(p_id) <= 200 then p_id else 'md5:' || pg_catalog.md5(p_id) end
+$$;
 CREATE FUNCTION pgflow._sms_words(p_text text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2271,10 +2279,12 @@ begin
     end if;
   end if;
   if v_error is not null then
+    -- a refused lead's fields may be anything: kept short enough to index
     insert into pgflow.lead_events
       (received_at, source, external_id, campaign_slug, payload, result, error_code, error_detail)
-    values (v_now, payload ->> 'source', payload ->> 'external_id', payload ->> 'campaign',
-            payload, 'rejected', v_error, v_detail)
+    values (v_now, pgflow._short_key(payload ->> 'source'),
+            pgflow._short_key(payload ->> 'external_id'),
+            pgflow._short_key(payload ->> 'campaign'), payload, 'rejected', v_error, v_detail)
     returning id into v_event;
     return pg_catalog.jsonb_build_object('status', 'rejected', 'error', v_error,
                                          'detail', v_detail, 'lead_event_id', v_event);
@@ -2768,7 +2778,8 @@ begin
   if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
     raise exception 'an event must be a JSON object' using errcode = 'PF003';
   end if;
-  v_key := coalesce('id:' || nullif(p_payload ->> 'id', ''), pg_catalog.md5(p_payload::text));
+  v_key := coalesce('id:' || pgflow._short_key(nullif(p_payload ->> 'id', '')),
+                    pg_catalog.md5(p_payload::text));
   insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
   values ('events', v_key, pg_catalog.left(coalesce(v_type, '(none)'), 100), p_payload, v_now)
   on conflict (provider, delivery_key) do nothing
@@ -3030,8 +3041,9 @@ begin
   if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
     raise exception 'a webhook payload must be a JSON object' using errcode = 'PF003';
   end if;
-  v_key := v_event || ':'
-           || coalesce(p_payload #>> '{chat,chat_id}', p_payload #>> '{chat_inbound,chat_id}', '-')
+  v_key := pgflow._short_key(v_event) || ':'
+           || pgflow._short_key(coalesce(p_payload #>> '{chat,chat_id}',
+                                         p_payload #>> '{chat_inbound,chat_id}', '-'))
            || ':' || pg_catalog.md5(p_payload::text);
   insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
   values ('retell', v_key, pg_catalog.left(v_event, 100), p_payload, v_now)

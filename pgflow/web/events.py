@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from pgflow import db, errors, logs, phones
 from pgflow.web.auth import bearer_refusal, unauthorized
 from pgflow.web.context import Web
-from pgflow.web.http import BodyError, client_host, error, parse_json, read_limited, unavailable
+from pgflow.web.http import (
+    CANNOT_STORE,
+    BodyError,
+    client_host,
+    error,
+    first_line,
+    parse_json,
+    read_limited,
+    unavailable,
+    unstorable,
+)
 
 log = logging.getLogger("pgflow.web")
 
@@ -50,6 +61,9 @@ async def post_event(web: Web, request: Request) -> Response:
         return error(refused.status, refused.code, refused.detail)
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
+    problem = unstorable(payload)
+    if problem is not None:
+        return error(400, "invalid_payload", problem)
     phone = None
     if isinstance(payload.get("phone"), str):
         phone = phones.normalize(payload["phone"]).e164
@@ -60,6 +74,9 @@ async def post_event(web: Web, request: Request) -> Response:
         return unavailable()
     except errors.InvalidInput as exc:
         return error(400, "invalid_payload", str(exc))
+    except psycopg.DataError as exc:
+        logs.event(log, "event.unstorable", logging.WARNING, error=first_line(exc))
+        return error(400, "invalid_payload", CANNOT_STORE)
     outcome = str(result.get("result"))
     status = STATUS.get(outcome, 422)
     logs.event(

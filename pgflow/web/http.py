@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -44,19 +47,82 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(400, "malformed_json", f"the body is not UTF-8 ({exc.reason})") from None
     try:
-        return json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constant)
+        value = json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise BodyError(
             400,
             "malformed_json",
             f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BodyError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BodyError(
+            400, "malformed_json", f"the body is nested deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as exc:
+        detail = str(exc)
+        if "integer string conversion" in detail:
+            detail = "a number has more than 4300 digits"
+        raise BodyError(400, "malformed_json", f"the body is not JSON: {detail}") from None
+    check_depth(value)
+    return value
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NUL_TEXT = "text must not contain NUL characters (\\u0000)"
+SURROGATE_TEXT = "text must be Unicode: an unpaired surrogate (\\ud800-\\udfff) is not"
+INFINITE_TEXT = "numbers must be within range (1e400 is not a number we can keep)"
+
+
+def _walk(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value of a JSON document with its depth (no recursion: any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def check_depth(value: Any) -> None:
+    """BodyError 400 for a document nested deeper than MAX_DEPTH (no webhook of ours needs
+    it, and the database driver's encoder would run out of stack on it)."""
+    if any(depth > MAX_DEPTH for _, depth in _walk(value)):
+        raise BodyError(400, "malformed_json", f"the body is nested deeper than {MAX_DEPTH} levels")
+
+
+def unstorable(value: Any) -> str | None:
+    """Why PostgreSQL's jsonb cannot hold this document, in our words, or None."""
+    for item, _ in _walk(value):
+        if isinstance(item, str):
+            if "\x00" in item:
+                return NUL_TEXT
+            if _SURROGATE.search(item):
+                return SURROGATE_TEXT
+        elif isinstance(item, float) and not math.isfinite(item):
+            return INFINITE_TEXT
+    return None
+
+
+def storable(value: Any) -> Any:
+    """The document with what jsonb cannot hold replaced: NUL and unpaired surrogates by
+    U+FFFD, numbers out of range by null (a provider's event is kept, not refused)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def error(
@@ -69,6 +135,15 @@ def error(
 def unavailable() -> JSONResponse:
     """The database is not reachable: nothing was recorded, the sender should retry."""
     return error(503, "database_unavailable", "the database is unavailable; retry later")
+
+
+CANNOT_STORE = "a value in the body cannot be stored (a time or a number out of range)"
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line, short, for a log field."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def client_host(request: Request) -> str:

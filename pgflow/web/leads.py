@@ -18,7 +18,15 @@ from starlette.responses import JSONResponse, Response
 from pgflow import db, intake, logs
 from pgflow.web.auth import bearer_refusal, unauthorized
 from pgflow.web.context import Web
-from pgflow.web.http import BodyError, client_host, error, parse_json, read_limited, unavailable
+from pgflow.web.http import (
+    BodyError,
+    client_host,
+    error,
+    parse_json,
+    read_limited,
+    unavailable,
+    unstorable,
+)
 
 log = logging.getLogger("pgflow.web")
 
@@ -58,6 +66,12 @@ async def _lead(web: Web, request: Request) -> Response:
         call = db.reject_lead(intake.storable(body), refused.code, refused.detail, None, now)
         result = await call.arun_in(web.pool)
         return _rejected(result, refused.status, phone="-", campaign=None)
+
+    problem = unstorable(payload)
+    if problem is not None:
+        call = db.reject_lead(intake.storable(body), "invalid_payload", problem, None, now)
+        result = await call.arun_in(web.pool)
+        return _rejected(result, 422, phone="-", campaign=None)
 
     _, masked = intake.edge(payload)
     campaign = payload.get("campaign") if isinstance(payload, dict) else None

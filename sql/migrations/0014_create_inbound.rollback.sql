@@ -11,6 +11,7 @@ drop function pgflow._flag_review(bigint, text, timestamptz);
 drop function pgflow._live_conversation(pgflow.conversations, timestamptz);
 drop function pgflow._chat_conversation(jsonb);
 drop function pgflow._chat_items(jsonb);
+drop function pgflow._short_key(text);
 drop function pgflow._on_inbound(bigint, boolean, timestamptz);
 drop function pgflow._engage(bigint, timestamptz, timestamptz);
 drop function pgflow.opt_in_contact(bigint, text, bigint, text, timestamptz);

@@ -597,6 +597,15 @@ $$;
 -- The text messages of a Retell chat object, in order: `message_with_tool_calls` entries
 -- whose role is agent or user (tool calls, node and state transitions are not messages),
 -- or, without that list, the `transcript` string ("Agent: ...\nUser: ..."). Each has a key:
+-- An identifier from outside as a key we can index: itself up to 200 characters, else its
+-- md5 (a btree entry has a size limit; a longer id is no id of Retell's or a CRM's).
+create function pgflow._short_key(p_id text) returns text
+language sql immutable parallel safe
+set search_path = ''
+as $$
+  select case when pg_catalog.length(p_id) <= 200 then p_id else 'md5:' || pg_catalog.md5(p_id) end
+$$;
+
 -- Retell's message_id, else <chat_id>:<position among the texts>.
 create function pgflow._chat_items(p_chat jsonb)
 returns table (pos integer, key text, role text, content text, at timestamptz)
@@ -613,9 +622,11 @@ begin
   if pg_catalog.jsonb_typeof(p_chat -> 'message_with_tool_calls') = 'array' then
     return query
       select (t.n - 1)::integer,
-             coalesce(nullif(t.e ->> 'message_id', ''), v_chat_id || ':' || (t.n - 1)),
+             pgflow._short_key(coalesce(nullif(t.e ->> 'message_id', ''),
+                                       v_chat_id || ':' || (t.n - 1))),
              t.e ->> 'role', t.e ->> 'content',
-             case when (t.e ->> 'created_timestamp') ~ '^\d{10,16}$'
+             -- milliseconds since 1970 up to year 2286; anything else is no time at all
+             case when (t.e ->> 'created_timestamp') ~ '^\d{10,13}$'
                   then pg_catalog.to_timestamp((t.e ->> 'created_timestamp')::bigint / 1000.0) end
         from (select x.e, pg_catalog.row_number() over (order by x.ord) as n
                 from pg_catalog.jsonb_array_elements(p_chat -> 'message_with_tool_calls')
@@ -626,14 +637,14 @@ begin
        order by t.n;
     return;
   end if;
-  if pg_catalog.jsonb_typeof(p_chat -> 'transcript') <> 'string' then
+  if pg_catalog.jsonb_typeof(p_chat -> 'transcript') is distinct from 'string' then
     return;
   end if;
   foreach v_line in array pg_catalog.string_to_array(p_chat ->> 'transcript', E'\n') loop
     if v_line ~ '^(Agent|User): ' then
       if v_role is not null then
-        pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role; content := v_text;
-        at := null;
+        pos := v_pos; key := pgflow._short_key(v_chat_id || ':' || v_pos); role := v_role;
+        content := v_text; at := null;
         return next;
         v_pos := v_pos + 1;
       end if;
@@ -644,7 +655,7 @@ begin
     end if;
   end loop;
   if v_role is not null then
-    pos := v_pos; key := v_chat_id || ':' || v_pos; role := v_role;
+    pos := v_pos; key := pgflow._short_key(v_chat_id || ':' || v_pos); role := v_role;
     content := pg_catalog.rtrim(v_text, E'\n'); at := null;
     return next;
   end if;
@@ -995,8 +1006,9 @@ begin
   if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
     raise exception 'a webhook payload must be a JSON object' using errcode = 'PF003';
   end if;
-  v_key := v_event || ':'
-           || coalesce(p_payload #>> '{chat,chat_id}', p_payload #>> '{chat_inbound,chat_id}', '-')
+  v_key := pgflow._short_key(v_event) || ':'
+           || pgflow._short_key(coalesce(p_payload #>> '{chat,chat_id}',
+                                         p_payload #>> '{chat_inbound,chat_id}', '-'))
            || ':' || pg_catalog.md5(p_payload::text);
   insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
   values ('retell', v_key, pg_catalog.left(v_event, 100), p_payload, v_now)
@@ -1031,6 +1043,7 @@ end;
 $$;
 
 revoke execute on function pgflow._sms_words(text), pgflow.inbound_intent(text),
+  pgflow._short_key(text),
   pgflow._enqueue_after(text, bigint[], integer, timestamptz),
   pgflow._system_message(bigint, text, text, timestamptz), pgflow._end_chats(bigint[]),
   pgflow.opt_out_contact(bigint, text, bigint, text, timestamptz),

@@ -158,7 +158,8 @@ begin
   if p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
     raise exception 'an event must be a JSON object' using errcode = 'PF003';
   end if;
-  v_key := coalesce('id:' || nullif(p_payload ->> 'id', ''), pg_catalog.md5(p_payload::text));
+  v_key := coalesce('id:' || pgflow._short_key(nullif(p_payload ->> 'id', '')),
+                    pg_catalog.md5(p_payload::text));
   insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
   values ('events', v_key, pg_catalog.left(coalesce(v_type, '(none)'), 100), p_payload, v_now)
   on conflict (provider, delivery_key) do nothing

@@ -257,7 +257,8 @@ end;
 $$;
 
 -- ingest_lead as in 0006, but the conversation opens on the contact's sticky sender of the
--- campaign's pool (pgflow.sender_for), not always on from_number. One call per lead.
+-- campaign's pool (pgflow.sender_for), not always on from_number, and a refused lead's
+-- identifiers are kept short enough to index (pgflow._short_key). One call per lead.
 -- Records it in lead_events whatever happens; upserts the contact; enrolls idempotently;
 -- opens the conversation; sends step 1 at once when it is due and the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
 -- "phone_error": "...", "timezone": inferred IANA zone}. Returns
@@ -358,10 +359,12 @@ begin
     end if;
   end if;
   if v_error is not null then
+    -- a refused lead's fields may be anything: kept short enough to index
     insert into pgflow.lead_events
       (received_at, source, external_id, campaign_slug, payload, result, error_code, error_detail)
-    values (v_now, payload ->> 'source', payload ->> 'external_id', payload ->> 'campaign',
-            payload, 'rejected', v_error, v_detail)
+    values (v_now, pgflow._short_key(payload ->> 'source'),
+            pgflow._short_key(payload ->> 'external_id'),
+            pgflow._short_key(payload ->> 'campaign'), payload, 'rejected', v_error, v_detail)
     returning id into v_event;
     return pg_catalog.jsonb_build_object('status', 'rejected', 'error', v_error,
                                          'detail', v_detail, 'lead_event_id', v_event);

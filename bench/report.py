@@ -1,0 +1,334 @@
+"""Render bench/RESULTS.md from bench/results/*.json: one table of every figure with the
+reference measured in the same run, their ratio, the command and the date.
+
+    .venv/bin/python -m bench.report [--quick]
+
+--quick renders the smoke runs (<name>_quick.json) to RESULTS_quick.md instead. The sections
+"## Notes" and "## Profile" of an existing RESULTS.md, and everything after the first of
+them, are kept as they are (they are written by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bench.common import RESULTS, ROOT
+
+OUT = ROOT / "bench" / "RESULTS.md"
+PROFILE = "## Profile"
+KEPT = ("## Notes", PROFILE)
+Row = tuple[str, str, str, str, str, str]  # figure, value, reference, ratio, command, date
+
+
+def load(name: str, quick: bool) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def num(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    text = f"{float(value):,.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def meta(result: dict[str, Any]) -> tuple[str, str]:
+    command = result.get("command") or f"python -m bench.{result['benchmark']}"
+    when = str(result.get("when", "-"))[:16].replace("T", " ")
+    schema = result.get("schema")
+    if schema:
+        changed = ", changed during the run" if schema.get("changed_during_run") else ""
+        when += f" (sql {schema['sha256_12'][:8]}{changed})"
+    return f"`{command}`", when
+
+
+def fake_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    std, fast = r["stdlib_fake"], r["fast_fake"]
+    return [
+        (
+            f"fake Retell alone, create-sms-chat req/s ({fast['clients']} keep-alive clients):"
+            " fast (aiohttp) vs stdlib (tests' fake)",
+            num(fast["requests_per_s"], "req/s"),
+            num(std["requests_per_s"], "req/s (stdlib)"),
+            f"{r['ratio_fast_to_stdlib']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            "  fake's server CPU per request: req per server CPU-second, fast vs stdlib",
+            num(fast.get("requests_per_server_cpu_s"), "req/CPU-s"),
+            num(std.get("requests_per_server_cpu_s"), "req/CPU-s (stdlib)"),
+            f"{fast['requests_per_server_cpu_s'] / std['requests_per_server_cpu_s']:.2f}"
+            if fast.get("requests_per_server_cpu_s") and std.get("requests_per_server_cpu_s")
+            else "-",
+            cmd,
+            when,
+        ),
+    ]
+
+
+def worker_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    rows: list[Row] = []
+    by = r.get("by_workers") or {}
+    one = by.get("1")
+    rounds = r.get("rounds", 1)
+    if one is not None:
+        rows.append(
+            (
+                f"worker msg/s queued -> sent, 1 process, {r['messages']:,} msgs"
+                f" (median of {rounds}) vs pgqueuer no-op jobs/s, same database",
+                num(one["messages_per_s"], "msg/s"),
+                num(one["noop_jobs_per_s"], "jobs/s (no-op)"),
+                f"{one['ratio_to_noop']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    scaling = r.get("scaling")
+    if scaling is not None:
+        rates = scaling["messages_per_s"]
+        per_round = ", ".join(f"{x:.2f}" for x in scaling["per_round"])
+        rows.append(
+            (
+                f"worker msg/s, {scaling['workers'][-1]} processes vs {scaling['workers'][0]}"
+                f" (same messages; ratio per round: {per_round})",
+                num(rates[-1], "msg/s"),
+                num(rates[0], "msg/s (1 process)"),
+                f"{scaling['ratio_last_to_first']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    rows.append(
+        (
+            "fast fake alone req/s vs worker send rate (1 process), same run",
+            num(r["fake_retell_alone"]["requests_per_s"], "req/s"),
+            num(one["messages_per_s"] if one else None, "msg/s"),
+            f"{r['fake_alone_to_send_rate']:.1f}" if "fake_alone_to_send_rate" in r else "-",
+            cmd,
+            when,
+        )
+    )
+    for count, figures in by.items():
+        rows.append(
+            (
+                f"worker peak RSS (VmHWM), {count} process(es), max over processes",
+                num(figures["peak_rss_mb_per_worker"], "MB"),
+                "-",
+                "-",
+                cmd,
+                when,
+            )
+        )
+    first = (r.get("runs") or [{}])[0]
+    activity = first.get("database_activity")
+    if activity:
+        waits = activity["waits_mean"]
+        locks = sum(v for k, v in waits.items() if k.startswith("Lock:"))
+        rows.append(
+            (
+                "database backends active during the 1-process run (mean, sampled):"
+                " of which waiting on row/transaction locks",
+                num(locks, "waiting", 2),
+                num(activity["active_backends_mean"], "active", 2),
+                f"{locks / activity['active_backends_mean']:.2f}"
+                if activity["active_backends_mean"]
+                else "-",
+                cmd,
+                when,
+            )
+        )
+    deaths = sum(len(run.get("worker_deaths", [])) for run in r.get("runs", []))
+    rows.append(("worker processes that died during the runs", str(deaths), "0", "-", cmd, when))
+    return rows
+
+
+def tick_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    rows: list[Row] = []
+    for run in r["runs"]:
+        size = f"{run['active_enrollments']:,}"
+        same = all(all(parts.values()) for parts in run.get("same_rows_as_tick", {}).values())
+        rows.append(
+            (
+                f"tick, {run['due']:,} due among {size} active: tick_ms vs bare set-based"
+                f" statement (same writes{', rows checked equal' if same else ', ROWS DIFFER'})"
+                " [ratio bare/tick]",
+                num(run["tick_ms"], "ms"),
+                num(run["bare_ms"], "ms (bare)"),
+                f"{run['ratio_bare_to_tick']:.2f}",
+                cmd,
+                when,
+            )
+        )
+        rows.append(
+            (
+                f"  tick rows/s among {size} vs the bare statement's rows/s",
+                num(run["tick_rows_per_s"], "rows/s"),
+                num(run["bare_rows_per_s"], "rows/s (bare)"),
+                f"{run['tick_rows_per_s'] / run['bare_rows_per_s']:.2f}",
+                cmd,
+                when,
+            )
+        )
+        rows.append(
+            (
+                f"  bare with the tick's checks done set-based too, among {size}, vs tick_ms"
+                " [ratio bare_checked/tick]",
+                num(run["bare_checked_ms"], "ms"),
+                num(run["tick_ms"], "ms (tick)"),
+                f"{run['ratio_bare_checked_to_tick']:.2f}",
+                cmd,
+                when,
+            )
+        )
+        if "tick_new_session_ms" in run:
+            rows.append(
+                (
+                    f"  tick in a new session (as pg_cron runs it) among {size} vs same session",
+                    num(run["tick_new_session_ms"], "ms"),
+                    num(run["tick_ms"], "ms"),
+                    f"{run['tick_new_session_ms'] / run['tick_ms']:.2f}",
+                    cmd,
+                    when,
+                )
+            )
+    growth = r.get("growth")
+    if growth:
+        rows.append(
+            (
+                f"tick growth {growth['from']:,} -> {growth['to']:,} active vs bare's growth",
+                f"x{growth['tick']:.2f}",
+                f"x{growth['bare']:.2f} (bare)",
+                f"{growth['tick'] / growth['bare']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    return rows
+
+
+def webhook_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    intake, stl = r["intake"], r["speed_to_lead"]
+    rows: list[Row] = [
+        (
+            f"intake leads/s, POST /webhooks/leads ({intake['clients']} clients) vs"
+            " /bench/select1 (one `select 1`, same server, pool, middleware)",
+            num(intake["leads_per_s"], "leads/s"),
+            num(intake["select1_per_s"], "req/s (select1)"),
+            f"{intake['ratio_leads_to_select1']:.2f}",
+            cmd,
+            when,
+        )
+    ]
+    if "pgflow_serve_leads_per_s" in intake:
+        rows.append(
+            (
+                "  leads/s through a real `pgflow serve` vs the bench server (same rounds)",
+                num(intake["pgflow_serve_leads_per_s"], "leads/s"),
+                num(intake["leads_per_s"], "leads/s (bench server)"),
+                f"{intake['ratio_pgflow_serve_to_bench_server']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    lat = stl["latency_ms"]
+    queue = stl["queue"]
+    rows += [
+        (
+            f"speed to lead p50 / p95 / p99, POST -> fake receives create-sms-chat,"
+            f" {stl['rate_per_s']:g} leads/s for {stl['seconds']:g} s, worker draining"
+            f" ~{queue['backlog_target']:,} queued (depth min {queue['queue_depth_min']:,})",
+            f"{lat['p50']:,.0f} / {lat['p95']:,.0f} / {lat['p99']:,.0f} ms",
+            f"POST answered p95 {stl['response_ms']['p95']:,.0f} ms",
+            f"p95/300 ms goal: {lat['p95'] / 300:.1f}",
+            cmd,
+            when,
+        ),
+        (
+            "  of which queued -> claimed by the worker (database clock), p50 / p95 / p99",
+            "{p50:,.0f} / {p95:,.0f} / {p99:,.0f} ms".format(
+                **stl.get("stages_ms", {}).get("queued_to_claimed", {"p50": 0, "p95": 0, "p99": 0})
+            ),
+            "claimed -> sent p95 {:,.0f} ms".format(
+                stl.get("stages_ms", {}).get("claimed_to_sent", {}).get("p95", 0)
+            ),
+            "-",
+            cmd,
+            when,
+        ),
+        (
+            "  worker sends/s during that window (leads + backlog) vs lead arrival rate",
+            num(stl["worker_sends_per_s_during_window"], "msg/s"),
+            num(stl["achieved_rate_per_s"], "leads/s"),
+            f"{stl['worker_sends_per_s_during_window'] / stl['achieved_rate_per_s']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            "web process peak RSS (VmHWM): bench server; `pgflow serve`",
+            num(r["web_peak_rss_mb"], "MB"),
+            num(intake.get("pgflow_serve_peak_rss_mb"), "MB (pgflow serve)"),
+            "-",
+            cmd,
+            when,
+        ),
+    ]
+    return rows
+
+
+def render(quick: bool) -> str:
+    rows: list[Row] = []
+    missing: list[str] = []
+    for name, make in (
+        ("fake_retell_speed", fake_rows),
+        ("worker", worker_rows),
+        ("tick", tick_rows),
+        ("webhook", webhook_rows),
+    ):
+        result = load(name, quick)
+        if result is None:
+            missing.append(name)
+        else:
+            rows += make(result)
+    lines = [
+        "# Benchmark results" + (" (smoke runs, --quick)" if quick else ""),
+        "",
+        "Rendered by `python -m bench.report` from `bench/results/*.json`. The machine has 2"
+        " cores shared with PostgreSQL, the fakes, the load generators and other work: read"
+        " the ratios (figure / reference measured in the same run), not the absolute figures."
+        " The sql hash is of sql/migrations/*.sql when the run was made.",
+        "",
+        "| figure | value | same-run reference | ratio | command | date (UTC), sql hash |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"`bench.{m}`" for m in missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="render the --quick results")
+    args = parser.parse_args()
+    out = OUT if not args.quick else OUT.with_name("RESULTS_quick.md")
+    kept = f"{PROFILE}\n\n"
+    if out.exists():
+        text = out.read_text()
+        starts = [text.index(heading) for heading in KEPT if heading in text]
+        if starts:
+            kept = text[min(starts) :]
+    out.write_text(render(args.quick) + "\n" + kept)
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
