@@ -293,6 +293,12 @@ def record_sends(items: list[Row], retry_base: float = 30.0, now: Now = None) ->
     return _json_list("record_sends", Jsonb(items), retry_base, now)
 
 
+def release_interrupted(message_id: int, attempt: int, now: Now = None) -> Call[Row]:
+    """pgflow.release_interrupted(): a cut-off attempt Retell has no chat for waits again;
+    {action: released | dead_letter | stale}."""
+    return _json("release_interrupted", message_id, attempt, now)
+
+
 def claim_message(
     message_id: int, worker_id: uuid.UUID | None, checked_chat: str | None = None, now: Now = None
 ) -> Call[Row]:

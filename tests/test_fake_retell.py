@@ -5,6 +5,7 @@ of `ChatCreateSMSChatParams`; its webhook signatures pass the SDK's `verify`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import types
 import typing
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pydantic
 import pytest
 from retell.lib.webhook_auth import verify as sdk_verify
 from retell.types.chat_create_sms_chat_params import ChatCreateSMSChatParams
+from retell.types.chat_list_params import ChatListParams, FilterCriteria
 from retell.types.chat_response import ChatResponse
 
 from pgflow.transport.retell import RetellClient
@@ -198,3 +200,31 @@ def test_held_webhooks_can_be_reordered_and_repeated() -> None:
         "transcript_updated",
         "transcript_updated",
     ]
+
+
+@pytest.mark.anyio
+async def test_our_chat_search_speaks_the_sdk_filter_and_finds_our_send() -> None:
+    """find_sent's list-chats body uses only keys of the SDK's ChatListParams and its
+    filters, and finds the chat by the metadata we sent (not another send to the lead)."""
+    since = dt.datetime.now(dt.UTC)
+    with FakeRetell() as fake:
+        async with RetellClient(fake.api_key, fake.url) as client:
+            for message_id in ("7", "8"):
+                await client.create_sms_chat(
+                    from_number=LINE,
+                    to_number=LEAD,
+                    body="Hi",
+                    agent_id=None,
+                    metadata={"pgflow_message_id": message_id},
+                    dynamic_variables={},
+                )
+            found = await client.find_sent(to_number=LEAD, since=since, message_id=8)
+            missing = await client.find_sent(to_number=LEAD, since=since, message_id=9)
+        searches = [r for r in fake.requests if r.path == "/v3/list-chats"]
+    assert found is not None
+    assert fake.chats[found.chat_id]["metadata"] == {"pgflow_message_id": "8"}
+    assert missing is None
+    body = searches[0].json
+    assert set(body) <= set(ChatListParams.__annotations__)
+    assert set(body["filter_criteria"]) <= set(FilterCriteria.__annotations__)
+    assert body["filter_criteria"]["user_number"] == {"op": "eq", "type": "string", "value": LEAD}

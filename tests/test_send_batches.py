@@ -169,3 +169,29 @@ async def _a_cancelled_caller_does_not_disturb_the_others() -> None:
 
 def test_record_sends_of_nothing_is_nothing(db: Conn) -> None:
     assert pdb.record_sends([], 30.0, NOW + dt.timedelta(seconds=1)).run(db) == []
+
+
+def test_a_cut_off_send_is_reconciled_before_it_is_sent_again(db: Conn) -> None:
+    apply_campaign(db, max_attempts=2, **OPEN)
+    ingest(db, "+13125550001", NOW)
+    (message,) = queued(db)
+    first = pdb.claim_message(message, WORKER, None, NOW).run(db)
+    assert (first["action"], first["attempt"]) == ("send", 1)
+    # the worker dies: the next claim asks to look for the chat before anything else
+    later = NOW + dt.timedelta(minutes=1)
+    look = pdb.claim_message(message, WORKER, None, later).run(db)
+    assert look["action"] == "reconcile"
+    assert (look["attempt"], look["to_number"]) == (1, "+13125550001")
+    assert dt.datetime.fromisoformat(look["since"]) == NOW
+    # Retell has no chat for it: released, claimed again as attempt 2
+    assert pdb.release_interrupted(message, 1, later).run(db) == {"action": "released"}
+    assert pdb.release_interrupted(message, 1, later).run(db) == {"action": "stale"}
+    again = pdb.claim_message(message, WORKER, None, later).run(db)
+    assert (again["action"], again["attempt"]) == ("send", 2)
+    # cut off again, at max_attempts: a dead letter (a poison message)
+    assert pdb.claim_message(message, WORKER, None, later).run(db)["action"] == "reconcile"
+    assert pdb.release_interrupted(message, 2, later).run(db) == {"action": "dead_letter"}
+    assert rows(db, "select attempt, outcome from pgflow.message_attempts order by attempt") == [
+        (1, "interrupted"),
+        (2, "interrupted"),
+    ]

@@ -239,7 +239,7 @@ def test_kill_9_mid_send_loses_nothing(
     fake.script(Step(delay=30.0))  # the first send hangs until the worker is killed
     first = start_worker("--poll", "0.2", "--heartbeat-timeout", "2")
     ingest(db, "2125550147", now())
-    fake.wait_for_requests(1, timeout=5)
+    fake.wait_for_requests(1, timeout=5, path="/create-sms-chat")
     first.kill()
     assert message_status(db) == "sending"
     start_worker("--poll", "1", "--heartbeat-timeout", "2")
@@ -250,6 +250,37 @@ def test_kill_9_mid_send_loses_nothing(
     assert attempts(db) == [(1, "interrupted", None, True), (2, "sent", 200, False)]
 
 
+def test_a_send_whose_worker_died_after_retell_took_it_is_not_sent_again(
+    db: Conn, campaign: int, fake: FakeRetell, start_worker: Any
+) -> None:
+    """Retell starts the chat, the worker is killed before the answer comes back: the next
+    worker finds the chat by our message id (list-chats) and records it sent."""
+    fake.script(Step(answer_delay=30.0))
+    first = start_worker("--poll", "0.2", "--heartbeat-timeout", "2")
+    ingest(db, "2125550147", now())
+    fake.wait_for_requests(1, timeout=5, path="/create-sms-chat")
+    first.kill()
+    start_worker("--poll", "0.2", "--heartbeat-timeout", "2")
+    wait_until(settled(db, "sent"), timeout=20, what="recorded as sent")
+    assert len(fake.sms_requests()) == 1  # never sent twice
+    assert attempts(db) == [(1, "sent", 200, False)]
+    chat = scalar(db, "select provider_message_id from pgflow.messages")
+    assert chat in fake.chats  # the chat Retell started for it
+
+
+def test_a_lost_answer_is_found_not_sent_again(
+    db: Conn, campaign: int, fake: FakeRetell, start_worker: Any
+) -> None:
+    """Retell takes the send but the connection drops before its answer: the worker looks
+    for the chat before trying again, finds it, and records it sent."""
+    fake.script(Step(lost_answer=True))
+    start_worker("--poll", "0.2", "--retry-base", "0.05")
+    ingest(db, "2125550147", now())
+    wait_until(settled(db, "sent"), timeout=15, what="recorded as sent")
+    assert len(fake.sms_requests()) == 1
+    assert [a[:2] for a in attempts(db)] == [(1, "sent")]
+
+
 def test_a_message_that_kills_its_worker_every_time_ends_dead_letter(
     db: Conn, fake: FakeRetell, start_worker: Any
 ) -> None:
@@ -258,7 +289,7 @@ def test_a_message_that_kills_its_worker_every_time_ends_dead_letter(
     ingest(db, "2125550147", now())
     for kill in (1, 2):
         worker = start_worker("--poll", "1", "--heartbeat-timeout", "2")
-        fake.wait_for_requests(kill, timeout=10)
+        fake.wait_for_requests(kill, timeout=10, path="/create-sms-chat")
         worker.kill()
     start_worker("--poll", "1", "--heartbeat-timeout", "2")
     wait_until(settled(db, "dead_letter"), timeout=20, what="dead letter after the crashes")

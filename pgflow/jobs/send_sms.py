@@ -25,6 +25,11 @@ CHAT_CHECK_RETRY_SECONDS = 60.0
 async def send_sms(ctx: JobContext, message_id: int) -> str:
     """Run one send_sms job; returns the final action (for logs and tests)."""
     claim = await ctx.claims(message_id)
+    if claim["action"] == "reconcile":
+        reclaimed = await _reconcile(ctx, claim, message_id)
+        if reclaimed is None:
+            return "sent"
+        claim = reclaimed
     if claim["action"] == "check_chat":
         checked = await _check_chat(ctx, str(claim["chat_id"]), message_id)
         again = db.claim_message(message_id, ctx.worker_id, checked, ctx.clock())
@@ -55,6 +60,7 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
             "status_code": sent.status_code,
         }
     except TransportError as exc:
+        found = await _find_lost_answer(ctx, claim, message_id) if exc.status_code is None else None
         result = {
             "ok": False,
             "retryable": exc.retryable,
@@ -63,6 +69,8 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
             "error": exc.message,
             "retry_after": exc.retry_after,
         }
+        if found is not None:  # Retell took it; only its answer was lost
+            result = {"ok": True, "chat_id": found.chat_id, "status_code": found.status_code}
     except Exception as exc:  # a bug of ours must not lose the message: retry, then dead-letter
         log.exception("event=sms.unexpected_error message_id=%s", message_id)
         result = {
@@ -137,6 +145,78 @@ async def _deliver(ctx: JobContext, claim: dict[str, Any], message_id: int) -> S
         metadata=claim["metadata"],
         dynamic_variables=claim["variables"],
     )
+
+
+async def _find_lost_answer(
+    ctx: JobContext, claim: dict[str, Any], message_id: int
+) -> SendResult | None:
+    """After a send that got no answer (a timeout, a dropped connection), the chat it may
+    have started: found, the send is recorded as sent instead of tried again."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    try:
+        found = await ctx.transport.find_sent(
+            to_number=claim["to_number"], since=since, message_id=message_id
+        )
+    except TransportError:
+        return None  # Retell unreachable: the send is tried again (the documented window)
+    if found is not None:
+        logs.event(log, "sms.answer_lost", message_id=message_id, chat_id=found.chat_id)
+    return found
+
+
+async def _reconcile(
+    ctx: JobContext, claim: dict[str, Any], message_id: int
+) -> dict[str, Any] | None:
+    """A send cut off mid-way (its worker died): if Retell has the chat it started, record it
+    sent (None: done, nothing sent twice); else release the attempt and claim again."""
+    attempt = int(claim["attempt"])
+    try:
+        found = await ctx.transport.find_sent(
+            to_number=claim["to_number"],
+            since=dt.datetime.fromisoformat(claim["since"]),
+            message_id=message_id,
+        )
+    except TransportError as exc:
+        logs.event(
+            log,
+            "sms.reconcile_failed",
+            logging.WARNING,
+            message_id=message_id,
+            status=exc.status_code,
+            error=exc.message,
+        )
+        raise RetryRequested(
+            delay=dt.timedelta(seconds=CHAT_CHECK_RETRY_SECONDS), reason="reconcile failed"
+        ) from exc
+    if found is not None:
+        result = {"ok": True, "chat_id": found.chat_id, "status_code": found.status_code}
+        outcome = await ctx.records(Attempt(message_id, attempt, result))
+        logs.event(
+            log,
+            "sms.reconciled",
+            message_id=message_id,
+            attempt=attempt,
+            chat_id=found.chat_id,
+            recorded=outcome["action"],
+        )
+        if claim.get("end_chat_after") and outcome["action"] == "sent":
+            await _end_chat(ctx, found.chat_id, message_id)
+        return None
+    released = await db.release_interrupted(message_id, attempt, ctx.clock()).arun_in(ctx.pool)
+    logs.event(
+        log,
+        "sms.interrupted",
+        logging.WARNING,
+        message_id=message_id,
+        attempt=attempt,
+        result=released["action"],
+    )
+    if released["action"] == "dead_letter":
+        return {"action": "dead_letter", "reason": "interrupted"}
+    again: dict[str, Any] = await db.claim_message(
+        message_id, ctx.worker_id, None, ctx.clock()
+    ).arun_in(ctx.pool)
+    return again
 
 
 async def _check_chat(ctx: JobContext, chat_id: str, message_id: int) -> str:

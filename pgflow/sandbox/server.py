@@ -64,6 +64,10 @@ class Step:
         `Retry-After: 1`); a 2xx or None serves the request normally with that status.
     delay: seconds to wait before answering (to trigger client timeouts).
     drop: close the connection without any response (after `delay`).
+    lost_answer: take the request (the chat starts, the lead gets the text), then close the
+        connection without answering: Retell's answer lost on the way back.
+    answer_delay: take the request, then wait this many seconds before answering (a worker
+        killed meanwhile never learns that Retell took it).
     body: a replacement response body (dict/list -> JSON, str/bytes sent as is).
     headers: extra response headers (they win over the defaults).
     """
@@ -71,6 +75,8 @@ class Step:
     status: int | None = None
     delay: float = 0.0
     drop: bool = False
+    lost_answer: bool = False
+    answer_delay: float = 0.0
     body: Any = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -713,6 +719,12 @@ class Sandbox:
             answer = chat.public()
         self.book.to_phone(PhoneText("to_lead", first, line, chat.chat_id, now_ms()), lead)
         self._emit("chat_started", chat)  # queued before the answer: events keep their order
+        if step.answer_delay > 0 and self._stopping.wait(step.answer_delay):
+            handler.drop()
+            return
+        if step.lost_answer:
+            handler.drop()
+            return
         status = step.status if step.status is not None else 200
         handler.respond(status, answer if step.body is None else step.body, step.headers)
 

@@ -8,6 +8,7 @@ implementation; every failure is a `TransportError` classified for the worker.""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any, Protocol
 
 from pgflow.errors import PgflowError
@@ -81,6 +82,13 @@ class SmsTransport(Protocol):
 
     async def end_chat(self, chat_id: str) -> None:
         """End an ongoing chat."""
+        ...
+
+    async def find_sent(
+        self, *, to_number: str, since: dt.datetime, message_id: int
+    ) -> SendResult | None:
+        """The chat a send of ours started, found by the metadata we gave it (our message
+        id) among the lead's chats since `since`; None when there is none."""
         ...
 
     async def post_message(self, chat_id: str, body: str, message_id: str) -> str:

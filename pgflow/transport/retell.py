@@ -12,6 +12,7 @@ API key or a full phone number.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import functools
 import hashlib
@@ -164,6 +165,40 @@ class RetellClient:
     async def end_chat(self, chat_id: str) -> None:
         """End an ongoing chat (`PATCH /end-chat/{chat_id}`)."""
         await self._request("PATCH", f"/end-chat/{_path_id(chat_id)}", "end-chat", (), None)
+
+    async def find_sent(
+        self, *, to_number: str, since: dt.datetime, message_id: int
+    ) -> SendResult | None:
+        """After a send cut off between Retell's answer and our record: the lead's SMS chats
+        that began since the attempt (a minute's slack for clocks), newest first
+        (`POST /v3/list-chats`), searched for the metadata we sent with it."""
+        since_ms = int(since.timestamp() * 1000) - 60_000
+        payload = {
+            "filter_criteria": {
+                "user_number": {"op": "eq", "type": "string", "value": to_number},
+                "chat_type": {"op": "in", "value": ["sms_chat"]},
+                "start_timestamp": {"op": "ge", "type": "number", "value": since_ms},
+            },
+            "sort_order": "descending",
+            "limit": 50,
+        }
+        response = await self._request(
+            "POST", "/v3/list-chats", "list-chats", (to_number,), payload
+        )
+        data = _json_object(response)
+        items = data.get("items") if data is not None else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("chat_id"), str):
+                continue
+            metadata = item.get("metadata")
+            if isinstance(metadata, dict) and metadata.get("pgflow_message_id") == str(message_id):
+                agent = item.get("agent_id")
+                return SendResult(
+                    chat_id=item["chat_id"],
+                    agent_id=agent if isinstance(agent, str) else None,
+                    status_code=response.status_code,
+                )
+        return None
 
     async def post_message(self, chat_id: str, body: str, message_id: str) -> str:
         """Retell takes no text into a chat: its own LLM writes the replies."""

@@ -13,6 +13,7 @@ drop function pgflow.claim_messages(bigint[], uuid, timestamptz);
 drop function pgflow._count_usage(jsonb[]);
 drop function pgflow._claim_one(bigint, uuid, text, timestamptz);
 drop function pgflow.record_sends(jsonb, double precision, timestamptz);
+drop function pgflow.release_interrupted(bigint, integer, timestamptz);
 create or replace function pgflow.record_send(
   p_message_id bigint, p_attempt integer, p_result jsonb,
   p_retry_base_seconds double precision default 30, p_now timestamptz default null

@@ -10,7 +10,8 @@
 --   check_chat  a drip step while the conversation's last chat may be ongoing: read it
 --               (GET /get-chat), record it (pgflow.record_chat), then claim again with
 --               p_checked_chat = that chat id; a reply found there suppresses the step
---   dead_letter interrupted max_attempts times (a poison message)
+--   reconcile   its last attempt was cut off (a worker died): look for the chat it may
+--               have started, then record_send it as sent, or release_interrupted it
 --   send        claimed: attempt n is ours; everything the transport needs is returned
 create function pgflow._claim_one(
   p_message_id bigint, p_worker uuid, p_checked_chat text, p_now timestamptz
@@ -54,20 +55,15 @@ begin
   v_max := coalesce(v_campaign.max_attempts, 6);
 
   if m.delivery_status = 'sending' then
-    -- The last attempt never came back: its worker died mid-send.
-    update pgflow.message_attempts
-       set finished_at = v_now, outcome = 'interrupted',
-           error = 'the worker stopped during the send'
-     where message_id = m.id and finished_at is null;
-    if m.attempts >= v_max then
-      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
-      update pgflow.messages
-         set delivery_status = 'dead_letter', updated_at = v_now,
-             delivery_error = pg_catalog.format(
-               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
-    end if;
+    -- The last attempt never came back: its worker died mid-send, perhaps after Retell
+    -- took it. The worker looks for the chat first (its metadata carries our id), then
+    -- records it sent, or releases it (pgflow.release_interrupted) and claims again.
+    return pg_catalog.jsonb_build_object(
+      'action', 'reconcile', 'message_id', m.id, 'attempt', m.attempts, 'kind', m.kind,
+      'to_number', v_contact.phone,
+      'since', coalesce((select pg_catalog.max(a.started_at) from pgflow.message_attempts a
+                          where a.message_id = m.id and a.finished_at is null), m.updated_at),
+      'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null);
   end if;
 
   v_reason := case
@@ -266,6 +262,51 @@ begin
   perform pgflow._count_usage(v_all);
   return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
             from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
+end;
+$$;
+
+-- A send cut off mid-way that Retell has no chat for: its attempt is recorded as
+-- interrupted and the message waits again (queued), or, after max_attempts of them, it is
+-- a dead letter (a poison message). {action: released | dead_letter | stale}.
+create function pgflow.release_interrupted(
+  p_message_id bigint, p_attempt integer, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_max integer;
+begin
+  select * into m from pgflow.messages
+   where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
+     for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'stale');
+  end if;
+  update pgflow.message_attempts
+     set finished_at = v_now, outcome = 'interrupted',
+         error = 'the worker stopped during the send, and Retell has no chat for it'
+   where message_id = m.id and finished_at is null;
+  select coalesce(c.max_attempts, 6) into v_max
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = m.enrollment_id
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = m.conversation_id;
+  if m.attempts >= v_max then
+    perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+    update pgflow.messages
+       set delivery_status = 'dead_letter', updated_at = v_now,
+           delivery_error = pg_catalog.format(
+             'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'dead_letter');
+  end if;
+  perform pgflow._set_reason('attempt ' || m.attempts || ' interrupted; not sent');
+  update pgflow.messages set delivery_status = 'queued', updated_at = v_now where id = m.id;
+  return pg_catalog.jsonb_build_object('action', 'released');
 end;
 $$;
 
@@ -648,6 +689,7 @@ revoke execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
   pgflow.claim_messages(bigint[], uuid, timestamptz),
   pgflow.record_sends(jsonb, double precision, timestamptz),
+  pgflow.release_interrupted(bigint, integer, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow._reply_refusal(pgflow.messages), pgflow.agent_turn(bigint, timestamptz),
   pgflow.record_agent_reply(bigint, text, text, text, timestamptz), pgflow.opt_out_question(bigint),
@@ -667,6 +709,7 @@ grant execute on function
   pgflow.claim_message(bigint, uuid, text, timestamptz),
   pgflow.claim_messages(bigint[], uuid, timestamptz),
   pgflow.record_sends(jsonb, double precision, timestamptz),
+  pgflow.release_interrupted(bigint, integer, timestamptz),
   pgflow.mark_chat_ended(text, timestamptz), pgflow.chat_to_end(bigint),
   pgflow.agent_turn(bigint, timestamptz), pgflow.record_agent_reply(bigint, text, text, text, timestamptz),
   pgflow.opt_out_question(bigint), pgflow.record_opt_out_judgment(bigint, boolean, timestamptz)
