@@ -238,6 +238,18 @@ def test_consent_is_recorded(db: Conn, campaign: int) -> None:
     )
     consent = row(db, "select consent_at, consent_source, consent_text from pgflow.contacts")
     assert consent == (at("2026-11-23 14:59"), "landing", "I agree to receive texts")
+    # a later lead (another campaign, another form) cannot rewrite the evidence
+    apply_campaign(db, "roofing")
+    ingest(
+        db,
+        "2125550147",
+        MORNING,
+        campaign="roofing",
+        source="other-form",
+        consent={"text": "something else", "at": "2026-11-20T10:00:00Z"},
+    )
+    again = row(db, "select consent_at, consent_source, consent_text from pgflow.contacts")
+    assert again == consent
 
 
 def test_sql_alone_normalises_us_numbers(db: Conn, campaign: int) -> None:

@@ -257,8 +257,9 @@ end;
 $$;
 
 -- ingest_lead as in 0006, but the conversation opens on the contact's sticky sender of the
--- campaign's pool (pgflow.sender_for), not always on from_number, and a refused lead's
--- identifiers are kept short enough to index (pgflow._short_key). One call per lead.
+-- campaign's pool (pgflow.sender_for), not always on from_number; a refused lead's
+-- identifiers are kept short enough to index (pgflow._short_key); and a contact's first
+-- recorded consent is kept (a later lead cannot rewrite the evidence). One call per lead.
 -- Records it in lead_events whatever happens; upserts the contact; enrolls idempotently;
 -- opens the conversation; sends step 1 at once when it is due and the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
 -- "phone_error": "...", "timezone": inferred IANA zone}. Returns
@@ -393,9 +394,13 @@ begin
     -- an explicit zone wins; an inferred one only fills a gap
     timezone = coalesce(v_tz, c.timezone, excluded.timezone),
     attributes = c.attributes || excluded.attributes,
-    consent_at = coalesce(excluded.consent_at, c.consent_at),
-    consent_source = coalesce(excluded.consent_source, c.consent_source),
-    consent_text = coalesce(excluded.consent_text, c.consent_text),
+    -- the first consent recorded is the evidence: a later lead cannot rewrite it (each
+    -- lead's own consent stays in its lead_events payload)
+    consent_at = coalesce(c.consent_at, excluded.consent_at),
+    consent_source = case when c.consent_at is null then excluded.consent_source
+                          else c.consent_source end,
+    consent_text = case when c.consent_at is null then excluded.consent_text
+                        else c.consent_text end,
     updated_at = excluded.updated_at
   returning * into v_contact;
 
