@@ -240,7 +240,7 @@ async def noop_throughput(url: str, n: int, concurrency: int) -> dict[str, Any]:
     qs = queue_settings()
     qm = QueueManager(
         Queries(
-            _QueueDriver(listen, pool),
+            _QueueDriver(listen, pool, on_lost=lambda: None),
             qbe=QueryBuilderEnvironment(qs),
             qbq=QueryQueueBuilder(qs),
             qbs=QuerySchedulerBuilder(qs),

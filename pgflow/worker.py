@@ -68,11 +68,30 @@ class _QueueDriver(PsycopgDriver):
 
     The stock driver runs queries and LISTEN on one connection, and psycopg's notifies()
     holds that connection for up to a second, so a dequeue right after a NOTIFY waits for
-    it. Here the dedicated connection only LISTENs; queries take a pooled connection."""
+    it. Here the dedicated connection only LISTENs; queries take a pooled connection.
 
-    def __init__(self, listen: psycopg.AsyncConnection[Any], pool: AsyncConnectionPool[Any]):
+    The stock watcher dies quietly with its connection (queries on the pool still work, so
+    the worker would go on by polling alone until pgqueuer's probe fails, up to 20 s
+    later); here a lost LISTEN connection is kept in `lost` and `on_lost` is called at once,
+    so that the consumer's life ends and a new one listens again."""
+
+    def __init__(
+        self,
+        listen: psycopg.AsyncConnection[Any],
+        pool: AsyncConnectionPool[Any],
+        on_lost: Callable[[], None],
+    ):
         super().__init__(listen)
         self._pool = pool
+        self._on_lost = on_lost
+        self.lost: psycopg.Error | OSError | None = None
+
+    async def watch_notifies(self) -> None:
+        try:
+            await super().watch_notifies()
+        except (psycopg.Error, OSError) as exc:
+            self.lost = exc
+            self._on_lost()
 
     async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
         async with self._pool.connection() as conn:
@@ -263,8 +282,9 @@ class Worker:
         )
         try:
             qs = queue_settings()
+            driver = _QueueDriver(queue_conn, pool, on_lost=lambda: qm.shutdown.set())
             queries = Queries(
-                _QueueDriver(queue_conn, pool),
+                driver,
                 qbe=QueryBuilderEnvironment(qs),
                 qbq=QueryQueueBuilder(qs),
                 qbs=QuerySchedulerBuilder(qs),
@@ -282,6 +302,8 @@ class Worker:
                 heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
                 shutdown_on_listener_failure=True,
             )
+            if driver.lost is not None:
+                raise driver.lost
         finally:
             self.qm = None
             with contextlib.suppress(psycopg.Error, OSError):
