@@ -383,20 +383,15 @@ begin
    where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
   v_max := coalesce(v_campaign.max_attempts, 6);
   if m.delivery_status = 'sending' then
-    -- The last attempt never came back: its worker died mid-send.
-    update pgflow.message_attempts
-       set finished_at = v_now, outcome = 'interrupted',
-           error = 'the worker stopped during the send'
-     where message_id = m.id and finished_at is null;
-    if m.attempts >= v_max then
-      perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
-      update pgflow.messages
-         set delivery_status = 'dead_letter', updated_at = v_now,
-             delivery_error = pg_catalog.format(
-               'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'dead_letter', 'reason', 'interrupted');
-    end if;
+    -- The last attempt never came back: its worker died mid-send, perhaps after Retell
+    -- took it. The worker looks for the chat first (its metadata carries our id), then
+    -- records it sent, or releases it (pgflow.release_interrupted) and claims again.
+    return pg_catalog.jsonb_build_object(
+      'action', 'reconcile', 'message_id', m.id, 'attempt', m.attempts, 'kind', m.kind,
+      'to_number', v_contact.phone,
+      'since', coalesce((select pg_catalog.max(a.started_at) from pgflow.message_attempts a
+                          where a.message_id = m.id and a.finished_at is null), m.updated_at),
+      'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null);
   end if;
   v_reason := case
     when v_contact.opted_out_at is not null and m.kind <> 'system' then 'contact opted out'
@@ -2312,9 +2307,13 @@ begin
     -- an explicit zone wins; an inferred one only fills a gap
     timezone = coalesce(v_tz, c.timezone, excluded.timezone),
     attributes = c.attributes || excluded.attributes,
-    consent_at = coalesce(excluded.consent_at, c.consent_at),
-    consent_source = coalesce(excluded.consent_source, c.consent_source),
-    consent_text = coalesce(excluded.consent_text, c.consent_text),
+    -- the first consent recorded is the evidence: a later lead cannot rewrite it (each
+    -- lead's own consent stays in its lead_events payload)
+    consent_at = coalesce(c.consent_at, excluded.consent_at),
+    consent_source = case when c.consent_at is null then excluded.consent_source
+                          else c.consent_source end,
+    consent_text = case when c.consent_at is null then excluded.consent_text
+                        else c.consent_text end,
     updated_at = excluded.updated_at
   returning * into v_contact;
   if v_contact.opted_out_at is not null then
@@ -3187,6 +3186,44 @@ begin
   returning id into v_id;
   return pg_catalog.jsonb_build_object('status', 'rejected', 'error', p_error,
                                        'detail', p_detail, 'lead_event_id', v_id);
+end;
+$$;
+CREATE FUNCTION pgflow.release_interrupted(p_message_id bigint, p_attempt integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  m pgflow.messages;
+  v_max integer;
+begin
+  select * into m from pgflow.messages
+   where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
+     for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('action', 'stale');
+  end if;
+  update pgflow.message_attempts
+     set finished_at = v_now, outcome = 'interrupted',
+         error = 'the worker stopped during the send, and Retell has no chat for it'
+   where message_id = m.id and finished_at is null;
+  select coalesce(c.max_attempts, 6) into v_max
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = m.enrollment_id
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = m.conversation_id;
+  if m.attempts >= v_max then
+    perform pgflow._set_reason('interrupted ' || m.attempts || ' times');
+    update pgflow.messages
+       set delivery_status = 'dead_letter', updated_at = v_now,
+           delivery_error = pg_catalog.format(
+             'the worker stopped during each of %s attempts (possible poison message)', m.attempts)
+     where id = m.id;
+    return pg_catalog.jsonb_build_object('action', 'dead_letter');
+  end if;
+  perform pgflow._set_reason('attempt ' || m.attempts || ' interrupted; not sent');
+  update pgflow.messages set delivery_status = 'queued', updated_at = v_now where id = m.id;
+  return pg_catalog.jsonb_build_object('action', 'released');
 end;
 $$;
 CREATE FUNCTION pgflow.render_template(p_template text, p_values jsonb, p_fallbacks jsonb) RETURNS text
