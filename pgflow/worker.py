@@ -295,10 +295,13 @@ class Worker:
             if self.stopping.is_set():
                 return
             logs.event(log, "worker.consuming", worker_id=self.worker_id)
+            # pgqueuer wants at least two batches of room: a small --concurrency takes
+            # smaller batches rather than more jobs in flight than it asked for (1 gives 2)
+            batch = max(1, min(options.batch_size, options.concurrency // 2))
             await qm.run(
                 dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
-                batch_size=options.batch_size,
-                max_concurrent_tasks=max(options.concurrency, 2 * options.batch_size),
+                batch_size=batch,
+                max_concurrent_tasks=max(options.concurrency, 2 * batch),
                 heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
                 shutdown_on_listener_failure=True,
             )
