@@ -159,17 +159,14 @@ class DatabaseCpu:
         return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in now.items())
 
 
-class ActivitySampler:
-    """Samples pg_stat_activity of one database every `interval` s in a thread: what its
-    active backends were doing (wait events, statements), as counts of samples. A coarse
-    profile of where the database time goes, taken alongside a measurement."""
+class DatabaseSampler:
+    """A thread that calls `sample(conn)` every `interval` s on its own connection to one
+    database, from entering the `with` block to leaving it."""
 
-    def __init__(self, url: str, interval: float = 0.1) -> None:
+    def __init__(self, url: str, interval: float) -> None:
         self.url = url
         self.interval = interval
         self.samples = 0
-        self.waits: dict[str, int] = {}
-        self.queries: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -184,16 +181,33 @@ class ActivitySampler:
     def _run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self._stop.wait(self.interval):
-                rows = conn.execute(
-                    "select coalesce(wait_event_type || ':' || wait_event, 'CPU'),"
-                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
-                    " from pg_stat_activity where datname = current_database()"
-                    " and state = 'active' and pid <> pg_backend_pid()"
-                ).fetchall()
+                self.sample(conn)
                 self.samples += 1
-                for wait, query in rows:
-                    self.waits[wait] = self.waits.get(wait, 0) + 1
-                    self.queries[query] = self.queries.get(query, 0) + 1
+
+    def sample(self, conn: psycopg.Connection[Any]) -> None:
+        raise NotImplementedError
+
+
+class ActivitySampler(DatabaseSampler):
+    """Samples pg_stat_activity of one database every `interval` s in a thread: what its
+    active backends were doing (wait events, statements), as counts of samples. A coarse
+    profile of where the database time goes, taken alongside a measurement."""
+
+    def __init__(self, url: str, interval: float = 0.1) -> None:
+        super().__init__(url, interval)
+        self.waits: dict[str, int] = {}
+        self.queries: dict[str, int] = {}
+
+    def sample(self, conn: psycopg.Connection[Any]) -> None:
+        rows = conn.execute(
+            "select coalesce(wait_event_type || ':' || wait_event, 'CPU'),"
+            " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+            " from pg_stat_activity where datname = current_database()"
+            " and state = 'active' and pid <> pg_backend_pid()"
+        ).fetchall()
+        for wait, query in rows:
+            self.waits[wait] = self.waits.get(wait, 0) + 1
+            self.queries[query] = self.queries.get(query, 0) + 1
 
     def summary(self, top: int = 8) -> dict[str, Any]:
         """Per sample, how many backends were active on average, and the top waits/queries."""

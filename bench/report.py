@@ -284,6 +284,87 @@ def webhook_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def load_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    intake, ref = r["intake"], r["select1_reference"]
+    step1, step2, noop = r["step1_sends"], r["step2_sends"], r["pgqueuer_noop"]
+    post, dbc = r["latency_ms_post_to_fake"], r["latency_ms_created_to_sent_db_clock"]
+    pg = r["postgres_backends_memory"]
+    rows: list[Row] = [
+        (
+            f"load: leads/s accepted, {r['leads']:,} leads to `pgflow serve` ({r['clients']}"
+            f" clients) while {r['workers']} workers send, vs /bench/select1 req/s (before and"
+            " after, same run)",
+            num(intake["accepted_per_s"], "leads/s"),
+            num(ref["per_s"], "req/s (select1)"),
+            f"{r['ratio_leads_to_select1']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            f"  load: signed Retell replies/s ({intake['replies']['chosen']:,}, sent as each"
+            " step 1 is recorded, so paced by the sends) vs select1",
+            num(intake["replies"]["per_s"], "req/s"),
+            num(ref["per_s"], "req/s (select1)"),
+            f"{r['ratio_replies_to_select1']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            "  load: step 1 SMS/s (first to last sent_at, during the intake) vs leads/s accepted",
+            num(step1["messages_per_s"], "msg/s"),
+            num(intake["accepted_per_s"], "leads/s"),
+            f"{r['ratio_step1_sends_to_leads']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            f"  load: step 2 SMS/s ({step2['messages']:,} queued by one tick, drained by"
+            f" {r['workers']} workers) vs pgqueuer no-op jobs/s, same database",
+            num(step2["messages_per_s"], "msg/s"),
+            num(noop["jobs_per_s"], "jobs/s (no-op)"),
+            f"{r['ratio_step2_sends_to_noop']:.2f}",
+            cmd,
+            when,
+        ),
+        (
+            "  load: lead -> SMS p50 / p95 / p99, POST start -> fake receives create-sms-chat"
+            " (monotonic clock) vs created_at -> sent_at (database clock)",
+            f"{post['p50']:,.0f} / {post['p95']:,.0f} / {post['p99']:,.0f} ms",
+            f"{dbc['p50']:,.0f} / {dbc['p95']:,.0f} / {dbc['p99']:,.0f} ms (db clock)",
+            f"p95/300 ms goal: {post['p95'] / 300:.1f}",
+            cmd,
+            when,
+        ),
+        (
+            "  load: peak RSS (VmHWM), worker (max of each) vs `pgflow serve`",
+            num(r["worker_peak_rss_mb"], "MB"),
+            num(r["serve_peak_rss_mb"], "MB (serve)"),
+            "-",
+            cmd,
+            when,
+        ),
+        (
+            f"  load: PostgreSQL backends of the database (up to {pg['backends_max']}), sampled"
+            " peak of summed RssAnon vs summed VmRSS (shared buffers counted per backend)",
+            num(pg["sum_rssanon_mb_peak"], "MB"),
+            num(pg["sum_vmrss_mb_peak"], "MB (VmRSS)"),
+            f"max one backend {num(pg['max_backend_vmhwm_mb'], 'MB')}",
+            cmd,
+            when,
+        ),
+        (
+            "  load: leads lost / duplicate sends / drip steps after a reply (must be 0)",
+            f"{r['leads_lost']} / {r['duplicate_sends']} / {r['drip_after_reply']}",
+            "0 / 0 / 0",
+            "-",
+            cmd,
+            when,
+        ),
+    ]
+    return rows
+
+
 def render(quick: bool) -> str:
     rows: list[Row] = []
     missing: list[str] = []
@@ -292,6 +373,7 @@ def render(quick: bool) -> str:
         ("worker", worker_rows),
         ("tick", tick_rows),
         ("webhook", webhook_rows),
+        ("load", load_rows),
     ):
         result = load(name, quick)
         if result is None:
