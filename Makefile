@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DB_URL = $${DATABASE_URL:-$$(scripts/db.sh up)}
 
-.PHONY: help venv db-up db-down migrate demo run test lint types pytest schema-snapshot release-migrations bench clean
+.PHONY: help venv db-up db-down migrate demo run test lint types pytest schema-snapshot migration sql-check release-migrations bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ test: lint types pytest ## Lint, types and every test
 
 schema-snapshot: venv ## Rewrite sql/schema.sql from the migrations
 	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.snapshot
+
+migration: venv ## Write the next migration from what changed in sql/functions/ (NAME=verb_object)
+	@test -n "$(NAME)" || { echo "usage: make migration NAME=replace_tick" >&2; exit 2; }
+	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.sqlsource migration $(NAME)
+
+sql-check: venv ## Show where sql/functions/ and the migrations differ
+	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.sqlsource check
 
 release-migrations: venv ## Freeze the migrations: dump head as a release, pin new files
 	@DATABASE_URL=$(DB_URL) $(BIN)/python -m tests.releases cut

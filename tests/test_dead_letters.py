@@ -31,7 +31,7 @@ def dead(db: Conn) -> list[int]:
     for phone in ("2125550147", "2125550148"):
         ingest(db, phone, now)
         message = scalar(db, "select max(id) from pgflow.messages")
-        claim = scalar(db, "select pgflow.claim_send(%s)", [message])
+        claim = scalar(db, "select pgflow.claim_message(%s)", [message])
         assert claim["action"] == "send"
         result = {"ok": False, "retryable": False, "status_code": 422, "error": "HTTP 422 unknown"}
         db.execute("select pgflow.record_send(%s, 1, %s::jsonb)", [message, json.dumps(result)])

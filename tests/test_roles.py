@@ -52,7 +52,7 @@ def test_worker_can_claim_and_record_but_not_read_contacts(db: Conn, login: Any)
     db.execute('select pgflow.ingest_lead(\'{"campaign": "solar", "phone": "2125550147"}\')')
     message = scalar(db, "select id from pgflow.messages")
     with login("pgflow_worker") as worker:
-        claim = scalar(worker, "select pgflow.claim_send(%s)", [message])
+        claim = scalar(worker, "select pgflow.claim_message(%s)", [message])
         assert claim["action"] == "send"
         recorded = scalar(
             worker,

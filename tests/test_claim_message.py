@@ -1,4 +1,4 @@
-"""pgflow.claim_send() and pgflow.record_send() at the SQL level: the send-time re-check,
+"""pgflow.claim_message() and pgflow.record_send() at the SQL level: the send-time re-check,
 backoff bounds, stale results, and campaigns that share a sending number."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ OPEN = {"window_start": "00:00", "window_end": "24:00"}
 
 
 def claim(db: Conn, message: int, now: dt.datetime = NOW) -> dict[str, Any]:
-    return pdb.claim_send(message, None, now).run(db)
+    return pdb.claim_message(message, None, None, now).run(db)
 
 
 def record(db: Conn, message: int, attempt: int, result: dict[str, Any]) -> dict[str, Any]:

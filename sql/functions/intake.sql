@@ -1,0 +1,252 @@
+-- Intake: a lead in, by webhook or CSV row, as one call; a lead that cannot be read is still recorded.
+-- The current definition of each function and view of this area (sql/README.md: how to
+-- change one). Grants: roles.sql.
+
+-- E.164 from a loosely formatted number when no normalised phone comes from the edge:
+-- US national formats and explicit international ones; NULL when it cannot be one.
+create or replace function pgflow._normalize_phone(p_raw text) returns text
+language sql immutable parallel safe
+set search_path = ''
+as $$
+  select case
+    when d is null then null
+    when p_raw ~ '^\s*\+' and d ~ '^[1-9][0-9]{6,14}$' then '+' || d
+    when p_raw ~ '^\s*00' and d ~ '^00[1-9][0-9]{6,14}$' then '+' || pg_catalog.substr(d, 3)
+    when d ~ '^[2-9][0-9]{2}[2-9][0-9]{6}$' then '+1' || d
+    when d ~ '^1[2-9][0-9]{2}[2-9][0-9]{6}$' then '+' || d
+  end
+  from (select nullif(pg_catalog.regexp_replace(p_raw, '[^0-9]', '', 'g'), '') as d) x
+  where p_raw !~ '[A-Za-z]'
+$$;
+
+-- Record a lead that could not even be read (malformed JSON, too large, not an object).
+create or replace function pgflow.reject_lead(
+  p_raw_body text,
+  p_error text,
+  p_detail text,
+  p_source text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_id bigint;
+begin
+  insert into pgflow.lead_events (received_at, source, raw_body, result, error_code, error_detail)
+  values (coalesce(p_now, pg_catalog.now()), p_source, coalesce(p_raw_body, ''), 'rejected',
+          p_error, p_detail)
+  returning id into v_id;
+  return pg_catalog.jsonb_build_object('status', 'rejected', 'error', p_error,
+                                       'detail', p_detail, 'lead_event_id', v_id);
+end;
+$$;
+
+-- Why a campaign takes no leads now ({"error", "detail"}), or NULL when it does:
+-- it must exist, be active and have at least one step. ingest_lead() and the CSV import's
+-- up-front check share it.
+create or replace function pgflow.campaign_refusal(p_slug text) returns jsonb
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select case
+    when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
+      'detail', pg_catalog.format('no campaign with slug %L', p_slug))
+    when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
+      'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
+    when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
+      then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
+        'detail', pg_catalog.format('campaign %L has no steps', c.slug))
+  end
+  from (select 1) one
+  left join pgflow.campaigns c on c.slug = p_slug
+$$;
+
+-- The conversation opens on the contact's sticky sender of the campaign's pool
+-- (pgflow.sender_for), not always on from_number; a refused lead's
+-- identifiers are kept short enough to index (pgflow._short_key); and a contact's first
+-- recorded consent is kept (a later lead cannot rewrite the evidence). One call per lead.
+-- Records it in lead_events whatever happens; upserts the contact; enrolls idempotently;
+-- opens the conversation; sends step 1 at once when it is due and the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
+-- "phone_error": "...", "timezone": inferred IANA zone}. Returns
+-- {contact_id, enrollment_id, status} with status created | already_enrolled | suppressed,
+-- or {status: "rejected", error, detail}.
+create or replace function pgflow.ingest_lead(
+  payload jsonb, p_now timestamptz default null, p_edge jsonb default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_edge jsonb := coalesce(p_edge, '{}'::jsonb);
+  v_campaign pgflow.campaigns;
+  v_first pgflow.campaign_steps;
+  v_refusal jsonb;
+  v_phone text;
+  v_tz text;
+  v_error text;
+  v_detail text;
+  v_field text;
+  v_contact pgflow.contacts;
+  v_enrollment bigint;
+  v_status text;
+  v_event bigint;
+  v_consent jsonb;
+begin
+  -- Validation, in the order a person would fix things.
+  if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
+    v_error := 'invalid_payload'; v_detail := 'the body must be a JSON object';
+  elsif pg_catalog.jsonb_typeof(payload -> 'campaign') is distinct from 'string'
+        or pg_catalog.btrim(payload ->> 'campaign') = '' then
+    v_error := 'invalid_payload'; v_detail := 'campaign (a slug string) is required';
+  elsif pg_catalog.jsonb_typeof(payload -> 'phone') is distinct from 'string' then
+    v_error := 'invalid_payload'; v_detail := 'phone (a string) is required';
+  end if;
+  if v_error is null then
+    foreach v_field in array array['first_name', 'last_name', 'email', 'timezone', 'source',
+                                   'external_id']
+    loop
+      if payload ? v_field and pg_catalog.jsonb_typeof(payload -> v_field) not in ('string', 'null') then
+        v_error := 'invalid_payload'; v_detail := v_field || ' must be a string';
+        exit;
+      elsif pg_catalog.length(payload ->> v_field) > 200 then
+        v_error := 'invalid_payload'; v_detail := v_field || ' is longer than 200 characters';
+        exit;
+      end if;
+    end loop;
+  end if;
+  if v_error is null and payload ? 'attributes'
+     and pg_catalog.jsonb_typeof(payload -> 'attributes') not in ('object', 'null') then
+    v_error := 'invalid_payload'; v_detail := 'attributes must be an object';
+  end if;
+  if v_error is null and payload ? 'consent'
+     and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
+    v_error := 'invalid_payload'; v_detail := 'consent must be an object';
+  end if;
+  if v_error is null and pg_catalog.jsonb_typeof(payload -> 'consent') = 'object' then
+    if pg_catalog.jsonb_typeof(payload #> '{consent,at}') not in ('string', 'null')
+       or not pgflow._is_timestamp(payload #>> '{consent,at}') then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
+       or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
+      v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
+    end if;
+  end if;
+  if v_error is null then
+    v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
+    if v_refusal is not null then
+      v_error := v_refusal ->> 'error';
+      v_detail := v_refusal ->> 'detail';
+    else
+      select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
+      select * into v_first from pgflow.campaign_steps
+       where campaign_id = v_campaign.id order by position limit 1;
+    end if;
+  end if;
+  if v_error is null then
+    v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
+                    else pgflow._normalize_phone(payload ->> 'phone') end;
+    if v_phone is null or v_phone !~ '^\+[1-9][0-9]{6,14}$' then
+      v_error := 'invalid_phone';
+      v_detail := coalesce(v_edge ->> 'phone_error', 'not a valid phone number');
+    end if;
+  end if;
+  if v_error is null and nullif(payload ->> 'email', '') is not null
+     and payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
+    v_error := 'invalid_email'; v_detail := 'email is not an address';
+  end if;
+  if v_error is null then
+    v_tz := nullif(pg_catalog.btrim(payload ->> 'timezone'), '');
+    if v_tz is not null and not pgflow._is_time_zone(v_tz) then
+      v_error := 'invalid_timezone';
+      v_detail := pg_catalog.format('unknown time zone %L (use an IANA name like America/Chicago)', v_tz);
+    end if;
+  end if;
+  if v_error is not null then
+    -- a refused lead's fields may be anything: kept short enough to index
+    insert into pgflow.lead_events
+      (received_at, source, external_id, campaign_slug, payload, result, error_code, error_detail)
+    values (v_now, pgflow._short_key(payload ->> 'source'),
+            pgflow._short_key(payload ->> 'external_id'),
+            pgflow._short_key(payload ->> 'campaign'), payload, 'rejected', v_error, v_detail)
+    returning id into v_event;
+    return pg_catalog.jsonb_build_object('status', 'rejected', 'error', v_error,
+                                         'detail', v_detail, 'lead_event_id', v_event);
+  end if;
+
+  v_consent := nullif(payload -> 'consent', 'null'::jsonb);
+  insert into pgflow.contacts as c
+    (phone, first_name, last_name, email, timezone, attributes,
+     consent_at, consent_source, consent_text, created_at, updated_at)
+  values (
+    v_phone,
+    nullif(pg_catalog.btrim(payload ->> 'first_name'), ''),
+    nullif(pg_catalog.btrim(payload ->> 'last_name'), ''),
+    nullif(pg_catalog.btrim(payload ->> 'email'), ''),
+    coalesce(v_tz, case when pgflow._is_time_zone(v_edge ->> 'timezone') then v_edge ->> 'timezone' end),
+    coalesce(nullif(payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
+    case when v_consent is not null
+         then coalesce((v_consent ->> 'at')::timestamptz, v_now) end,
+    coalesce(v_consent ->> 'source', case when v_consent is not null then payload ->> 'source' end),
+    v_consent ->> 'text',
+    v_now, v_now)
+  on conflict (phone) do update set
+    first_name = coalesce(excluded.first_name, c.first_name),
+    last_name = coalesce(excluded.last_name, c.last_name),
+    email = coalesce(excluded.email, c.email),
+    -- an explicit zone wins; an inferred one only fills a gap
+    timezone = coalesce(v_tz, c.timezone, excluded.timezone),
+    attributes = c.attributes || excluded.attributes,
+    -- the first consent recorded is the evidence: a later lead cannot rewrite it (each
+    -- lead's own consent stays in its lead_events payload)
+    consent_at = coalesce(c.consent_at, excluded.consent_at),
+    consent_source = case when c.consent_at is null then excluded.consent_source
+                          else c.consent_source end,
+    consent_text = case when c.consent_at is null then excluded.consent_text
+                        else c.consent_text end,
+    updated_at = excluded.updated_at
+  returning * into v_contact;
+
+  if v_contact.opted_out_at is not null then
+    v_status := 'suppressed';
+    select id into v_enrollment from pgflow.enrollments
+     where contact_id = v_contact.id and campaign_id = v_campaign.id;
+  else
+    perform pgflow._set_reason('lead ' || coalesce(payload ->> 'source', 'webhook'));
+    insert into pgflow.enrollments
+      (contact_id, campaign_id, status, next_step, next_message_at, enrolled_at, updated_at)
+    values (v_contact.id, v_campaign.id, 'active', v_first.position, v_now + v_first.delay,
+            v_now, v_now)
+    on conflict (contact_id, campaign_id) do nothing
+    returning id into v_enrollment;
+    if v_enrollment is null then
+      v_status := 'already_enrolled';
+      select id into v_enrollment from pgflow.enrollments
+       where contact_id = v_contact.id and campaign_id = v_campaign.id;
+    else
+      v_status := 'created';
+      insert into pgflow.conversations
+        (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+      values (v_contact.id, v_campaign.id, v_campaign.agent_id, v_enrollment,
+              pgflow.sender_for(v_contact.id, v_campaign.id), v_now, v_now)
+      on conflict (contact_id, from_number) where status <> 'ended' do nothing;
+      if v_first.delay = interval '0' then
+        -- Speed to lead: step 1 now, in this transaction, not at the next tick.
+        perform pgflow._dispatch_steps(array[v_enrollment], v_now, 10);
+      end if;
+    end if;
+  end if;
+
+  insert into pgflow.lead_events
+    (received_at, source, external_id, campaign_slug, payload, result, contact_id, enrollment_id)
+  values (v_now, payload ->> 'source', payload ->> 'external_id', v_campaign.slug, payload,
+          v_status, v_contact.id, v_enrollment);
+  return pg_catalog.jsonb_build_object('contact_id', v_contact.id,
+                                       'enrollment_id', v_enrollment, 'status', v_status);
+end;
+$$;

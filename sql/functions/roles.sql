@@ -1,0 +1,78 @@
+-- Who may execute which function. The entry points run as their owner (security definer,
+-- search_path = ''), so a role needs EXECUTE on them and nothing on the tables. Roles are
+-- NOLOGIN groups: grant them to login users (docs/operations.md). Nothing for PUBLIC.
+
+revoke execute on all functions in schema pgflow from public;
+
+-- The web process (`pgflow serve`): take leads and provider webhooks, report health and metrics.
+grant execute on function
+  pgflow.funnel(text, timestamptz),
+  pgflow.health(timestamptz),
+  pgflow.ingest_lead(jsonb, timestamptz, jsonb),
+  pgflow.number_report(timestamptz),
+  pgflow.record_business_event(jsonb, text, timestamptz),
+  pgflow.record_retell_event(jsonb, boolean, timestamptz),
+  pgflow.reject_lead(text, text, text, text, timestamptz),
+  pgflow.send_latency(interval, timestamptz)
+  to pgflow_web;
+
+-- The worker (`pgflow worker`): claim and record sends, agent turns, outcomes, alerts.
+grant execute on function
+  pgflow.agent_turn(bigint, timestamptz),
+  pgflow.alert_notice(bigint),
+  pgflow.chat_to_end(bigint),
+  pgflow.claim_message(bigint, uuid, text, timestamptz),
+  pgflow.claim_messages(bigint[], uuid, timestamptz),
+  pgflow.health(timestamptz),
+  pgflow.inbound_intent(text),
+  pgflow.mark_chat_ended(text, timestamptz),
+  pgflow.opt_out_question(bigint),
+  pgflow.outcome_question(bigint, timestamptz),
+  pgflow.record_agent_reply(bigint, text, text, text, timestamptz),
+  pgflow.record_alert_notice(bigint, text, text, timestamptz),
+  pgflow.record_chat(jsonb, text, boolean, timestamptz),
+  pgflow.record_classification(bigint, text, text, text, double precision, text, text, timestamptz, text),
+  pgflow.record_opt_out_judgment(bigint, boolean, timestamptz),
+  pgflow.record_send(bigint, integer, jsonb, double precision, timestamptz),
+  pgflow.record_sends(jsonb, double precision, timestamptz),
+  pgflow.release_interrupted(bigint, integer, timestamptz),
+  pgflow.watch(text, timestamptz, numeric, integer, interval),
+  pgflow.worker_heartbeat(uuid, text, integer, text, boolean, timestamptz)
+  to pgflow_worker;
+
+-- Operators (the CLI): campaigns, the tick by hand, dead letters, transitions, outcomes.
+grant execute on function
+  pgflow.apply_campaigns(jsonb, timestamptz),
+  pgflow.campaign_refusal(text),
+  pgflow.contact_report(text, integer),
+  pgflow.discard_dead_letters(bigint[], timestamptz),
+  pgflow.end_conversation(bigint, text, text, text, timestamptz),
+  pgflow.funnel(text, timestamptz),
+  pgflow.health(timestamptz),
+  pgflow.inbound_intent(text),
+  pgflow.ingest_lead(jsonb, timestamptz, jsonb),
+  pgflow.number_report(timestamptz),
+  pgflow.opt_in_contact(bigint, text, bigint, text, timestamptz),
+  pgflow.opt_out_contact(bigint, text, bigint, text, timestamptz),
+  pgflow.pause_enrollment(bigint, text, timestamptz),
+  pgflow.prune(timestamptz, interval, interval, interval, interval, integer),
+  pgflow.reject_lead(text, text, text, text, timestamptz),
+  pgflow.requeue_dead_letters(bigint[], text, timestamptz),
+  pgflow.send_latency(interval, timestamptz),
+  pgflow.set_number_limits(text, jsonb, timestamptz),
+  pgflow.set_outcome(bigint, text, text, text, timestamptz),
+  pgflow.stop_enrollment(bigint, text, timestamptz),
+  pgflow.takeover(text, text, timestamptz),
+  pgflow.tick(timestamptz, integer),
+  pgflow.watch(text, timestamptz, numeric, integer, interval)
+  to pgflow_operator;
+
+-- Dashboards and `pgflow status`: reads (SELECT on every table is granted by the migrations).
+grant execute on function
+  pgflow.contact_report(text, integer),
+  pgflow.funnel(text, timestamptz),
+  pgflow.health(timestamptz),
+  pgflow.inbound_intent(text),
+  pgflow.number_report(timestamptz),
+  pgflow.send_latency(interval, timestamptz)
+  to pgflow_reader;
