@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import psycopg
 
+from bench import queries
 from pgflow import migrations
 from tests.conftest import project_url, with_database
 
@@ -33,8 +34,8 @@ def fresh_database(name: str) -> str:
     """Drop and create `name`, migrate it, return its URL."""
     server = project_url()
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
+        queries.drop_database(name).run(conn)
+        queries.create_database(name).run(conn)
     url = with_database(server, name)
     migrations.migrate(url)
     return url
@@ -43,7 +44,7 @@ def fresh_database(name: str) -> str:
 def drop_database(name: str) -> None:
     server = project_url()
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+        queries.drop_database(name).run(conn)
 
 
 def record(name: str, result: dict[str, Any]) -> Path:
@@ -139,13 +140,7 @@ class DatabaseCpu:
 
     def _backends(self) -> dict[int, float]:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            pids = [
-                int(r[0])
-                for r in conn.execute(
-                    "select pid from pg_stat_activity"
-                    " where datname = current_database() and pid <> pg_backend_pid()"
-                ).fetchall()
-            ]
+            pids = queries.other_backend_pids().run(conn)
         found: dict[int, float] = {}
         for pid in pids:
             try:
@@ -199,13 +194,7 @@ class ActivitySampler(DatabaseSampler):
         self.queries: dict[str, int] = {}
 
     def sample(self, conn: psycopg.Connection[Any]) -> None:
-        rows = conn.execute(
-            "select coalesce(wait_event_type || ':' || wait_event, 'CPU'),"
-            " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
-            " from pg_stat_activity where datname = current_database()"
-            " and state = 'active' and pid <> pg_backend_pid()"
-        ).fetchall()
-        for wait, query in rows:
+        for wait, query in queries.active_backends().run(conn):
             self.waits[wait] = self.waits.get(wait, 0) + 1
             self.queries[query] = self.queries.get(query, 0) + 1
 

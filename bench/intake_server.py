@@ -3,8 +3,9 @@
     DATABASE_URL=... PGFLOW_LEAD_TOKEN=... .venv/bin/python -m bench.intake_server --port P
 
 The app is `pgflow.web.app.create_app(settings)` served by uvicorn exactly as `pgflow serve`
-serves it (cli/serve.py: the CLI's logging set-up, no access log, lifespan on, no server
-header, uvicorn's default loop and HTTP implementations), with one more route:
+serves it (cli/serve.py: the CLI's logging set-up, imported from the installed package as
+`pgflow.cli.common`, no access log, lifespan on, no server header, uvicorn's default loop
+and HTTP implementations), with one more route:
 
     POST|GET /bench/select1 -> 200 {"ok": 1}
 
@@ -32,8 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cli.common import configure_logging
+from bench import queries
 from pgflow import db
+from pgflow.cli.common import configure_logging
 from pgflow.config import Settings
 from pgflow.web.app import create_app
 from pgflow.web.context import CONNECTION_TIMEOUT, POOL_MAX_SIZE, POOL_MIN_SIZE
@@ -51,11 +53,11 @@ def build_app(settings: Settings) -> Starlette:
         timeout=CONNECTION_TIMEOUT,
     )
     app = create_app(settings, pool=pool)
+    select_one = queries.select_one()
 
     async def select1(request: Request) -> Response:
         await request.body()
-        async with pool.connection() as conn:
-            await conn.execute("select 1")
+        await select_one.arun_in(pool)
         return JSONResponse({"ok": 1})
 
     app.router.routes.append(Route(SELECT1_PATH, select1, methods=["GET", "POST"]))

@@ -14,7 +14,7 @@ processes against the fast fake Retell (bench/fast_retell.py), and the bench int
    POST /webhooks/leads while the workers send their step 1; as soon as the step 1 of a
    chosen lead (`--reply-fraction` of them) is sent, a signed Retell `transcript_updated`
    with a user text is POSTed to POST /webhooks/retell of the same server.
-2. Once every step 1 is sent and every reply recorded, `pgflow.tick(now() + 2 days)` queues
+2. Once every step 1 is sent and every reply recorded, `db.tick(now + 2 days)` queues
    step 2 (for the leads that did not reply); the workers drain it.
 3. References: the bench server's /bench/select1 endpoint (one `select 1` through the same
    pool and middleware) for `--clients` clients, before and after the lead intake, as
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import itertools
 import json
 import time
@@ -47,8 +48,8 @@ from typing import Any
 import aiohttp
 import psycopg
 import uvloop
-from psycopg.types.json import Jsonb
 
+from bench import queries
 from bench.common import (
     ActivitySampler,
     DatabaseCpu,
@@ -75,6 +76,7 @@ from bench.webhook import (
     wait_http_ok,
 )
 from bench.worker import last_error, noop_throughput, start_worker
+from pgflow import db
 from pgflow.transport.retell import SIGNATURE_HEADER, sign
 from tests.chat_payloads import chat, event
 from tests.factories import campaign_doc
@@ -100,14 +102,8 @@ def prepare() -> str:
         ],
     )
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("select pgflow.apply_campaigns(%s)", [Jsonb(doc)])
+        db.apply_campaigns(doc).run(conn)
     return url
-
-
-def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
-    row = conn.execute(sql, params).fetchone()
-    assert row is not None
-    return row[0]
 
 
 # --- memory of the PostgreSQL backends ----------------------------------------------------------
@@ -136,12 +132,7 @@ class BackendMemory(DatabaseSampler):
         self.unreadable = 0
 
     def sample(self, conn: psycopg.Connection[Any]) -> None:
-        pids = [
-            int(r[0])
-            for r in conn.execute(
-                "select pid from pg_stat_activity where datname = current_database()"
-            ).fetchall()
-        ]
+        pids = queries.backend_pids().run(conn)
         rss = anon = 0
         for pid in pids:
             try:
@@ -185,41 +176,27 @@ class Replier:
         deadline = None
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             while self.waiting:
-                cur = await conn.execute(
-                    "select c.phone, m.conversation_id, m.id, m.chat_id, m.body"
-                    " from pgflow.messages m join pgflow.contacts c on c.id = m.contact_id"
-                    " where m.kind = 'campaign' and m.step_position = 1"
-                    " and m.delivery_status = 'sent' and c.phone = any(%s)",
-                    [list(self.waiting)],
-                )
-                rows = await cur.fetchall()
+                rows = await queries.first_steps_sent_to(list(self.waiting)).arun(conn)
                 for k in range(0, len(rows), 8):  # 8 at a time
-                    await asyncio.gather(*(self.post(http, *r) for r in rows[k : k + 8]))
+                    await asyncio.gather(*(self.post(http, r) for r in rows[k : k + 8]))
                 for r in rows:
-                    self.waiting.discard(r[0])
+                    self.waiting.discard(r["phone"])
                 if intake_done.is_set() and deadline is None:
                     deadline = time.monotonic() + SEND_TIMEOUT_S
                 if deadline is not None and time.monotonic() > deadline:
                     raise RuntimeError(f"{len(self.waiting)} chosen leads' step 1 never sent")
                 await asyncio.sleep(0.3)
 
-    async def post(
-        self,
-        http: aiohttp.ClientSession,
-        number: str,
-        conversation: int,
-        message: int,
-        chat_id: str | None,
-        body: str,
-    ) -> None:
+    async def post(self, http: aiohttp.ClientSession, sent: dict[str, Any]) -> None:
+        """The lead's reply to its sent step 1 (a row of queries.first_steps_sent_to)."""
         now_ms = int(time.time() * 1000)
         payload = event(
             "transcript_updated",
             chat(
-                chat_id or f"missing_{message}",
-                [("agent", body), ("user", REPLY_TEXT)],
-                conversation_id=conversation,
-                message_id=message,
+                sent["chat_id"] or f"missing_{sent['id']}",
+                [("agent", sent["body"]), ("user", REPLY_TEXT)],
+                conversation_id=sent["conversation_id"],
+                message_id=sent["id"],
                 start_ms=now_ms - 1000,  # the user's text at now
             ),
         )
@@ -293,12 +270,7 @@ def wait_sent(
 ) -> None:
     deadline = time.monotonic() + SEND_TIMEOUT_S
     while True:
-        sent = scalar(
-            conn,
-            "select count(*) from pgflow.messages where kind = 'campaign'"
-            " and step_position = %s and delivery_status = 'sent'",
-            [step],
-        )
+        sent = queries.campaign_step_sent(step).run(conn)
         if sent >= expected:
             return
         for w in workers:
@@ -310,14 +282,7 @@ def wait_sent(
 
 
 def send_span(conn: psycopg.Connection[Any], step: int) -> dict[str, Any]:
-    row = conn.execute(
-        "select count(*), extract(epoch from max(sent_at) - min(sent_at))"
-        " from pgflow.messages where kind = 'campaign' and step_position = %s"
-        " and delivery_status = 'sent'",
-        [step],
-    ).fetchone()
-    assert row is not None
-    count, span = int(row[0]), float(row[1] or 0.0)
+    count, span = queries.campaign_step_span(step).run(conn)
     return {
         "messages": count,
         "seconds_first_to_last_sent": round(span, 2),
@@ -326,58 +291,28 @@ def send_span(conn: psycopg.Connection[Any], step: int) -> dict[str, Any]:
 
 
 def db_latencies(conn: psycopg.Connection[Any]) -> dict[str, float]:
-    rows = conn.execute(
-        "select extract(epoch from sent_at - created_at) * 1000 from pgflow.messages"
-        " where kind = 'campaign' and step_position = 1 and sent_at is not null"
-    ).fetchall()
-    return percentiles([float(r[0]) for r in rows], 50, 95, 99)
+    return percentiles(queries.first_step_latencies_ms().run(conn), 50, 95, 99)
 
 
 def zero_counts(
     conn: psycopg.Connection[Any], accepted: list[str], stats: dict[str, Any]
 ) -> dict[str, Any]:
-    lost = conn.execute(
-        "select count(*) filter (where c.id is null),"
-        " count(*) filter (where e.id is null),"
-        " count(*) filter (where not exists (select 1 from pgflow.messages m"
-        "   where m.enrollment_id = e.id and m.kind = 'campaign' and m.step_position = 1))"
-        " from unnest(%s::text[]) p(phone)"
-        " left join pgflow.contacts c on c.phone = p.phone"
-        " left join pgflow.enrollments e on e.contact_id = c.id",
-        [accepted],
-    ).fetchone()
-    assert lost is not None
-    per_step = scalar(
-        conn,
-        "select count(*) from (select 1 from pgflow.messages where kind = 'campaign'"
-        " group by contact_id, step_position having count(*) > 1) d",
-    )
-    after_reply = conn.execute(
-        "with first_in as (select conversation_id, min(created_at) at"
-        "   from pgflow.messages where direction = 'inbound' group by conversation_id)"
-        " select count(*) filter (where m.created_at > f.at),"
-        "        count(*) filter (where m.sent_at > f.at)"
-        " from pgflow.messages m join first_in f using (conversation_id)"
-        " where m.kind = 'campaign'"
-    ).fetchone()
-    assert after_reply is not None
-    leads_lost = int(lost[2])  # no step 1 message (which covers no contact / no enrollment)
+    lost = queries.leads_lost(accepted).run(conn)
+    per_step = queries.contact_steps_made_twice().run(conn)
+    after_reply = queries.drip_after_reply().run(conn)
     return {
-        "leads_lost": leads_lost,
-        "leads_lost_detail": {
-            "no_contact": int(lost[0]),
-            "no_enrollment": int(lost[1]),
-            "no_first_message": int(lost[2]),
-        },
-        "duplicate_sends": len(stats["duplicates"]) + int(per_step),
+        # no step 1 message (which covers no contact / no enrollment)
+        "leads_lost": lost["no_first_message"],
+        "leads_lost_detail": lost,
+        "duplicate_sends": len(stats["duplicates"]) + per_step,
         "duplicate_sends_detail": {
             "message_ids_created_twice_at_fake": len(stats["duplicates"]),
-            "contact_steps_with_two_messages": int(per_step),
+            "contact_steps_with_two_messages": per_step,
         },
-        "drip_after_reply": int(after_reply[0]) + int(after_reply[1]),
+        "drip_after_reply": after_reply["created"] + after_reply["sent"],
         "drip_after_reply_detail": {
-            "created_after_first_inbound": int(after_reply[0]),
-            "sent_after_first_inbound": int(after_reply[1]),
+            "created_after_first_inbound": after_reply["created"],
+            "sent_after_first_inbound": after_reply["sent"],
         },
     }
 
@@ -428,27 +363,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ref_after = select1(bench_server, db_cpu, args.clients, SELECT1_SECONDS)
                 received: dict[str, float] = fake_get(fake.url, "/_bench/received")
                 latencies = [(received[p] - t) * 1000 for p, t in started.items() if p in received]
-                replied = scalar(
-                    conn,
-                    "select count(distinct conversation_id) from pgflow.messages"
-                    " where direction = 'inbound'",
-                )
+                replied = queries.replied_conversations().run(conn)
                 # step 2: due in a day, for those who did not reply
                 queued = 0
                 while True:
-                    got = scalar(conn, "select pgflow.tick(now() + interval '2 days', 1000)")
+                    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+                    got = db.tick(later, 1000).run(conn)
                     if not got["sent"]:
                         break
                     queued += int(got["sent"])
                 step2_expected = len(accepted) - len(chosen & set(accepted))
                 wait_sent(conn, 2, min(queued, step2_expected), workers)
                 time.sleep(1.0)  # anything else the workers would still send
-                by_pid: dict[int, int] = dict(
-                    conn.execute(
-                        "select w.pid, count(*) from pgflow.message_attempts a"
-                        " join pgflow.workers w on w.id = a.worker_id group by w.pid"
-                    ).fetchall()
-                )
+                by_pid = queries.attempts_by_worker_pid().run(conn)
                 per_worker: list[dict[str, Any]] = [
                     {
                         "pid": w.proc.pid,
@@ -462,18 +389,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stats = fake_get(fake.url, "/_bench/stats")
                 step1, step2 = send_span(conn, 1), send_span(conn, 2)
                 stl_db = db_latencies(conn)
-                sent_total = scalar(
-                    conn,
-                    "select count(*) from pgflow.messages where direction = 'outbound'"
-                    " and delivery_status in ('sent', 'delivered')",
-                )
+                sent_total = queries.outbound_sent_or_delivered().run(conn)
                 counts = zero_counts(conn, accepted, stats)
-                queue_left: dict[str, int] = dict(
-                    conn.execute(
-                        "select entrypoint || ':' || status, count(*) from pgflow.pgqueuer"
-                        " group by 1"
-                    ).fetchall()
-                )
+                queue_left = queries.jobs_by_entrypoint_and_status().run(conn)
         finally:
             for w in workers:
                 try:

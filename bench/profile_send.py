@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import datetime as dt
 import logging
 import os
 import pstats
@@ -27,14 +28,15 @@ from typing import Any
 
 import psycopg
 import uvloop
-from psycopg.types.json import Jsonb
 
+from bench import queries
 from bench.common import fresh_database, record
-from pgflow import logs
+from pgflow import db, logs
 from pgflow.config import Settings
 from pgflow.worker import Worker, WorkerOptions
 from tests.factories import campaign_doc
 
+DATABASE = "pgflow_bench_profile"
 BUCKETS = (
     ("pgqueuer", "/pgqueuer/"),
     ("psycopg", "/psycopg"),
@@ -59,24 +61,15 @@ def bucket(filename: str) -> str:
 
 
 def populate(url: str, n: int) -> None:
+    doc = campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "select pgflow.apply_campaigns(%s)",
-            [Jsonb(campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50))],
-        )
-        conn.execute(
-            "insert into pgflow.contacts (phone, first_name, timezone)"
-            " select '+1212' || lpad(g::text, 7, '0'), 'Lead' || g, 'America/New_York'"
-            " from generate_series(1, %s) g",
-            [n],
-        )
-        conn.execute(
-            "insert into pgflow.enrollments (contact_id, campaign_id, next_step, next_message_at)"
-            " select id, (select id from pgflow.campaigns), 1, now() from pgflow.contacts"
-        )
-        while conn.execute("select (pgflow.tick(now(), 1000) ->> 'sent')::int").fetchone() != (0,):
+        db.apply_campaigns(doc).run(conn)
+        queries.insert_contacts(n).run(conn)
+        queries.enroll_every_contact().run(conn)
+        # at a given time, so the tick raises no alert (no worker runs yet)
+        while db.tick(dt.datetime.now(dt.UTC), 1000).run(conn).get("sent") != 0:
             pass
-        conn.execute("vacuum analyze")
+        queries.vacuum_analyze().run(conn)
 
 
 def postgres_cpu_seconds() -> float:
@@ -98,19 +91,8 @@ def postgres_cpu_seconds() -> float:
 
 
 def db_counters(conn: psycopg.Connection[Any]) -> tuple[int, dict[str, tuple[int, float, float]]]:
-    conn.execute("select pg_stat_clear_snapshot()")
-    xacts = conn.execute(
-        "select xact_commit + xact_rollback from pg_stat_database"
-        " where datname = current_database()"
-    ).fetchone()
-    funcs = {
-        f"{schema}.{name}": (calls, total, self_time)
-        for schema, name, calls, total, self_time in conn.execute(
-            "select schemaname, funcname, calls, total_time, self_time from pg_stat_user_functions"
-        )
-    }
-    assert xacts is not None
-    return int(xacts[0]), funcs
+    queries.clear_stats_snapshot().run(conn)
+    return queries.transactions().run(conn), queries.function_stats().run(conn)
 
 
 async def run_worker(url: str, retell_url: str, n: int, concurrency: int) -> float:
@@ -126,14 +108,9 @@ async def run_worker(url: str, retell_url: str, n: int, concurrency: int) -> flo
     worker = Worker(settings, WorkerOptions(concurrency=concurrency, poll_seconds=0.2), stopping)
     serve = asyncio.create_task(worker.serve())
     started = time.perf_counter()
+    sent = queries.sent_messages()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        while True:
-            cur = await conn.execute(
-                "select count(*) from pgflow.messages where delivery_status = 'sent'"
-            )
-            row = await cur.fetchone()
-            if row is not None and row[0] >= n:
-                break
+        while await sent.arun(conn) < n:
             await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
     worker.stop()
@@ -153,9 +130,9 @@ def main() -> None:
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    url = fresh_database("pgflow_bench_profile")
+    url = fresh_database(DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("alter database pgflow_bench_profile set track_functions = 'all'")
+        queries.track_all_functions(DATABASE).run(conn)
     populate(url, args.messages)
     fake = subprocess.Popen(
         [sys.executable, "-m", "bench.fast_retell", "--port", "0", "--api-key", "bench-key"],

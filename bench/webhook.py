@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import itertools
 import json
 import statistics
@@ -34,8 +35,8 @@ import aiohttp
 import httpx
 import psycopg
 import uvloop
-from psycopg.types.json import Jsonb
 
+from bench import queries
 from bench.common import (
     DatabaseCpu,
     ReadyProcess,
@@ -48,12 +49,14 @@ from bench.common import (
 from bench.fake_retell_speed import API_KEY
 from bench.fast_retell import fake_get
 from bench.intake_server import SELECT1_PATH
+from pgflow import db
 from tests.factories import campaign_doc
 from tests.processes import ServeProcess, WorkerProcess, free_port
 
 TOKEN = "bench-token"
 CAMPAIGN = "bench"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+PACED_BASE = 5_000_000  # the paced leads' numbers: +1212 5xxxxxx
 
 
 def phone(i: int, base: int) -> str:
@@ -68,11 +71,9 @@ def lead_body(i: int, base: int) -> bytes:
 
 def prepare(name: str) -> str:
     url = fresh_database(name)
+    doc = campaign_doc(CAMPAIGN, window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "select pgflow.apply_campaigns(%s)",
-            [Jsonb(campaign_doc(CAMPAIGN, window_start="00:00", window_end="24:00", daily_cap=50))],
-        )
+        db.apply_campaigns(doc).run(conn)
     return url
 
 
@@ -252,28 +253,9 @@ def wait_http_ok(url: str, process: ServeProcess, timeout: float = 20.0) -> None
 def add_backlog_enrollments(url: str, n: int) -> None:
     """n contacts with their first drip step due now (dispatched by the feeder)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "insert into pgflow.contacts (phone, first_name, timezone)"
-            " select '+1213' || lpad(g::text, 7, '0'), 'Back' || g, 'America/New_York'"
-            " from generate_series(1, %s) g",
-            [n],
-        )
-        conn.execute(
-            "insert into pgflow.enrollments (contact_id, campaign_id, next_step, next_message_at)"
-            " select id, (select id from pgflow.campaigns), 1, now() - interval '1 minute'"
-            " from pgflow.contacts"
-        )
-        conn.execute("vacuum analyze")
-
-
-DISPATCH = (
-    "select pgflow._dispatch_steps(array(select id from pgflow.enrollments"
-    " where status = 'active' and next_message_at <= now() order by id limit %s), now())"
-)
-QUEUED = (
-    "select count(*) from pgflow.pgqueuer"
-    " where entrypoint = 'send_sms' and status = 'queued' and priority = 0"
-)
+        queries.insert_contacts(n, prefix="+1213", first_name="Back").run(conn)
+        queries.enroll_every_contact(due_in=-dt.timedelta(minutes=1)).run(conn)
+        queries.vacuum_analyze().run(conn)
 
 
 class Feeder:
@@ -289,13 +271,10 @@ class Feeder:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def fill(self, conn: psycopg.Connection[Any]) -> int:
-        row = conn.execute(QUEUED).fetchone()
-        assert row is not None
-        depth = int(row[0])
+        depth = queries.queued_drip_jobs().run(conn)
         if depth < self.backlog:
-            sent = conn.execute(DISPATCH, [self.backlog - depth]).fetchone()
-            assert sent is not None
-            self.dispatched += int(sent[0]["sent"])
+            made = queries.dispatch_due_enrollments(self.backlog - depth).run(conn)
+            self.dispatched += int(made["sent"])
         return depth
 
     def run(self) -> None:
@@ -327,11 +306,11 @@ async def paced(base_url: str, rate: float, seconds: float) -> dict[str, Any]:
     async with aiohttp.ClientSession(base_url=base_url, connector=connector) as http:
 
         async def post(i: int) -> None:
-            number = phone(i, 5_000_000)
+            number = phone(i, PACED_BASE)
             t = time.monotonic()
             sent_at[number] = t
             async with http.post(
-                "/webhooks/leads", data=lead_body(i, 5_000_000), headers=HEADERS
+                "/webhooks/leads", data=lead_body(i, PACED_BASE), headers=HEADERS
             ) as r:
                 await r.read()
             response_ms.append((time.monotonic() - t) * 1000)
@@ -357,17 +336,10 @@ def lead_stages(url: str) -> dict[str, dict[str, float]]:
     """Where the paced leads' time went, from the database's own timestamps: message
     created (the ingest's transaction) -> its send claimed (queue wait) -> recorded sent."""
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "select extract(epoch from a.started_at - m.created_at) * 1000,"
-            " extract(epoch from m.sent_at - a.started_at) * 1000"
-            " from pgflow.messages m"
-            " join pgflow.contacts c on c.id = m.contact_id"
-            " join pgflow.message_attempts a on a.message_id = m.id and a.attempt = 1"
-            " where c.phone like '+12125%%' and m.direction = 'outbound'"
-        ).fetchall()
+        rows = queries.lead_stages_ms("+12125").run(conn)  # phone(i, PACED_BASE)
     return {
-        "queued_to_claimed": percentiles([float(r[0]) for r in rows], 50, 95, 99),
-        "claimed_to_sent": percentiles([float(r[1]) for r in rows if r[1] is not None], 50, 95, 99),
+        "queued_to_claimed": percentiles([queued for queued, _ in rows], 50, 95, 99),
+        "claimed_to_sent": percentiles([s for _, s in rows if s is not None], 50, 95, 99),
     }
 
 

@@ -39,9 +39,9 @@ from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.core.qm import QueueManager
 from pgqueuer.domain.models import Job
 from pgqueuer.domain.types import QueueExecutionMode
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from bench import queries
 from bench.common import (
     ActivitySampler,
     DatabaseCpu,
@@ -53,6 +53,7 @@ from bench.common import (
 )
 from bench.fake_retell_speed import API_KEY, hammer
 from bench.fast_retell import fake_get, fake_reset
+from pgflow import db
 from pgflow.worker import _QueueDriver, queue_settings
 from tests.factories import campaign_doc
 from tests.processes import WorkerProcess
@@ -62,30 +63,17 @@ SEND_TIMEOUT_S = 300.0
 
 def make_messages(url: str, n: int) -> None:
     """n contacts enrolled with their first step due, ticked: n queued send_sms jobs."""
+    doc = campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "select pgflow.apply_campaigns(%s)",
-            [Jsonb(campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50))],
-        )
-        conn.execute(
-            "insert into pgflow.contacts (phone, first_name, timezone)"
-            " select '+1212' || lpad(g::text, 7, '0'), 'Lead' || g, 'America/New_York'"
-            " from generate_series(1, %s) g",
-            [n],
-        )
-        conn.execute(
-            "insert into pgflow.enrollments (contact_id, campaign_id, next_step, next_message_at)"
-            " select id, (select id from pgflow.campaigns), 1, now() from pgflow.contacts"
-        )
+        db.apply_campaigns(doc).run(conn)
+        queries.insert_contacts(n).run(conn)
+        queries.enroll_every_contact().run(conn)
         done = 0
-        while done < n:
-            row = conn.execute("select pgflow.tick(now(), 1000)").fetchone()
-            assert row is not None
-            done += int(row[0]["sent"])
-        queued = conn.execute("select count(*) from pgflow.pgqueuer").fetchone()
-        assert queued is not None
-        assert queued[0] == n
-        conn.execute("vacuum analyze")
+        while done < n:  # at a given time, so the tick raises no alert (no worker runs yet)
+            done += int(db.tick(dt.datetime.now(dt.UTC), 1000).run(conn)["sent"])
+        queued = queries.jobs().run(conn)
+        assert queued == n, (queued, n)
+        queries.vacuum_analyze().run(conn)
 
 
 MAX_RESTARTS = 3
@@ -130,11 +118,8 @@ def send_throughput(
         with sampler, psycopg.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + SEND_TIMEOUT_S
             while True:
-                row = conn.execute(
-                    "select count(*) from pgflow.messages where delivery_status = 'sent'"
-                ).fetchone()
-                assert row is not None
-                if row[0] == n:
+                sent = queries.sent_messages().run(conn)
+                if sent == n:
                     break
                 for i, p in enumerate(procs):
                     code = p.proc.poll()
@@ -146,7 +131,7 @@ def send_throughput(
                             "pid": p.proc.pid,
                             "exit_code": code,
                             "after_s": round(time.perf_counter() - t0, 2),
-                            "sent_so_far": int(row[0]),
+                            "sent_so_far": sent,
                             "error": last_error(p.output()),
                         }
                     )
@@ -155,7 +140,7 @@ def send_throughput(
                         raise RuntimeError("workers keep dying:\n" + p.output()[-3000:])
                     procs[i] = start_worker(url, fake.url, concurrency, poll)
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {row[0]} of {n} sent after {SEND_TIMEOUT_S} s")
+                    raise RuntimeError(f"only {sent} of {n} sent after {SEND_TIMEOUT_S} s")
                 time.sleep(0.05)
             wall = time.perf_counter() - t0
             pg_cpu = db_cpu.seconds() - pg_cpu0
@@ -168,20 +153,9 @@ def send_throughput(
                         "cpu_s": round(cpu_seconds(p.proc.pid), 2),
                     }
                 )
-            span_row = conn.execute(
-                "select extract(epoch from max(sent_at) - min(sent_at)),"
-                " extract(epoch from max(sent_at) - min(created_at))"
-                " from pgflow.messages"
-            ).fetchone()
-            assert span_row is not None
-            by_pid: dict[int, int] = dict(
-                conn.execute(
-                    "select w.pid, count(*) from pgflow.message_attempts a"
-                    " join pgflow.workers w on w.id = a.worker_id group by w.pid"
-                ).fetchall()
-            )
-            attempts = conn.execute("select count(*) from pgflow.message_attempts").fetchone()
-            assert attempts is not None
+            span = queries.send_span().run(conn)
+            by_pid = queries.attempts_by_worker_pid().run(conn)
+            attempts = queries.attempts().run(conn)
     finally:
         for p in procs:
             try:
@@ -199,14 +173,13 @@ def send_throughput(
         problems.append(f"{stats['creates']} create-sms-chat for {n} messages: {stats}")
     if stats["without_message_id"]:
         problems.append(f"{stats['without_message_id']} create-sms-chat without a message id")
-    span = float(span_row[0])
     return {
         "workers": workers,
         "messages": n,
         "seconds_first_to_last_sent": round(span, 2),
         "messages_per_s": round(n / span, 1),
         "wall_s_including_startup": round(wall, 2),
-        "attempts": int(attempts[0]),
+        "attempts": attempts,
         "fake_creates": stats["creates"],
         "fake_distinct_message_ids": stats["distinct_messages"],
         "duplicate_sends": len(stats["duplicates"]),
@@ -227,11 +200,7 @@ def send_throughput(
 async def noop_throughput(url: str, n: int, concurrency: int) -> dict[str, Any]:
     """pgqueuer draining n no-op jobs with the worker's driver and settings, in-process."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "insert into pgflow.pgqueuer (priority, entrypoint, payload, status)"
-            " select 0, 'noop', null, 'queued' from generate_series(1, %s)",
-            [n],
-        )
+        queries.insert_noop_jobs(n).run(conn)
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url, min_size=2, max_size=concurrency + 3, kwargs={"autocommit": True}, open=False
     )

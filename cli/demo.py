@@ -8,7 +8,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from pgflow import demo as story
+from pgflow.demo import Lead, Options, Story
 from pgflow.errors import PgflowError
 
 from .common import console, err_console
@@ -21,7 +21,7 @@ class RichDisplay:
     def step(self, text: str) -> None:
         console.print(f"[dim]  · {text}[/dim]", highlight=False)
 
-    def lead(self, elapsed: float, who: story.Lead, text: str, style: str = "") -> None:
+    def lead(self, elapsed: float, who: Lead, text: str, style: str = "") -> None:
         color = COLORS.get(who.key, "white")
         line = f"[dim]{elapsed:6.1f}s[/dim]  [{color}]{who.name:<4}[/{color}] "
         line += f"[dim]{who.masked}[/dim]  "
@@ -31,7 +31,7 @@ class RichDisplay:
     def note(self, elapsed: float, text: str) -> None:
         console.print(f"[dim]{elapsed:6.1f}s[/dim]  [bold]{_escape(text)}[/bold]", highlight=False)
 
-    def summary(self, leads: list[story.Lead], state: dict[int, dict[str, Any]]) -> None:
+    def summary(self, leads: list[Lead], state: dict[int, dict[str, Any]]) -> None:
         table = Table(title="the five leads", title_justify="left")
         for column in ("lead", "phone", "time zone", "role", "outcome", "by", "sent", "why"):
             table.add_column(column)
@@ -75,9 +75,9 @@ def demo(
     ),
     port: int = typer.Option(0, min=0, max=65535, help="The web server's port (0: a free one)."),
 ) -> None:
-    """The whole flow on local defaults: a local database, the example campaigns, the sandbox
-    transport (Retell's API, locally), the web server and the worker; five leads, a reply, a
-    STOP, a silence, a request for a person, a qualified lead; then the funnel."""
+    """The whole flow on local defaults, as a live timeline.
+
+    A local database (or DATABASE_URL), the demo campaign, the sandbox transport (Retell's API, locally), the web server and the worker; five leads, a reply, a STOP, a silence, a request for a person, a qualified lead; then the funnel."""  # noqa: E501
     console.print(
         Panel.fit(
             "[bold]pgflow-sms demo[/bold]: five leads through the real endpoints, queue and "
@@ -86,7 +86,7 @@ def demo(
             border_style="blue",
         )
     )
-    run = story.Story(RichDisplay(), story.Options(keep_running=keep_running, port=port))
+    run = Story(RichDisplay(), Options(keep_running=keep_running, port=port))
     try:
         problems = run.run()
     except KeyboardInterrupt:

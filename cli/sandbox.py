@@ -12,11 +12,12 @@ import typer
 
 from pgflow import db, logs, phones
 from pgflow.config import SANDBOX_API_KEY, SANDBOX_BASE_URL
-from pgflow.sandbox.server import Sandbox, parse_script, serve_forever
+from pgflow.sandbox.faults import parse_script
+from pgflow.sandbox.server import Sandbox, serve_forever
 from pgflow.transport import TransportError
 from pgflow.transport.sandbox import SandboxClient
 
-from .common import configure_logging, console, fail, print_json, settings
+from .common import configure_logging, console, e164, fail, print_json, settings
 
 app = typer.Typer(
     help="The local sandbox SMS transport (Retell's API on 127.0.0.1).", no_args_is_help=True
@@ -34,8 +35,9 @@ def serve(
     script: str = typer.Option("", help="Faults for the next sends, e.g. 500,429,drop."),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
-    """Serve Retell's API locally until SIGTERM (point RETELL_BASE_URL here, or set
-    PGFLOW_SMS_TRANSPORT=sandbox)."""
+    """Serve Retell's API locally until SIGTERM.
+
+    Point RETELL_BASE_URL here, or set PGFLOW_SMS_TRANSPORT=sandbox."""
     config = settings()
     configure_logging(log_level, config)
     key = config.retell_api_key or SANDBOX_API_KEY
@@ -61,8 +63,8 @@ def say(
 ) -> None:
     """Play the lead: text our number through the sandbox and show what comes back."""
     config = settings()
-    lead = _e164(phone)
-    line = _e164(to) if to else _latest_line(config.database_url, lead)
+    lead = e164(phone)
+    line = e164(to) if to else _latest_line(config.database_url, lead)
     url = config.retell_base_url if config.sandbox else SANDBOX_BASE_URL
     key = config.retell_api_key if config.sandbox and config.retell_api_key else SANDBOX_API_KEY
     try:
@@ -109,10 +111,3 @@ def _latest_line(database_url: str, lead: str) -> str:
     if not conversations:
         fail(f"{phones.mask(lead)} has no conversation: say which number with --to")
     return str(conversations[-1]["from_number"])
-
-
-def _e164(phone: str) -> str:
-    number = phones.normalize(phone)
-    if number.e164 is None:
-        fail(f"{phone!r}: {number.error}")
-    return number.e164

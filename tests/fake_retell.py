@@ -18,18 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pgflow.sandbox.api import CREATE_PATH
 from pgflow.sandbox.chats import DEFAULT_AGENT_ID
-from pgflow.sandbox.server import (
-    CREATE_PATH,
-    ERROR_MESSAGES,
-    RecordedRequest,
-    Responder,
-    Sandbox,
-    Step,
-    as_step,
-    error_body,
-    parse_script,
-)
+from pgflow.sandbox.faults import Step, as_step, parse_script
+from pgflow.sandbox.http import ERROR_MESSAGES, RecordedRequest, error_body
+from pgflow.sandbox.lead import Responder
+from pgflow.sandbox.server import Sandbox
 
 __all__ = [
     "CREATE_PATH",

@@ -1,22 +1,28 @@
-"""`pgflow demo` as a newcomer runs it: a subprocess, then the database it leaves behind."""
+"""`pgflow demo` as a newcomer runs it: a subprocess, then the database it leaves behind;
+from a checkout and from the package laid out as a wheel installs it (no checkout around)."""
 
 from __future__ import annotations
 
+import ast
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from pgflow import campaigns
+from pgflow.demo import CAMPAIGN, local
 from tests.processes import ROOT, wait_until
 
 Conn = psycopg.Connection[Any]
-pytestmark = pytest.mark.slow
+CHECKOUT = Path(ROOT)
 
 
 def demo_env(db_url: str) -> dict[str, str]:
@@ -33,18 +39,67 @@ def demo_contacts(db: Conn) -> list[int]:
     ]
 
 
-def test_the_demo_tells_the_whole_story(db_url: str, db: Conn) -> None:
+def installed_env(site: Path, data: Path) -> dict[str, str]:
+    """The environment that imports the package from `site`, the user's data folder `data`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGFLOW_", "RETELL_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        PYTHONPATH=str(site),
+        XDG_DATA_HOME=str(data),
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package as a wheel installs it (pgflow/, the CLI as pgflow/cli, sql/ as
+    pgflow/sql) in a folder of its own, with no checkout around it."""
+    base = tmp_path_factory.mktemp("installed")
+    site = base / "site-packages"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(CHECKOUT / "pgflow", site / "pgflow", ignore=skip)
+    shutil.copytree(CHECKOUT / "cli", site / "pgflow" / "cli", ignore=skip)
+    shutil.copytree(CHECKOUT / "sql", site / "pgflow" / "sql", ignore=skip)
+    where = subprocess.run(
+        [sys.executable, "-c", "import pgflow.demo, pgflow.cli; print(pgflow.demo.__file__)"],
+        cwd=base,
+        env=installed_env(site, base / "data"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert where == str(site / "pgflow" / "demo" / "__init__.py")  # not the checkout's
+    return site
+
+
+@pytest.fixture
+def installed(site: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment to run the installed package from tmp_path (no checkout there),
+    the user's data folder tmp_path/data."""
+    return installed_env(site, tmp_path / "data")
+
+
+@pytest.mark.slow
+def test_the_demo_tells_the_whole_story(
+    db_url: str, db: Conn, installed: dict[str, str], tmp_path: Path
+) -> None:
+    """Installed: everything it reads comes from the package, nothing from a checkout."""
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "pgflow.cli.main", "demo"],
-        cwd=ROOT,
-        env=demo_env(db_url),
+        cwd=tmp_path,
+        env={**installed, "DATABASE_URL": db_url},
         capture_output=True,
         text=True,
         timeout=120,
     )
     took = time.monotonic() - started
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "campaigns applied from pgflow/demo/solar-q4-demo.yaml" in run.stdout
+    assert str(CHECKOUT) not in run.stdout
     for line in (
         "OUTCOME success (webhook)",
         "OUTCOME discarded",
@@ -118,6 +173,7 @@ def test_the_demo_tells_the_whole_story(db_url: str, db: Conn) -> None:
     assert took < 120  # the demo's own figure is reported by the closing note, not asserted
 
 
+@pytest.mark.slow
 def test_keep_running_then_ctrl_c_stops_everything(db_url: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pgflow.cli.main", "demo", "--keep-running"],
@@ -167,3 +223,105 @@ def _alive(pid: int) -> bool:
     # a zombie not yet reaped by its parent counts as gone
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split()[2] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("why", ["not root", "binaries elsewhere"])
+def test_without_a_database_the_demo_says_what_it_needs_in_one_line(
+    why: str, installed: dict[str, str], tmp_path: Path
+) -> None:
+    """No DATABASE_URL and no PostgreSQL to start: not root, so nothing to install with (an
+    `id` that says so, a version that does not exist), or binaries of one's own that are not
+    there. The demo stops before writing anything and says why in one line."""
+    env = dict(installed)
+    if why == "not root":
+        shims = tmp_path / "bin"
+        shims.mkdir()
+        (shims / "id").write_text("#!/bin/sh\necho 1000\n")
+        (shims / "id").chmod(0o755)
+        env.update(PGFLOW_PG_VERSION="99", PATH=f"{shims}:{os.environ['PATH']}")
+        remedy = "postgresql-99-cron"
+    else:
+        env.update(PGFLOW_PG_BINDIR=str(tmp_path / "none"))
+        remedy = f"PGFLOW_PG_BINDIR to a folder of its binaries ({tmp_path / 'none'} has no"
+    run = subprocess.run(
+        [sys.executable, "-m", "pgflow.cli.main", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    version = "99" if why == "not root" else "15"
+    assert lines[0].startswith(
+        f"demo failed: PostgreSQL {version} with pg_cron is needed: set DATABASE_URL to a "
+        "server that preloads pg_cron, or "
+    ), lines[0]
+    assert remedy in lines[0], lines[0]
+    assert "starting the local database" in run.stdout
+    assert not (tmp_path / "data").exists()  # nothing was written
+
+
+def test_the_demo_campaign_is_the_example_campaign_sending_every_day() -> None:
+    """The demo applies its packaged campaign file, not examples/: it must stay what it is
+    derived from, examples/solar.yaml with solar-q4 copied as the demo's campaign (every day
+    of the week), everything else (agents, numbers, steps, timeouts) the example's."""
+    example = campaigns.load(CHECKOUT / "examples" / "solar.yaml").doc
+    packaged = campaigns.load(local.CAMPAIGN_FILE).doc
+    (source,) = [item for item in example["campaigns"] if item["slug"] == "solar-q4"]
+    copy = {
+        **source,
+        "slug": CAMPAIGN,
+        "name": f"{source['name']} (demo)",
+        "window_days": [1, 2, 3, 4, 5, 6, 7],
+    }
+    assert packaged == {**example, "campaigns": [copy]}
+
+
+def test_the_demo_reads_only_package_data() -> None:
+    package = CHECKOUT / "pgflow"
+    assert package in local.CAMPAIGN_FILE.parents
+    assert package in local.DB_SCRIPT.parents
+    # one copy of the local cluster's script: scripts/db.sh is a link to the packaged one
+    assert (CHECKOUT / "scripts" / "db.sh").resolve() == local.DB_SCRIPT
+
+
+def test_where_the_local_cluster_lives(tmp_path: Path) -> None:
+    # from a checkout: the checkout's .pgflow/, as the tests, make and CI use it
+    assert local.checkout() == CHECKOUT
+    assert local.state_dir({"XDG_DATA_HOME": str(tmp_path)}) == CHECKOUT / ".pgflow"
+    # installed: the user's data folder
+    installed = tmp_path / "site-packages" / "pgflow" / "demo"
+    assert local.checkout(installed) is None
+    data = tmp_path / "data"
+    assert local.state_dir({"XDG_DATA_HOME": str(data)}, installed) == data / "pgflow-sms"
+    default = Path.home() / ".local" / "share" / "pgflow-sms"
+    assert local.state_dir({}, installed) == default
+    assert local.state_dir({"XDG_DATA_HOME": "relative"}, installed) == default
+
+
+def test_the_demo_modules_import_downwards() -> None:
+    """No import cycles: each module of pgflow/demo/ imports only those below it, never the
+    package itself (its __init__ re-exports them)."""
+    order = ["local", "cast", "stage", "timeline", "clock", "story"]  # lowest first
+    modules = sorted((CHECKOUT / "pgflow" / "demo").glob("*.py"))
+    assert sorted(m.stem for m in modules if m.stem != "__init__") == sorted(order)
+    for path in modules:
+        if path.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert not node.level, f"{path.name}: a relative import"
+                module = node.module or ""
+                names = [f"{module}.{a.name}" if module == "pgflow" else module for a in node.names]
+            for name in names:
+                if name == "pgflow.demo" or name.startswith("pgflow.demo."):
+                    assert name != "pgflow.demo", f"{path.name} imports the package itself"
+                    below = name.split(".")[2]
+                    assert order.index(below) < order.index(path.stem), (path.name, name)

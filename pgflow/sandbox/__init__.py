@@ -1,9 +1,13 @@
-"""The sandbox SMS transport's server side: Retell's API on 127.0.0.1 (`server`), its chats
-and phones (`chats`), and its signed webhooks (`webhooks`). The worker reaches it through
-`pgflow.transport.sandbox`; `pgflow sandbox serve` runs it; the tests' fake Retell is it."""
+"""The sandbox SMS transport's server side: Retell's API on 127.0.0.1. `server` assembles
+it (`Sandbox`) from `http` (the server, requests recorded), `api` (Retell's endpoints),
+`faults` (scripted failures), `lead` (the chats as they happen), `chats` (its memory) and
+`webhooks` (signed chat events). The worker reaches it through `pgflow.transport.sandbox`;
+`pgflow sandbox serve` runs it; the tests' fake Retell is it."""
 
 from __future__ import annotations
 
-from pgflow.sandbox.server import RecordedRequest, Sandbox, Step, error_body, parse_script
+from pgflow.sandbox.faults import Step, parse_script
+from pgflow.sandbox.http import RecordedRequest, error_body
+from pgflow.sandbox.server import Sandbox
 
 __all__ = ["RecordedRequest", "Sandbox", "Step", "error_body", "parse_script"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import re
 import threading
 import time
 from typing import Any
 
 DEFAULT_AGENT_ID = "agent_default"
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")  # a phone number as Retell takes it
 
 
 def now_ms() -> int:

@@ -80,12 +80,13 @@ class WebhookSender:
     def body(self, payload: dict[str, Any]) -> bytes:
         return json.dumps(payload, separators=(",", ":")).encode()
 
-    def headers(self, body: bytes, timestamp_ms: int | None = None) -> dict[str, str]:
+    def headers(
+        self, body: bytes, timestamp_ms: int | None = None, api_key: str | None = None
+    ) -> dict[str, str]:
+        """Retell's headers for `body`, signed with our key (or `api_key`, when given)."""
         stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        return {
-            "content-type": "application/json",
-            SIGNATURE_HEADER: sign(body, self.api_key, stamp),
-        }
+        key = self.api_key if api_key is None else api_key
+        return {"content-type": "application/json", SIGNATURE_HEADER: sign(body, key, stamp)}
 
     def send(self, payload: dict[str, Any]) -> Delivery:
         """Queue a chat event (delivered in order, retried); held while `hold()` is on."""

@@ -1,0 +1,72 @@
+"""The demo's own reads: the timeline it prints and the state of its leads."""
+
+from __future__ import annotations
+
+from pgflow.db.core import Call, Row, rows_call
+
+
+def timeline(contacts: list[int], after_event: int, after_alert: int) -> Call[list[Row]]:
+    """What happened to these contacts since: state changes (pgflow.events, with the message
+    they concern) and alerts about their conversations, in order."""
+    return rows_call(
+        "select 'event' as source, e.id, e.entity, e.from_status, e.to_status, e.reason,"
+        " coalesce(m.contact_id, cv.contact_id, en.contact_id, ct.id) as contact_id,"
+        " m.id as message_id, m.direction, m.kind, m.body, m.step_position, m.attempts,"
+        " m.delivery_error, cv.conversion_status, cv.outcome_source, cv.outcome_reason"
+        " from pgflow.events e"
+        " left join pgflow.messages m on e.entity = 'message' and m.id = e.entity_id"
+        " left join pgflow.conversations cv on e.entity = 'conversation' and cv.id = e.entity_id"
+        " left join pgflow.enrollments en on e.entity = 'enrollment' and en.id = e.entity_id"
+        " left join pgflow.contacts ct on e.entity = 'contact' and ct.id = e.entity_id"
+        " where e.id > %(after_event)s"
+        " and coalesce(m.contact_id, cv.contact_id, en.contact_id, ct.id) = any(%(contacts)s)"
+        " union all"
+        " select 'alert', a.id, 'alert', null, a.kind, a.message, cv.contact_id, null, null,"
+        " null, null, null, null, null, null, null, null"
+        " from pgflow.alerts a join pgflow.conversations cv"
+        " on cv.id = (a.details ->> 'conversation_id')::bigint"
+        " where a.id > %(after_alert)s and cv.contact_id = any(%(contacts)s)"
+        " order by 1 desc, 2",
+        {"contacts": contacts, "after_event": after_event, "after_alert": after_alert},
+    )
+
+
+def demo_state(contacts: list[int]) -> Call[list[Row]]:
+    """Per contact: its enrollment, latest conversation, and what was sent, for the demo."""
+    return rows_call(
+        "select ct.id as contact_id, ct.phone, ct.timezone, ct.opted_out_at,"
+        " e.status as enrollment, e.next_message_at,"
+        " cv.id as conversation_id, cv.status, cv.conversion_status, cv.outcome_source,"
+        " cv.outcome_reason, cv.reply_deadline_at, cv.review_reason,"
+        " greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at) as last_activity,"
+        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
+        "   and m.direction = 'outbound' and m.delivery_status in ('sent', 'delivered')) as sent,"
+        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
+        "   and m.direction = 'outbound'"
+        "   and m.delivery_status in ('queued', 'sending')) as pending,"
+        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
+        "   and m.kind = 'agent' and m.delivery_status = 'sent') as agent_sent"
+        " from pgflow.contacts ct"
+        " left join lateral (select * from pgflow.enrollments x where x.contact_id = ct.id"
+        "   order by x.id desc limit 1) e on true"
+        " left join lateral (select * from pgflow.conversations x where x.contact_id = ct.id"
+        "   order by x.id desc limit 1) cv on true"
+        " where ct.id = any(%(contacts)s) order by ct.id",
+        {"contacts": contacts},
+    )
+
+
+def campaign(slug: str) -> Call[Row | None]:
+    """One campaign's row (its window, number, timeouts), or None."""
+    call = rows_call("select * from pgflow.campaigns where slug = %(slug)s", {"slug": slug})
+    return Call(call.query, call.params, lambda rows: rows[0] if rows else None)
+
+
+def unused_phones(candidates: list[str]) -> Call[list[str]]:
+    """The candidate numbers no contact has yet."""
+    call = rows_call(
+        "select c as phone from unnest(%(candidates)s::text[]) c"
+        " where not exists (select 1 from pgflow.contacts ct where ct.phone = c)",
+        {"candidates": candidates},
+    )
+    return Call(call.query, call.params, lambda rows: [str(r["phone"]) for r in rows])

@@ -1,0 +1,292 @@
+"""The story itself: the set-up, the five leads' beats, the clock moved forward where a drip
+waits days, then the summary, the funnel, the checks and where to look next."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import time
+import zoneinfo
+from typing import Any
+
+import psycopg
+
+from pgflow import campaigns, db, migrations
+from pgflow.db import demo as demo_db
+from pgflow.demo.cast import Lead, Window, choose_leads
+from pgflow.demo.clock import Clock
+from pgflow.demo.local import (
+    CAMPAIGN_FILE,
+    DB_SCRIPT,
+    DemoError,
+    database_url,
+    given_url,
+    run_dir,
+    shown,
+    state_dir,
+    stop_command,
+)
+from pgflow.demo.stage import EVENTS_TOKEN, LEAD_TOKEN, Stage
+from pgflow.demo.timeline import Display, State, Timeline
+
+# The story runs on the demo's own copy of the example campaign (solar-q4 of
+# examples/solar.yaml), which may send every day of the week: see CAMPAIGN_FILE.
+CAMPAIGN = "solar-q4-demo"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    keep_running: bool = False
+    port: int = 0  # the web server's; 0: a free one
+    sandbox_port: int = 0
+
+
+class Story:
+    """The demo itself: set-up, the five leads, the checks, the summary."""
+
+    def __init__(self, display: Display, options: Options) -> None:
+        self.display = display
+        self.options = options
+        self.url = ""
+        self.conn: psycopg.Connection[Any] | None = None
+        self.stage = Stage(options.port, options.sandbox_port)
+        self.started = time.monotonic()
+        self.run_started = dt.datetime.now(dt.UTC)
+        self.leads: list[Lead] = []
+        self.line = ""
+        self.watch: Timeline | None = None
+        self.model = os.environ.get("PGFLOW_LLM_MODEL", "").strip() or None
+
+    # --- the whole run -------------------------------------------------------------------
+
+    def run(self) -> list[str]:
+        """The story; returns what did not go as it should (empty: all well). With a real
+        model the outcomes are its judgment: the caller may treat them as notes."""
+        try:
+            self.set_up()
+            self.play()
+            return self.finish()
+        finally:
+            if not self.options.keep_running:
+                self.tear_down()
+
+    def tear_down(self) -> None:
+        self.stage.stop()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    @property
+    def db(self) -> psycopg.Connection[Any]:
+        assert self.conn is not None
+        return self.conn
+
+    @property
+    def tl(self) -> Timeline:
+        assert self.watch is not None
+        return self.watch
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def set_up(self) -> None:
+        if given_url():
+            self.display.step("the database: DATABASE_URL")
+        else:
+            where = state_dir(os.environ)
+            self.display.step(f"starting the local database ({shown(DB_SCRIPT)}, {where})")
+        self.url = database_url()
+        applied = migrations.migrate(self.url)
+        self.display.step(f"schema current ({len(applied)} migration(s) applied now)")
+        self.conn = db.connect(self.url, application="demo")
+        doc = campaigns.load(CAMPAIGN_FILE).doc
+        with db.connect(self.url, autocommit=False, application="demo") as conn:
+            db.apply_campaigns(doc).run(conn)
+            conn.commit()
+        self.display.step(f"campaigns applied from {shown(CAMPAIGN_FILE)}")
+        self.display.step(f"the story runs on {CAMPAIGN}: the example's solar-q4, sending any day")
+        row = demo_db.campaign(CAMPAIGN).run(self.db)
+        if row is None:
+            raise DemoError(f"campaign {CAMPAIGN} is missing from {shown(CAMPAIGN_FILE)}")
+        self.line = str(row["from_number"])
+        self.leads = choose_leads(Window.of(row), self.db)
+        self.watch = Timeline(self.display, self.db, self.leads, self.started, self.stage.check)
+        logs = run_dir()
+        self.stage.start(self.url, logs)
+        agent = f"the model {self.model}" if self.model else "the offline agent"
+        self.display.step(
+            f"sandbox Retell on {self.stage.sandbox_url}, web on {self.stage.web_url}, "
+            f"a worker; {agent}"
+        )
+        self.display.step(f"logs in {logs}")
+
+    # --- the story ---------------------------------------------------------------------------
+
+    def play(self) -> None:
+        by = {lead.key: lead for lead in self.leads}
+        self.tl.note("five leads arrive on POST /webhooks/leads")
+        for lead in self.leads:
+            self.arrive(lead)
+        self.tl.wait(
+            lambda s: all(s[by[k].contact_id]["sent"] >= 1 for k in ("sam", "pat", "lee", "ari")),
+            "step 1 for the four leads in their daytime",
+        )
+        self.tl.note("the leads answer (the sandbox plays their phones)")
+        self.say(by["pat"], "STOP")
+        self.say(by["kim"], "Hi - can I talk to a real person about this?")
+        self.say(by["sam"], "Yes! How much does it cost?")
+        self.say(by["ari"], "Maybe. What's involved?")
+        self.tl.wait(
+            lambda s: (
+                s[by["pat"].contact_id]["conversion_status"] == "discarded"
+                and s[by["kim"].contact_id]["conversion_status"] == "escalated"
+                and all(s[by[k].contact_id]["pending"] == 0 for k in ("pat", "kim"))
+                and self.agent_replies(by["sam"]) >= 1
+                and self.agent_replies(by["ari"]) >= 1
+            ),
+            "the opt-out, the escalation and the agent's first replies",
+        )
+        self.say(by["sam"], "I own my home and the bill is about $200 a month")
+        self.say(by["ari"], "I own it, but I'm just looking for now")
+        self.tl.wait(
+            lambda s: (
+                self.agent_replies(by["sam"]) >= 2
+                and self.agent_replies(by["ari"]) >= 2
+                and s[by["sam"].contact_id]["pending"] == 0
+                and s[by["ari"].contact_id]["pending"] == 0
+            ),
+            "the agent's second replies",
+        )
+        self.tl.note("Sam books on the calendar: POST /webhooks/events")
+        booked = self.stage.http.post(
+            f"{self.stage.web_url}/webhooks/events",
+            json={
+                "type": "appointment_booked",
+                "phone": by["sam"].phone,
+                "data": {"note": "booked a 10-minute call from the calendar link"},
+            },
+            headers={"Authorization": f"Bearer {EVENTS_TOKEN}"},
+        )
+        if booked.status_code != 200:
+            raise DemoError(f"the booking event was refused: {booked.status_code} {booked.text}")
+        self.tl.wait(lambda s: s[by["sam"].contact_id]["conversion_status"] == "success", "success")
+        self.move_clock(by["lee"], by["ari"])
+
+    def arrive(self, lead: Lead) -> None:
+        response = self.stage.http.post(
+            f"{self.stage.web_url}/webhooks/leads",
+            json={
+                "campaign": CAMPAIGN,
+                "phone": lead.phone,
+                "first_name": lead.name,
+                "timezone": lead.zone,
+                "source": "demo",
+                "consent": {"text": "I agree to receive texts from SunCo.", "source": "demo form"},
+            },
+            headers={"Authorization": f"Bearer {LEAD_TOKEN}"},
+        )
+        if response.status_code != 201:
+            raise DemoError(f"lead {lead.name} was refused: {response.status_code} {response.text}")
+        lead.contact_id = int(response.json()["contact_id"])
+        local_time = dt.datetime.now(zoneinfo.ZoneInfo(lead.zone))
+        self.display.lead(
+            self.tl.elapsed(),
+            lead,
+            f"arrives (201), {lead.zone}, {local_time:%a %H:%M} there",
+            "bold",
+        )
+        state = self.tl.state()[lead.contact_id]
+        due = state["next_message_at"]
+        if state["sent"] + state["pending"] == 0 and due is not None:
+            opens = due.astimezone(zoneinfo.ZoneInfo(lead.zone))
+            self.display.lead(
+                self.tl.elapsed(),
+                lead,
+                f"night in {lead.zone}: step 1 deferred to {opens:%a %H:%M} there, not sent",
+                "yellow",
+            )
+
+    def say(self, lead: Lead, text: str) -> None:
+        assert self.stage.sandbox is not None
+        result = self.stage.sandbox.say(lead.phone, self.line, text)
+        if result["result"] != "delivered":
+            raise DemoError(f"the sandbox dropped {lead.name}'s text: {result}")
+        self.tl.pump()
+
+    def agent_replies(self, lead: Lead) -> int:
+        return int(self.tl.state()[lead.contact_id]["agent_sent"])
+
+    def move_clock(self, lee: Lead, ari: Lead) -> None:
+        """Days pass in seconds: pgflow.tick() runs at injected times. A day on, Lee's step 2
+        is due and Ari's conversation has been quiet past the silence timeout; then Lee's
+        step 3; then Lee's reply timeout."""
+        clock = Clock(self.db, self.tl)
+        self.tl.note("the clock moves forward: a day passes")
+        clock.advance_to_step(lee, 2)
+        self.tl.wait(
+            lambda s: (
+                s[ari.contact_id]["status"] == "ended"
+                or s[ari.contact_id]["review_reason"] is not None
+            ),
+            "Ari's classification (quiet past the silence timeout)",
+        )
+        self.tl.note("the clock moves forward: three more days")
+        clock.advance_to_step(lee, 3)
+        deadline = self.tl.state()[lee.contact_id]["reply_deadline_at"]
+        if deadline is None:
+            raise DemoError("Lee's conversation has no reply deadline after the last step")
+        clock.tick(deadline + dt.timedelta(minutes=1), "Lee's reply timeout passes")
+        self.tl.wait(
+            lambda s: s[lee.contact_id]["conversion_status"] == "no_response", "no_response"
+        )
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def finish(self) -> list[str]:
+        state = self.tl.state()
+        self.display.summary(self.leads, state)
+        self.display.funnel(db.funnel(CAMPAIGN, self.run_started).run(self.db))
+        problems = self.check(state)
+        self.display.pointers(self.pointers())
+        return problems
+
+    def pointers(self) -> list[str]:
+        lines = []
+        if not given_url():
+            lines.append(f"{'export DATABASE_URL=' + self.url:<50} # the local database")
+        lines += [
+            f"{'pgflow conversations show ' + repr(self.leads[0].phone):<50} # Sam's transcript",
+            f"{'pgflow report --campaign ' + CAMPAIGN:<50} # the funnel",
+            f"{'pgflow conversations list':<50} # live conversations",
+            f"{'pgflow conversations review':<50} # outcomes waiting for a person",
+            f"{'pgflow status':<50} # health at a glance",
+        ]
+        if self.options.keep_running:
+            lines += [
+                f"curl {self.stage.web_url}/metrics | grep pgflow_campaign",
+                f"curl -X POST {self.stage.web_url}/webhooks/leads -H 'Authorization: Bearer "
+                f'{LEAD_TOKEN}\' -d \'{{"campaign": "{CAMPAIGN}", "phone": "(415) 555-0199",'
+                ' "first_name": "You"}\'',
+                f"PGFLOW_SMS_TRANSPORT=sandbox RETELL_BASE_URL={self.stage.sandbox_url} "
+                "pgflow sandbox say '(415) 555-0199' 'hi!'",
+            ]
+        else:
+            lines.append(f"{'pgflow demo --keep-running':<50} # leave it up, with curl examples")
+        if not given_url():
+            lines.append(f"{stop_command():<50} # stop the local database")
+        return lines
+
+    def check(self, state: State) -> list[str]:
+        problems = []
+        for lead in self.leads:
+            got = state[lead.contact_id]["conversion_status"] or "(not ended)"
+            if got != lead.expected:
+                problems.append(f"{lead.name}: expected {lead.expected}, got {got}")
+        return problems
+
+    def keep_running(self) -> None:
+        """Until SIGINT or SIGTERM: the server, the worker and the sandbox stay up."""
+        try:
+            self.stage.hold()
+        finally:
+            self.tear_down()
