@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Table
 
-from pgflow import logs
+from pgflow import logs, phones
 from pgflow.config import Settings
 from pgflow.errors import PgflowError
 
@@ -52,6 +55,53 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def print_listing(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    columns: Sequence[str],
+    cells: Callable[[dict[str, Any]], Sequence[str]],
+    *,
+    empty: str,
+    counted: str,
+) -> None:
+    """A listing, each row's phone masked: JSON with --json; else `empty` when there are no
+    rows, or a table (`cells` gives a row's cells) and the count of `counted` things."""
+    for r in rows:
+        r["phone"] = phones.mask(r["phone"])
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(empty)
+        return
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*cells(r))
+    console.print(table)
+    console.print(f"{len(rows)} {counted}")
+
+
+def e164(phone: str) -> str:
+    """The number in E.164, or fail saying why it is not a phone number."""
+    number = phones.normalize(phone)
+    if number.e164 is None:
+        fail(f"{phone!r}: {number.error}")
+    return number.e164
+
+
+def parse_since(value: str | None) -> dt.datetime | None:
+    """--since as a time (UTC when it names no zone); None when not given."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since {value!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T09:00")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def configure_logging(level: str = "INFO", config: Settings | None = None) -> None:

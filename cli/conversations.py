@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from pgflow import db, errors, phones
+from pgflow.agent import OUTCOMES
 
-from .common import console, fail, print_json, settings
+from .common import console, e164, fail, print_json, print_listing, settings
 
 app = typer.Typer(help="Conversations with contacts.", no_args_is_help=True)
 
@@ -29,14 +30,11 @@ def _age(value: dt.datetime | None) -> str:
     return f"{seconds}s"
 
 
-def _e164(phone: str) -> str:
-    number = phones.normalize(phone)
-    if number.e164 is None:
-        fail(f"{phone!r}: {number.error}")
-    return number.e164
+COLUMNS = ("id", "phone", "campaign")  # the first columns of every listing of conversations
 
 
-OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "discarded")
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [str(r["id"]), r["phone"], r["campaign"] or "(inbound)"]
 
 
 @app.command("set-outcome")
@@ -49,11 +47,12 @@ def set_outcome(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A person's outcome: it ends the conversation (or replaces what a rule, the LLM or
-    Retell said), clears its review, and nothing overwrites it afterwards."""
+    """Set a conversation's outcome as a person: it ends the conversation, clears its review.
+
+    A person's outcome replaces what a rule, the LLM or Retell said; nothing overwrites it."""
     if status not in OUTCOMES:
         fail(f"{status!r} is not an outcome; use one of: {', '.join(OUTCOMES)}")
-    number = _e164(phone)
+    number = e164(phone)
     with db.connect(settings().database_url, application="cli") as conn:
         target = conversation or db.live_conversation_of(number).run(conn)
         if target is None:
@@ -76,37 +75,28 @@ def review(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (phones masked)."),
     limit: int = typer.Option(200, min=1, help="At most this many (oldest first)."),
 ) -> None:
-    """Conversations waiting for a person to set their outcome, with every signal on them
-    (the LLM's, Retell's, the rules'). Settle each with `set-outcome`."""
+    """Conversations waiting for a person to set their outcome, with every signal on them.
+
+    The signals are the LLM's, Retell's and the rules'. Settle each with `set-outcome`."""
     with db.connect(settings().database_url, application="cli") as conn:
         rows = db.review_queue(limit).run(conn)
-    for r in rows:
-        r["phone"] = phones.mask(r["phone"])
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("nothing waits for review")
-        return
-    table = Table()
-    for column in ("id", "phone", "campaign", "state", "why", "signals"):
-        table.add_column(column)
-    for r in rows:
-        signals = "; ".join(
-            f"{s['source']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else "")
-            for s in r["signals"]
-        )
-        state = r["conversion_status"] or r["status"]
-        table.add_row(
-            str(r["id"]),
-            r["phone"],
-            r["campaign"] or "(inbound)",
-            state,
-            r["review_reason"],
-            signals,
-        )
-    console.print(table)
-    console.print(f"{len(rows)} conversation(s) wait for review")
+    print_listing(
+        rows,
+        as_json,
+        (*COLUMNS, "state", "why", "signals"),
+        _review_cells,
+        empty="nothing waits for review",
+        counted="conversation(s) wait for review",
+    )
+
+
+def _review_cells(r: dict[str, Any]) -> list[str]:
+    signals = "; ".join(
+        f"{s['source']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else "")
+        for s in r["signals"]
+    )
+    state = r["conversion_status"] or r["status"]
+    return [*_cells(r), state, r["review_reason"], signals]
 
 
 @app.command("list")
@@ -117,28 +107,19 @@ def list_(
     """Conversations not ended: phone (masked), campaign, state, last message age."""
     with db.connect(settings().database_url, application="cli") as conn:
         rows = db.live_conversations(limit).run(conn)
-    for r in rows:
-        r["phone"] = phones.mask(r["phone"])
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("no live conversations")
-        return
-    table = Table()
-    for column in ("id", "phone", "campaign", "state", "agent turns", "last message"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["phone"],
-            r["campaign"] or "(inbound)",
-            r["status"],
-            str(r["agent_turns"]),
-            _age(r["last_message_at"]) + " ago",
-        )
-    console.print(table)
-    console.print(f"{len(rows)} live conversation(s)")
+    print_listing(
+        rows,
+        as_json,
+        (*COLUMNS, "state", "agent turns", "last message"),
+        _live_cells,
+        empty="no live conversations",
+        counted="live conversation(s)",
+    )
+
+
+def _live_cells(r: dict[str, Any]) -> list[str]:
+    age = _age(r["last_message_at"]) + " ago"
+    return [*_cells(r), r["status"], str(r["agent_turns"]), age]
 
 
 @app.command()
@@ -147,9 +128,10 @@ def takeover(
     reason: str | None = typer.Option(None, "--reason", help="Why (kept as the outcome reason)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A person takes over: the agent and the drip stop for good, the Retell chat is ended,
-    the conversation ends `escalated` (source human) and an alert opens."""
-    number = _e164(phone)
+    """A person takes over: the agent and the drip stop for good, the Retell chat is ended.
+
+    The conversation ends `escalated` (source human) and an alert opens."""
+    number = e164(phone)
     with db.connect(settings().database_url, application="cli") as conn:
         try:
             result = db.takeover(number, reason).run(conn)
@@ -176,7 +158,7 @@ def show(
     limit: int = typer.Option(200, min=1, help="At most this many messages (the newest)."),
 ) -> None:
     """Enrollments, conversations with their outcome, and the transcript of one contact."""
-    number = _e164(phone)
+    number = e164(phone)
     with db.connect(settings().database_url, application="cli") as conn:
         report = db.contact_report(number, limit).run(conn)
     if report is None:

@@ -33,8 +33,9 @@ def upgrade(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with --dry-run)."),
 ) -> None:
-    """Apply pending migrations; with --dry-run, only show each one and what it changes
-    (tables, functions, views, indexes, grants), for a DBA to review first."""
+    """Apply pending migrations; with --dry-run, only show what each one would change.
+
+    The dry run names the tables, functions, views, indexes and grants, for a DBA to review."""
     url = settings().database_url
     pending = migrations.status(url).pending
     if not dry_run:

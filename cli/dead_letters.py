@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from pgflow import db, phones
+from pgflow import db
 from pgflow.errors import PgflowError
 
-from .common import console, fail, print_json, settings
+from .common import console, fail, parse_since, print_json, print_listing, settings
 
 app = typer.Typer(help="Messages that could not be sent.", no_args_is_help=True)
-
-
-def _since(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since {value!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T09:00")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @app.command("list")
@@ -35,32 +23,23 @@ def list_(
 ) -> None:
     """List dead letters, newest first (phones masked)."""
     with db.connect(settings().database_url, application="cli") as conn:
-        rows = db.dead_letters(campaign, _since(since), limit).run(conn)
-    for r in rows:
-        r["phone"] = phones.mask(r["phone"])
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("no dead letters")
-        return
-    table = Table()
-    for column in ("id", "campaign", "phone", "attempts", "failed at", "error"):
-        table.add_column(column)
-    for r in rows:
-        error = (r["delivery_error"] or "")[:80]
-        if r["contact_opted_out"]:
-            error = "[opted out] " + error
-        table.add_row(
-            str(r["id"]),
-            r["campaign"] or "-",
-            r["phone"],
-            str(r["attempts"]),
-            f"{r['failed_at']:%Y-%m-%d %H:%M}",
-            error,
-        )
-    console.print(table)
-    console.print(f"{len(rows)} dead letter(s)")
+        rows = db.dead_letters(campaign, parse_since(since), limit).run(conn)
+    columns = ("id", "campaign", "phone", "attempts", "failed at", "error")
+    print_listing(rows, as_json, columns, _cells, empty="no dead letters", counted="dead letter(s)")
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    error = (r["delivery_error"] or "")[:80]
+    if r["contact_opted_out"]:
+        error = "[opted out] " + error
+    return [
+        str(r["id"]),
+        r["campaign"] or "-",
+        r["phone"],
+        str(r["attempts"]),
+        f"{r['failed_at']:%Y-%m-%d %H:%M}",
+        error,
+    ]
 
 
 def _report(results: list[dict[str, Any]], as_json: bool, verb: str) -> None:

@@ -64,6 +64,7 @@ def import_(
     """Enroll every row of FILE in a campaign: one pgflow.ingest_lead() call per row.
 
     Safe to re-run: rows already enrolled count as already_enrolled.
+
     Exit code: 0 every row accepted, 2 some rows rejected, 1 the file could not be imported."""
     url = settings().database_url
     try:

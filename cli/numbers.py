@@ -17,8 +17,9 @@ app = typer.Typer(help="Sending numbers and their carrier limits.", no_args_is_h
 
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Each sending number: the campaigns that send from it, today's use (UTC) and its
-    limits. A send over a limit waits (deferred), it is never dropped."""
+    """Each sending number: the campaigns that send from it, today's use (UTC), its limits.
+
+    A send over a limit waits (deferred), it is never dropped."""
     with db.connect(settings().database_url, application="cli") as conn:
         rows = [health.number_row(r) for r in db.number_report().run(conn)]
     if as_json:
@@ -56,8 +57,9 @@ def set_(
         False, "--no-daily-segments", help="Remove the daily limit."
     ),
 ) -> None:
-    """Set or remove a number's limits (what is not named stays as it is). A campaign file's
-    `numbers:` entry with per_second or daily_segments sets them too, when applied."""
+    """Set or remove a number's limits (what is not named stays as it is).
+
+    A campaign file's `numbers:` entry sets them too (per_second, daily_segments), when applied."""
     limits: dict[str, Any] = {}
     if per_second is not None and no_per_second:
         fail("--per-second and --no-per-second together: choose one")

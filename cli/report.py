@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from pgflow import db
+from pgflow.agent import OUTCOMES
 
-from .common import console, fail, print_json, settings
-
-OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "discarded")
+from .common import console, fail, parse_since, print_json, settings
 
 
 def report(
@@ -22,9 +20,10 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Enrolled, messaged, replied, each outcome, opt-out rate, median time to first reply,
-    and per step: sent, and the leads who replied after it."""
-    start = _since(since)
+    """Enrolled, messaged, replied, each outcome, opt-out rate, median time to first reply.
+
+    Per step: sent, and the leads who replied after it."""
+    start = parse_since(since)
     with db.connect(settings().database_url, application="cli") as conn:
         funnel = db.funnel(campaign, start).run(conn)
     if campaign and not funnel:
@@ -37,16 +36,6 @@ def report(
         return
     for item in funnel:
         print_funnel(item)
-
-
-def _since(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since {value!r}: use an ISO date or time, e.g. 2026-11-23 or 2026-11-23T09:00")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _pct(value: Any) -> str:

@@ -26,9 +26,13 @@ def setup(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Create or update, idempotently: the Retell LLM ({{agent_prompt}}, {{sms_body}}), the
-    chat agent pgflow-sms (our webhook, transcript_updated, silence timeout, the
-    conversion_status analysis), and every sending number's SMS agents and inbound webhook."""
+    """Create or update the Retell side, idempotently (--dry-run: show the plan only).
+
+    \b
+    - the Retell LLM: {{agent_prompt}} as its prompt, {{sms_body}} as its first text;
+    - the chat agent pgflow-sms: our webhook, transcript_updated, silence timeout, analysis;
+    - every sending number: its SMS agents and its inbound SMS webhook.
+    """
     config = settings()
     if not config.retell_api_key:
         fail("RETELL_API_KEY is not set")

@@ -18,8 +18,9 @@ def status(
         0.0, "--watch", min=0.0, help="Refresh every this many seconds (0: once)."
     ),
 ) -> None:
-    """Health at a glance: the checks, then the figures in a fixed order. Exits 1 when
-    anything is unhealthy (with --watch: when Ctrl-C stops it, by the last report)."""
+    """Health at a glance: the checks, then the figures in a fixed order.
+
+    Exits 1 when anything is unhealthy (with --watch: when Ctrl-C stops it, by the last report)."""
     url = settings().database_url
     report = health.report(url)
     try:

@@ -1,4 +1,5 @@
-"""Exceptions the engine raises; `pgflow.db` maps database errors onto them."""
+"""Exceptions the engine raises (`pgflow.db` maps database errors onto them), and how one
+is shown on one line."""
 
 from __future__ import annotations
 
@@ -49,3 +50,13 @@ class SchemaNotCurrent(PgflowError):
     """The database has migrations that are not applied."""
 
     code = "schema_not_current"
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """An error's first line (its type's name when it says nothing), for a log field or a
+    one-line message; cut at `limit` characters (None: never cut)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return line if limit is None else line[:limit]

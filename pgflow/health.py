@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from pgflow import db, migrations
+from pgflow.errors import first_line
 
 # The figures in the order an operator reads them: what came in, what waits, what went out,
 # what needs a person. Unknown figures (a newer database) follow, sorted.
@@ -68,8 +69,7 @@ class Report:
 
 
 def unreachable(exc: Exception) -> Report:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return Report(checks=[Check("database", False, f"unreachable: {first}")])
+    return Report(checks=[Check("database", False, f"unreachable: {first_line(exc, None)}")])
 
 
 def build(

@@ -19,11 +19,12 @@ import dataclasses
 from typing import Any
 from urllib.parse import quote
 
+from pgflow.agent import OUTCOMES as AGENT_OUTCOMES
 from pgflow.transport.retell import RetellClient, RetellError
 
 AGENT_NAME = "pgflow-sms"
 WEBHOOK_EVENTS = ["chat_started", "transcript_updated", "chat_ended", "chat_analyzed"]
-OUTCOMES = ["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
+OUTCOMES = list(AGENT_OUTCOMES)  # a list, as Retell answers it (compared when re-applied)
 GENERAL_PROMPT = """{{agent_prompt}}
 
 You are texting {{first_name}} by SMS on behalf of {{campaign_name}}.
@@ -90,6 +91,16 @@ class _Setup:
             return {}
         return await self.client.call_json(method, path, body) or {}
 
+    async def read(self, target: str, path: str, missing: str) -> dict[str, Any] | None:
+        """What Retell has at `path`; None, noted `missing`, when it has nothing there."""
+        try:
+            return await self.client.call_json("GET", path) or {}
+        except RetellError as exc:
+            if exc.status_code == 404:
+                self.note(target, "missing", missing)
+                return None
+            raise
+
     async def agent(self, webhook_url: str, silence_ms: int) -> str:
         listed = await self.client.call_json(
             "POST",
@@ -141,13 +152,13 @@ class _Setup:
 
     async def number(self, number: str, agent_id: str, webhook_url: str) -> None:
         target = f"number {number}"
-        try:
-            current = await self.client.call_json("GET", f"/get-phone-number/{number}") or {}
-        except RetellError as exc:
-            if exc.status_code == 404:
-                self.note(target, "missing", "not in this Retell account: buy or import it first")
-                return
-            raise
+        current = await self.read(
+            target,
+            f"/get-phone-number/{number}",
+            "not in this Retell account: buy or import it first",
+        )
+        if current is None:
+            return
         binding = [{"agent_id": agent_id, "weight": 1}]
         wanted = {
             "inbound_sms_webhook_url": webhook_url,
@@ -158,13 +169,13 @@ class _Setup:
 
     async def their_agent(self, agent_id: str, webhook_url: str) -> None:
         target = f"chat-agent {agent_id}"
-        try:
-            agent = await self.client.call_json("GET", f"/get-chat-agent/{quote(agent_id)}") or {}
-        except RetellError as exc:
-            if exc.status_code == 404:
-                self.note(target, "missing", "named as retell_agent_id but not in Retell")
-                return
-            raise
+        agent = await self.read(
+            target,
+            f"/get-chat-agent/{quote(agent_id)}",
+            "named as retell_agent_id but not in Retell",
+        )
+        if agent is None:
+            return
         wanted = {"webhook_url": webhook_url, "webhook_events": WEBHOOK_EVENTS}
         await self.diff(target, "PATCH", f"/update-chat-agent/{quote(agent_id)}", agent, wanted)
         llm_id = (agent.get("response_engine") or {}).get("llm_id")

@@ -41,7 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgflow import __version__, agent, db, logs, migrations, transport
 from pgflow.config import Settings
-from pgflow.errors import ConfigError, SchemaNotCurrent
+from pgflow.errors import ConfigError, SchemaNotCurrent, first_line
 from pgflow.jobs.agent_reply import agent_reply
 from pgflow.jobs.classify_outcome import classify_outcome
 from pgflow.jobs.context import JobContext
@@ -143,7 +143,7 @@ async def wait_until_startable(settings: Settings, stopping: asyncio.Event) -> N
                 log,
                 "worker.waiting_for_database",
                 logging.WARNING,
-                error=_first_line(exc),
+                error=first_line(exc),
                 retry_in_s=round(delay, 1),
             )
             with contextlib.suppress(TimeoutError):
@@ -156,11 +156,6 @@ def backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter: workers that lost the same database do not all
     come back in the same instant."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** min(failures, 10))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 async def run(settings: Settings, options: WorkerOptions) -> None:
@@ -238,7 +233,7 @@ class Worker:
                         log,
                         "worker.database_lost",
                         logging.ERROR,
-                        error=f"{type(exc).__name__}: {_first_line(exc)}",
+                        error=f"{type(exc).__name__}: {first_line(exc)}",
                     )
                 except FailingListenerError:
                     # pgqueuer's LISTEN probe went unanswered (a saturated or restarting
@@ -324,7 +319,7 @@ class Worker:
                 await self._heartbeat(pool)
                 await db.watch("worker").arun_in(pool)
             except (psycopg.Error, OSError) as exc:
-                logs.event(log, "worker.heartbeat_failed", logging.WARNING, error=_first_line(exc))
+                logs.event(log, "worker.heartbeat_failed", logging.WARNING, error=first_line(exc))
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
@@ -368,7 +363,7 @@ def _surviving_the_database(
                 logging.WARNING,
                 entrypoint=job.entrypoint,
                 job_id=job.id,
-                error=_first_line(exc),
+                error=first_line(exc),
                 retry_in_s=round(delay, 1),
             )
             raise RetryRequested(

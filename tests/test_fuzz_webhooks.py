@@ -53,7 +53,8 @@ from psycopg.types.json import Jsonb
 
 from pgflow.config import Settings
 from pgflow.web.events import EVENTS_BODY_LIMIT
-from pgflow.web.http import storable, unstorable
+from pgflow.web.http import storable_json as storable
+from pgflow.web.http import unstorable
 from pgflow.web.leads import LEAD_BODY_LIMIT
 from pgflow.web.retell import RETELL_BODY_LIMIT
 from tests.factories import at, campaign_doc, ingest

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 
 from pgflow.agent.base import (
     ACTIONS,
+    Action,
     AgentError,
     AgentReply,
     Classification,
     ClassifyRequest,
+    Outcome,
     ReplyRequest,
     Turn,
     fit,
@@ -62,14 +64,14 @@ success. Answer as JSON: {{"status": <an outcome>, "reason": <one sentence>,
 
 
 class _Verdict(pydantic.BaseModel):
-    status: Literal["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
+    status: Outcome
     reason: str
     confidence: float = pydantic.Field(ge=0, le=1)
 
 
 class _Reply(pydantic.BaseModel):
     reply: str
-    action: Literal["continue", "handoff", "end", "booked"]
+    action: Action
     reason: str
 
 

@@ -14,7 +14,7 @@ from pgqueuer.domain.errors import RetryRequested
 
 from pgflow import db, logs
 from pgflow.agent import AgentError, ReplyRequest
-from pgflow.jobs.context import JobContext, retry_later
+from pgflow.jobs.context import JobContext
 
 log = logging.getLogger("pgflow.jobs.agent_reply")
 
@@ -32,17 +32,16 @@ async def agent_reply(ctx: JobContext, trigger_id: int, attempts: int = 0) -> st
     try:
         reply = await ctx.agent.reply(request)
     except AgentError as exc:
-        logs.event(
+        ctx.retry_or_give_up(
             log,
             "agent.failed",
-            logging.WARNING,
+            attempts,
+            "the agent could not answer",
+            cause=exc,
             message_id=trigger_id,
             agent=ctx.agent.name,
-            attempt=attempts + 1,
             error=str(exc),
         )
-        if attempts + 1 < ctx.max_job_attempts:
-            raise retry_later(attempts, ctx.job_retry_base, "the agent could not answer") from exc
         return "failed"
     call = db.record_agent_reply(trigger_id, reply.text, reply.action, reply.reason, ctx.clock())
     recorded = await call.arun_in(ctx.pool)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pgflow import db, logs
 from pgflow.agent import AgentError, ClassifyRequest
-from pgflow.jobs.context import JobContext, retry_later
+from pgflow.jobs.context import JobContext
 
 log = logging.getLogger("pgflow.jobs.classify_outcome")
 
@@ -26,16 +26,15 @@ async def classify_outcome(ctx: JobContext, conversation_id: int, attempts: int 
     try:
         verdict = await ctx.agent.classify(ClassifyRequest.from_question(question))
     except AgentError as exc:
-        logs.event(
+        ctx.retry_or_give_up(
             log,
             "outcome.classify_failed",
-            logging.WARNING,
+            attempts,
+            "the classification failed",
+            cause=exc,
             conversation_id=conversation_id,
-            attempt=attempts + 1,
             error=str(exc),
         )
-        if attempts + 1 < ctx.max_job_attempts:
-            raise retry_later(attempts, ctx.job_retry_base, "the classification failed") from exc
         failed = db.record_classification(
             conversation_id,
             question["transcript_hash"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from pgqueuer.domain.errors import RetryRequested
 from psycopg_pool import AsyncConnectionPool
 
-from pgflow import db
+from pgflow import db, logs
 from pgflow.agent import Agent, OfflineAgent
 from pgflow.jobs.batch import Attempt, Coalescer, batched
 from pgflow.transport import SmsTransport
@@ -62,6 +63,24 @@ class JobContext:
     def job_retry_base(self) -> float:
         """The first backoff of the other jobs: a tenth of the send's (3 s by default)."""
         return self.retry_base_seconds / 10
+
+    def retry_or_give_up(
+        self,
+        log: logging.Logger,
+        event: str,
+        attempts: int,
+        reason: str,
+        *,
+        cause: Exception | None = None,
+        retryable: bool = True,
+        error: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """A job's call failed: log `event` (`fields`, the attempt, the error), then raise
+        the backoff's retry while attempts are left. When this returns, the job gives up."""
+        logs.event(log, event, logging.WARNING, **fields, attempt=attempts + 1, error=error)
+        if retryable and attempts + 1 < self.max_job_attempts:
+            raise retry_later(attempts, self.job_retry_base, reason) from cause
 
 
 def retry_later(attempts: int, base: float, reason: str) -> RetryRequested:

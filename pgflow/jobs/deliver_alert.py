@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from pgflow import db, logs
-from pgflow.jobs.context import JobContext, retry_later
+from pgflow.jobs.context import JobContext
 
 log = logging.getLogger("pgflow.jobs.deliver_alert")
 
@@ -59,16 +59,14 @@ async def deliver_alert(
     if error is None:
         logs.event(log, "alert.notified", alert_id=alert_id, kind=alert["kind"], notice=notice)
         return "notified"
-    logs.event(
+    ctx.retry_or_give_up(
         log,
         "alert.notify_failed",
-        logging.WARNING,
+        attempts,
+        "the alert webhook failed",
         alert_id=alert_id,
         kind=alert["kind"],
         notice=notice,
-        attempt=attempts + 1,
         error=error,
     )
-    if attempts + 1 < ctx.max_job_attempts:
-        raise retry_later(attempts, ctx.job_retry_base, "the alert webhook failed")
     return "failed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from pgflow import db, logs
-from pgflow.jobs.context import JobContext, retry_later
+from pgflow.jobs.context import JobContext
 from pgflow.transport import TransportError
 
 log = logging.getLogger("pgflow.jobs.end_chat")
@@ -20,17 +20,17 @@ async def end_chat(ctx: JobContext, conversation_id: int, attempts: int = 0) -> 
         await ctx.transport.end_chat(chat_id)
     except TransportError as exc:
         if exc.status_code != 404:  # 404: the chat is gone, which is what we wanted
-            logs.event(
+            ctx.retry_or_give_up(
                 log,
                 "chat.end_failed",
-                logging.WARNING,
+                attempts,
+                "end-chat failed",
+                cause=exc,
+                retryable=exc.retryable,
                 conversation_id=conversation_id,
                 chat_id=chat_id,
                 status=exc.status_code,
-                attempt=attempts + 1,
             )
-            if exc.retryable and attempts + 1 < ctx.max_job_attempts:
-                raise retry_later(attempts, ctx.job_retry_base, "end-chat failed") from exc
             return "failed"
     await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
     logs.event(log, "chat.ended", conversation_id=conversation_id, chat_id=chat_id)

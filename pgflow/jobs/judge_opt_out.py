@@ -8,7 +8,7 @@ import logging
 
 from pgflow import db, logs
 from pgflow.agent import AgentError
-from pgflow.jobs.context import JobContext, retry_later
+from pgflow.jobs.context import JobContext
 
 log = logging.getLogger("pgflow.jobs.judge_opt_out")
 
@@ -20,16 +20,15 @@ async def judge_opt_out(ctx: JobContext, message_id: int, attempts: int = 0) -> 
     try:
         verdict = await ctx.agent.judge_opt_out(str(question["text"]))
     except AgentError as exc:
-        logs.event(
+        ctx.retry_or_give_up(
             log,
             "opt_out.judge_failed",
-            logging.WARNING,
+            attempts,
+            "the opt-out judgment failed",
+            cause=exc,
             message_id=message_id,
-            attempt=attempts + 1,
             error=str(exc),
         )
-        if attempts + 1 < ctx.max_job_attempts:
-            raise retry_later(attempts, ctx.job_retry_base, "the opt-out judgment failed") from exc
         verdict = False  # the rules' verdict stands
     result = await db.record_opt_out_judgment(message_id, verdict, ctx.clock()).arun_in(ctx.pool)
     logs.event(

@@ -177,17 +177,7 @@ async def _reconcile(
             message_id=message_id,
         )
     except TransportError as exc:
-        logs.event(
-            log,
-            "sms.reconcile_failed",
-            logging.WARNING,
-            message_id=message_id,
-            status=exc.status_code,
-            error=exc.message,
-        )
-        raise RetryRequested(
-            delay=dt.timedelta(seconds=CHAT_CHECK_RETRY_SECONDS), reason="reconcile failed"
-        ) from exc
+        raise _read_failed("sms.reconcile_failed", "reconcile failed", message_id, exc) from exc
     if found is not None:
         result = {"ok": True, "chat_id": found.chat_id, "status_code": found.status_code}
         outcome = await ctx.records(Attempt(message_id, attempt, result))
@@ -228,17 +218,7 @@ async def _check_chat(ctx: JobContext, chat_id: str, message_id: int) -> str:
         if exc.status_code == 404:
             await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
             return chat_id
-        logs.event(
-            log,
-            "sms.chat_check_failed",
-            logging.WARNING,
-            message_id=message_id,
-            status=exc.status_code,
-            error=exc.message,
-        )
-        raise RetryRequested(
-            delay=dt.timedelta(seconds=CHAT_CHECK_RETRY_SECONDS), reason="chat check failed"
-        ) from exc
+        raise _read_failed("sms.chat_check_failed", "chat check failed", message_id, exc) from exc
     record = db.record_chat(chat, "get_chat", ctx.transport.accepts_text, ctx.clock())
     recorded = await record.arun_in(ctx.pool)
     logs.event(
@@ -251,31 +231,37 @@ async def _check_chat(ctx: JobContext, chat_id: str, message_id: int) -> str:
     return chat_id
 
 
+def _read_failed(event: str, reason: str, message_id: int, exc: TransportError) -> RetryRequested:
+    """Retell's side could not be read: logged, and the retry (a minute on) to raise."""
+    logs.event(
+        log,
+        event,
+        logging.WARNING,
+        message_id=message_id,
+        status=exc.status_code,
+        error=exc.message,
+    )
+    return RetryRequested(delay=dt.timedelta(seconds=CHAT_CHECK_RETRY_SECONDS), reason=reason)
+
+
 async def _end_chat(ctx: JobContext, chat_id: str, message_id: int) -> None:
     """After an opt-out confirmation: nothing may follow it in that chat."""
-    try:
-        await ctx.transport.end_chat(chat_id)
-    except TransportError as exc:
-        logs.event(
-            log,
-            "sms.end_chat_failed",
-            logging.WARNING,
-            message_id=message_id,
-            status=exc.status_code,
-        )
-        return
-    await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
+    if await _try_end_chat(ctx, chat_id, message_id, "sms.end_chat_failed", logging.WARNING):
+        await db.mark_chat_ended(chat_id, ctx.clock()).arun_in(ctx.pool)
 
 
 async def _end_previous_chat(ctx: JobContext, chat_id: str, message_id: int) -> None:
     """Best effort: close the lead's previous Retell chat before starting the next one."""
+    await _try_end_chat(ctx, chat_id, message_id, "sms.end_previous_chat_failed", logging.INFO)
+
+
+async def _try_end_chat(
+    ctx: JobContext, chat_id: str, message_id: int, failed: str, level: int
+) -> bool:
+    """End the chat; a refusal is logged as `failed` at `level` (False), never raised."""
     try:
         await ctx.transport.end_chat(chat_id)
     except TransportError as exc:
-        logs.event(
-            log,
-            "sms.end_previous_chat_failed",
-            logging.INFO,
-            message_id=message_id,
-            status=exc.status_code,
-        )
+        logs.event(log, failed, level, message_id=message_id, status=exc.status_code)
+        return False
+    return True

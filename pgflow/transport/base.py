@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from pgflow.errors import PgflowError
 
@@ -57,22 +57,25 @@ class SendResult:
     status_code: int
 
 
+class NewChat(TypedDict):
+    """What starts a chat (`create_sms_chat`'s keywords): our number, the lead's, the exact
+    first text, an agent overriding the number's own (or None), metadata, dynamic variables."""
+
+    from_number: str
+    to_number: str
+    body: str
+    agent_id: str | None
+    metadata: dict[str, str]
+    dynamic_variables: dict[str, str]
+
+
 class SmsTransport(Protocol):
     """What the worker needs from an SMS provider."""
 
     name: str
     accepts_text: bool
 
-    async def create_sms_chat(
-        self,
-        *,
-        from_number: str,
-        to_number: str,
-        body: str,
-        agent_id: str | None,
-        metadata: dict[str, str],
-        dynamic_variables: dict[str, str],
-    ) -> SendResult:
+    async def create_sms_chat(self, **chat: Unpack[NewChat]) -> SendResult:
         """Start a chat whose first message is exactly `body`."""
         ...
 

@@ -23,7 +23,7 @@ import re
 import ssl
 import time
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -32,7 +32,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from pgflow import __version__
 from pgflow.phones import mask
-from pgflow.transport.base import SendResult, TransportError
+from pgflow.transport.base import NewChat, SendResult, TransportError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -121,40 +121,27 @@ class RetellClient:
     ) -> None:
         await self.aclose()
 
-    async def create_sms_chat(
-        self,
-        *,
-        from_number: str,
-        to_number: str,
-        body: str,
-        agent_id: str | None,
-        metadata: dict[str, str],
-        dynamic_variables: dict[str, str],
-    ) -> SendResult:
+    async def create_sms_chat(self, **chat: Unpack[NewChat]) -> SendResult:
         """Start an SMS chat whose first message is exactly `body`.
 
         `body` travels as the dynamic variable `sms_body` (it wins over a caller's
         `sms_body`); `agent_id`, when given, overrides the number's outbound agent."""
+        body, agent_id = chat["body"], chat["agent_id"]
         if not body.strip():
             raise ValueError("body must not be empty: Retell would send '{{sms_body}}' literally")
-        payload: dict[str, Any] = {"from_number": from_number, "to_number": to_number}
+        phones = (chat["from_number"], chat["to_number"])
+        payload: dict[str, Any] = {"from_number": phones[0], "to_number": phones[1]}
         if agent_id is not None:
             payload["override_agent_id"] = agent_id
-        payload["metadata"] = dict(metadata)
-        payload["retell_llm_dynamic_variables"] = {**dynamic_variables, "sms_body": body}
-        phones = (from_number, to_number)
+        payload["metadata"] = dict(chat["metadata"])
+        payload["retell_llm_dynamic_variables"] = {**chat["dynamic_variables"], "sms_body": body}
         response = await self._request(
             "POST", "/create-sms-chat", "create-sms-chat", phones, payload
         )
         data = _json_object(response)
         chat_id = data.get("chat_id") if data is not None else None
         if data is None or not isinstance(chat_id, str) or not chat_id:
-            raise RetellError(
-                f"Retell create-sms-chat: HTTP {response.status_code}: malformed response "
-                "(no chat_id)",
-                status_code=response.status_code,
-                retryable=False,
-            )
+            raise _malformed(response, "create-sms-chat", "no chat_id")
         returned_agent = data.get("agent_id")
         return SendResult(
             chat_id=chat_id,
@@ -215,12 +202,7 @@ class RetellClient:
         )
         data = _json_object(response)
         if data is None:
-            raise RetellError(
-                f"Retell get-chat: HTTP {response.status_code}: malformed response "
-                "(not a JSON object)",
-                status_code=response.status_code,
-                retryable=False,
-            )
+            raise _malformed(response, "get-chat", "not a JSON object")
         return data
 
     async def call_json(
@@ -233,11 +215,7 @@ class RetellClient:
             return None
         data = _json_object(response)
         if data is None:
-            raise RetellError(
-                f"Retell {path}: HTTP {response.status_code}: malformed response",
-                status_code=response.status_code,
-                retryable=False,
-            )
+            raise _malformed(response, path)
         return data
 
     async def _request(
@@ -324,6 +302,16 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _malformed(response: httpx.Response, operation: str, why: str = "") -> RetellError:
+    """A success answer we cannot use: permanent (the same call would get the same)."""
+    return RetellError(
+        f"Retell {operation}: HTTP {response.status_code}: malformed response"
+        + (f" ({why})" if why else ""),
+        status_code=response.status_code,
+        retryable=False,
+    )
 
 
 def _error_detail(response: httpx.Response) -> str:

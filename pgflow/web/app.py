@@ -25,6 +25,7 @@ from pgflow.web.context import (
     Clock,
     Web,
 )
+from pgflow.web.instruments import CountRequests, Metrics
 
 log = logging.getLogger("pgflow.web")
 
@@ -52,7 +53,7 @@ def create_app(
     and closes it on shutdown; a pool passed in belongs to the caller (open it first, with
     `kwargs={"autocommit": True}`). `clock` injects "now" into the SQL calls (tests); None
     means the database's now()."""
-    web = Web(settings, metrics.Metrics(path for path, _, _ in ROUTES), clock, pool)
+    web = Web(settings, Metrics(path for path, _, _ in ROUTES), clock, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -64,7 +65,7 @@ def create_app(
             Route(path, functools.partial(handler, web), methods=methods)
             for path, methods, handler in ROUTES
         ],
-        middleware=[Middleware(metrics.CountRequests, metrics=web.metrics)],
+        middleware=[Middleware(CountRequests, metrics=web.metrics)],
         lifespan=lifespan,
     )
 

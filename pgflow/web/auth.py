@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pgflow.web.http import error
+from pgflow import logs
+from pgflow.web.http import client_host, error
+
+log = logging.getLogger("pgflow.web")
 
 
 def bearer_refusal(header: str | None, token: str | None) -> str | None:
@@ -22,6 +27,18 @@ def bearer_refusal(header: str | None, token: str | None) -> str | None:
     if not hmac.compare_digest(given.strip().encode("latin-1"), token.encode("utf-8")):
         return "wrong_token"
     return None
+
+
+def refuse_without(token: str | None, request: Request, source: str) -> JSONResponse | None:
+    """None when the request carries `token`; else the 401, logged as
+    `<source>.unauthorized` with the reason and the client."""
+    reason = bearer_refusal(request.headers.get("authorization"), token)
+    if reason is None:
+        return None
+    logs.event(
+        log, f"{source}.unauthorized", logging.WARNING, reason=reason, client=client_host(request)
+    )
+    return unauthorized()
 
 
 def unauthorized() -> JSONResponse:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from pgflow.config import Settings
-
-if TYPE_CHECKING:
-    from pgflow.web.metrics import Metrics
+from pgflow.web.instruments import Metrics
 
 Clock = Callable[[], dt.datetime]
 

@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from pgflow import db, errors, logs, phones
-from pgflow.web.auth import bearer_refusal, unauthorized
+from pgflow import db, logs, phones
+from pgflow.web.auth import refuse_without
 from pgflow.web.context import Web
-from pgflow.web.http import (
-    CANNOT_STORE,
-    BodyError,
-    client_host,
-    error,
-    first_line,
-    parse_json,
-    read_limited,
-    unavailable,
-    unstorable,
-)
+from pgflow.web.http import BodyError, error, parse_json, read_limited, record, unstorable
 
 log = logging.getLogger("pgflow.web")
 
@@ -43,12 +32,9 @@ STATUS = {
 
 
 async def post_event(web: Web, request: Request) -> Response:
-    reason = bearer_refusal(request.headers.get("authorization"), web.settings.events_token)
-    if reason is not None:
-        logs.event(
-            log, "event.unauthorized", logging.WARNING, reason=reason, client=client_host(request)
-        )
-        return unauthorized()
+    denied = refuse_without(web.settings.events_token, request, "event")
+    if denied is not None:
+        return denied
     try:
         body, too_large = await read_limited(request, EVENTS_BODY_LIMIT)
     except ClientDisconnect:
@@ -67,16 +53,9 @@ async def post_event(web: Web, request: Request) -> Response:
     phone = None
     if isinstance(payload.get("phone"), str):
         phone = phones.normalize(payload["phone"]).e164
-    try:
-        result = await db.record_business_event(payload, phone, web.now()).arun_in(web.pool)
-    except db.UNAVAILABLE as exc:
-        logs.event(log, "event.unavailable", logging.ERROR, error=type(exc).__name__)
-        return unavailable()
-    except errors.InvalidInput as exc:
-        return error(400, "invalid_payload", str(exc))
-    except psycopg.DataError as exc:
-        logs.event(log, "event.unstorable", logging.WARNING, error=first_line(exc))
-        return error(400, "invalid_payload", CANNOT_STORE)
+    result = await record(db.record_business_event(payload, phone, web.now()), web.pool, "event")
+    if isinstance(result, Response):
+        return result
     outcome = str(result.get("result"))
     status = STATUS.get(outcome, 422)
     logs.event(

@@ -1,16 +1,25 @@
-"""HTTP plumbing shared by the webhooks: bounded body reads, JSON, error responses."""
+"""HTTP plumbing shared by the webhooks: bounded body reads, JSON, what jsonb can hold,
+error responses, and the answers to a failed SQL call."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from pgflow import db, errors, logs
+
+log = logging.getLogger("pgflow.web")
+T = TypeVar("T")
 
 
 class BodyError(Exception):
@@ -111,17 +120,18 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
-def storable(value: Any) -> Any:
-    """The document with what jsonb cannot hold replaced: NUL and unpaired surrogates by
-    U+FFFD, numbers out of range by null (a provider's event is kept, not refused)."""
+def storable_json(value: Any) -> Any:
+    """The JSON document with what jsonb cannot hold replaced: NUL and unpaired surrogates
+    by U+FFFD, numbers out of range by null (a provider's event is kept, not refused).
+    (A raw body for a text column: `pgflow.intake.storable_body`.)"""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {storable_json(k): storable_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [storable_json(v) for v in value]
     return value
 
 
@@ -140,10 +150,20 @@ def unavailable() -> JSONResponse:
 CANNOT_STORE = "a value in the body cannot be stored (a time or a number out of range)"
 
 
-def first_line(exc: BaseException) -> str:
-    """An error's first line, short, for a log field."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+async def record(call: db.Call[T], pool: AsyncConnectionPool[Any], source: str) -> T | JSONResponse:
+    """A webhook's one SQL call, or the refusal every webhook gives when it fails: 503
+    when the database is unavailable (nothing was recorded: the sender retries), 400 for a
+    value it refuses. `source` names the log events (`<source>.unavailable`, ...)."""
+    try:
+        return await call.arun_in(pool)
+    except db.UNAVAILABLE as exc:  # includes the pool's PoolTimeout/PoolClosed
+        logs.event(log, f"{source}.unavailable", logging.ERROR, error=type(exc).__name__)
+        return unavailable()
+    except errors.InvalidInput as exc:
+        return error(400, "invalid_payload", str(exc))
+    except psycopg.DataError as exc:
+        logs.event(log, f"{source}.unstorable", logging.WARNING, error=errors.first_line(exc))
+        return error(400, "invalid_payload", CANNOT_STORE)
 
 
 def client_host(request: Request) -> str:

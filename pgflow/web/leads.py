@@ -16,17 +16,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from pgflow import db, intake, logs
-from pgflow.web.auth import bearer_refusal, unauthorized
+from pgflow.web.auth import refuse_without
 from pgflow.web.context import Web
-from pgflow.web.http import (
-    BodyError,
-    client_host,
-    error,
-    parse_json,
-    read_limited,
-    unavailable,
-    unstorable,
-)
+from pgflow.web.http import BodyError, error, parse_json, read_limited, unavailable, unstorable
 
 log = logging.getLogger("pgflow.web")
 
@@ -36,12 +28,9 @@ REJECTED_STATUS = {"unknown_campaign": 404, "malformed_json": 400, "payload_too_
 
 
 async def post_lead(web: Web, request: Request) -> Response:
-    reason = bearer_refusal(request.headers.get("authorization"), web.settings.lead_token)
-    if reason is not None:
-        logs.event(
-            log, "lead.unauthorized", logging.WARNING, reason=reason, client=client_host(request)
-        )
-        return unauthorized()
+    denied = refuse_without(web.settings.lead_token, request, "lead")
+    if denied is not None:
+        return denied
     try:
         return await _lead(web, request)
     except ClientDisconnect:
@@ -63,22 +52,22 @@ async def _lead(web: Web, request: Request) -> Response:
             )
         payload = parse_json(body)
     except BodyError as refused:
-        call = db.reject_lead(intake.storable(body), refused.code, refused.detail, None, now)
+        call = db.reject_lead(intake.storable_body(body), refused.code, refused.detail, None, now)
         result = await call.arun_in(web.pool)
         return _rejected(result, refused.status, phone="-", campaign=None)
 
     problem = unstorable(payload)
     if problem is not None:
-        call = db.reject_lead(intake.storable(body), "invalid_payload", problem, None, now)
+        call = db.reject_lead(intake.storable_body(body), "invalid_payload", problem, None, now)
         result = await call.arun_in(web.pool)
         return _rejected(result, 422, phone="-", campaign=None)
 
-    _, masked = intake.edge(payload)
+    lead = intake.prepare(payload, body, now=now)
     campaign = payload.get("campaign") if isinstance(payload, dict) else None
     campaign = campaign[:100] if isinstance(campaign, str) else None
     started = time.perf_counter()
     async with web.pool.connection() as conn:
-        result = await intake.ingest_async(conn, payload, body, now=now)
+        result = await intake.ingest_async(conn, lead)
     status = str(result.get("status"))
     web.metrics.ingest_seconds.labels(status).observe(time.perf_counter() - started)
     if status in ACCEPTED:
@@ -89,12 +78,12 @@ async def _lead(web: Web, request: Request) -> Response:
             contact_id=result.get("contact_id"),
             enrollment_id=result.get("enrollment_id"),
             campaign=campaign or "-",
-            phone=masked,
+            phone=lead.phone,
         )
         answer = {k: result.get(k) for k in ("contact_id", "enrollment_id", "status")}
         return JSONResponse(answer, status_code=ACCEPTED[status])
     code = str(result.get("error") or "rejected")
-    return _rejected(result, REJECTED_STATUS.get(code, 422), phone=masked, campaign=campaign)
+    return _rejected(result, REJECTED_STATUS.get(code, 422), phone=lead.phone, campaign=campaign)
 
 
 def _rejected(

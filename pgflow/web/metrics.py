@@ -1,7 +1,7 @@
-"""GET /metrics (Prometheus text) and the middleware that counts every response.
+"""GET /metrics (Prometheus text).
 
-Process metrics: `pgflow_http_requests_total{route,method,status}`,
-`pgflow_lead_ingest_seconds{status}`. Per scrape, from `pgflow.health()`: a
+The process's own instruments (`instruments.py`): `pgflow_http_requests_total{route,method,
+status}`, `pgflow_lead_ingest_seconds{status}`. Per scrape, from `pgflow.health()`: a
 `pgflow_<figure>` gauge per figure, `pgflow_health_check_ok{check}`, `pgflow_database_up`;
 from `pgflow.funnel()`, per campaign: `pgflow_campaign_<figure>{campaign}` and
 `pgflow_campaign_conversations{campaign,state}` (each outcome, open, engaged, in_review);
@@ -14,42 +14,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgflow import db
 from pgflow.web.context import PROBE_TIMEOUT, Web
 
-INGEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-class Metrics:
-    """The app's own registry: counters and histograms that live as long as the process."""
-
-    def __init__(self, routes: Iterable[str]) -> None:
-        self.routes = frozenset(routes)
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "pgflow_http_requests",
-            "HTTP requests served, by route, method and status code.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.ingest_seconds = Histogram(
-            "pgflow_lead_ingest_seconds",
-            "Time to record one lead (pool wait + pgflow.ingest_lead), by result.",
-            ["status"],
-            buckets=INGEST_BUCKETS,
-            registry=self.registry,
-        )
-
-    def route(self, path: str) -> str:
-        return path if path in self.routes else "other"
 
 
 async def metrics(web: Web, request: Request) -> Response:
@@ -172,32 +146,6 @@ class _LatencyCollector:
 
 def _le(value: float) -> str:
     return f"{value:g}"
-
-
-class CountRequests:
-    """ASGI middleware: count every HTTP response by route, method and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # what the error middleware answers when the app raises
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            route = self.metrics.route(scope.get("path", ""))
-            self.metrics.requests.labels(route, scope.get("method", "-"), str(status)).inc()
 
 
 NUMBER_FIGURES = (

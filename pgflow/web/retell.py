@@ -13,23 +13,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import psycopg
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from pgflow import db, errors, logs
+from pgflow import db, logs
 from pgflow.transport.retell import SIGNATURE_HEADER, verify_signature
 from pgflow.web.context import Web
 from pgflow.web.http import (
-    CANNOT_STORE,
     BodyError,
     client_host,
     error,
-    first_line,
     parse_json,
     read_limited,
-    storable,
-    unavailable,
+    record,
+    storable_json,
     unstorable,
 )
 
@@ -66,18 +63,11 @@ async def post_retell(web: Web, request: Request) -> Response:
         logs.event(log, "retell.malformed", logging.WARNING, detail="not a JSON object")
         return error(400, "invalid_payload", "the body must be a JSON object")
     if unstorable(payload) is not None:  # a NUL in a lead's text: keep the event, not the NUL
-        payload = storable(payload)
+        payload = storable_json(payload)
     call = db.record_retell_event(payload, web.settings.sandbox, web.now())
-    try:
-        result = await call.arun_in(web.pool)
-    except db.UNAVAILABLE as exc:
-        logs.event(log, "retell.unavailable", logging.ERROR, error=type(exc).__name__)
-        return unavailable()  # Retell retries: nothing was recorded
-    except errors.InvalidInput as exc:
-        return error(400, "invalid_payload", str(exc))
-    except psycopg.DataError as exc:
-        logs.event(log, "retell.unstorable", logging.WARNING, error=first_line(exc))
-        return error(400, "invalid_payload", CANNOT_STORE)
+    result = await record(call, web.pool, "retell")  # unavailable: Retell retries
+    if isinstance(result, Response):
+        return result
     _log(payload, result)
     answer: Any = result.get("response")
     if isinstance(answer, dict):
