@@ -5,6 +5,9 @@ from __future__ import annotations
 import psycopg
 import typer
 
+from pgflow import __version__
+from pgflow.errors import first_line
+
 from . import (
     campaign,
     conversations,
@@ -27,6 +30,27 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the installed version and exit.",
+    ),
+) -> None:
+    """pgflow-sms: inbound leads to SMS conversations, run from Postgres."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
@@ -47,9 +71,9 @@ def main() -> None:
         app()
     except psycopg.OperationalError as exc:
         # No traceback for the commonest operator error: say which database and why.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         err_console.print(
-            f"[red]error:[/red] cannot reach the database: {first_line}", highlight=False
+            f"[red]error:[/red] cannot reach the database: {first_line(exc, None)}",
+            highlight=False,
         )
         raise SystemExit(1) from None
 

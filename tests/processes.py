@@ -41,7 +41,16 @@ class PgflowProcess:
 
     started_event = '"event": "worker.started"'
 
-    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        cwd: str | os.PathLike[str] = ROOT,
+    ) -> None:
+        """`command`: how to run pgflow (default: this interpreter on the checkout's code);
+        `cwd`: the folder it runs in."""
         full_env = {
             k: v
             for k, v in os.environ.items()
@@ -53,8 +62,8 @@ class PgflowProcess:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pgflow.cli.main", *args],
-            cwd=ROOT,
+            [*(command or [sys.executable, "-m", "pgflow.cli.main"]), *args],
+            cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -132,10 +141,18 @@ class ServeProcess(PgflowProcess):
 
     started_event = '"event": "web.started"'
 
-    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        cwd: str | os.PathLike[str] = ROOT,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(database_url, "serve", "--port", str(self.port), *args, env=env)
+        port = ["--port", str(self.port)]
+        super().__init__(database_url, "serve", *port, *args, env=env, command=command, cwd=cwd)
 
 
 def free_port() -> int:
