@@ -309,3 +309,12 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles among pgflow modules:\n" + "\n".join(
         " -> ".join(cycle) for cycle in cycles
     )
+
+
+MAX_LINES = 400  # a module past this is two rooms: split it by what it does
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_grows_past_one_room(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines: split it"
