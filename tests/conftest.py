@@ -5,6 +5,7 @@ otherwise `scripts/db.sh up` starts the local throwaway cluster under .pgflow/."
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -26,6 +27,23 @@ _counter = itertools.count()
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new database migrated to head, dropped afterwards (for the make targets
+    that read one: schema-snapshot, release-migrations, migration, sql-check)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = with_database(server_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        url = with_database(server_url, name)
+        migrations.migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 def project_url() -> str:

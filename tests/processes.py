@@ -36,6 +36,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.02)
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without our settings (the test gives its own), plus
+    `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PGFLOW_", "RETELL_", "DATABASE_URL"))
+    }
+    return {**env, **extra}
+
+
 class PgflowProcess:
     """A `pgflow` command in a subprocess; its log lines are collected as they arrive."""
 
@@ -51,13 +62,7 @@ class PgflowProcess:
     ) -> None:
         """`command`: how to run pgflow (default: this interpreter on the checkout's code);
         `cwd`: the folder it runs in."""
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("PGFLOW_", "RETELL_", "DATABASE_URL"))
-        }
-        full_env.update(DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
-        full_env.update(env or {})
+        full_env = clean_env(DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **(env or {}))
         self.command = args[0] if args else "pgflow"
         self.lines: list[str] = []
         self._cond = threading.Condition()

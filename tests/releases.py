@@ -16,10 +16,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "sql" / "migrations"
@@ -85,23 +82,13 @@ def cut() -> None:
     """Dump head as a release and pin every migration file not pinned yet."""
     from pgflow import migrations
     from pgflow.config import Settings
-    from tests.conftest import with_database
+    from tests.conftest import scratch_database
 
-    server = Settings.from_env().database_url
-    name = f"pgflow_rel_{uuid.uuid4().hex[:8]}"
-    admin_url = with_database(server, "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    try:
-        url = with_database(server, name)
-        migrations.migrate(url)
+    with scratch_database(Settings.from_env().database_url, "pgflow_rel") as url:
         head = migrations.migration_ids()[-1]
         RELEASES.mkdir(parents=True, exist_ok=True)
         target = RELEASES / f"{head}.sql"
         target.write_text(restorable(full_dump(url, schema_only=False)))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'drop database "{name}" with (force)')
     pins = read_pins() if PINS.exists() else {}
     added = []
     with PINS.open("a") as out:

@@ -8,10 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-import psycopg
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
 
@@ -51,21 +48,11 @@ def normalise(dump: str) -> str:
 
 
 def main() -> None:
-    from pgflow import migrations
     from pgflow.config import Settings
-    from tests.conftest import with_database
+    from tests.conftest import scratch_database
 
-    server = Settings.from_env().database_url
-    name = f"pgflow_snap_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    try:
-        url = with_database(server, name)
-        migrations.migrate(url)
+    with scratch_database(Settings.from_env().database_url, "pgflow_snap") as url:
         SNAPSHOT.write_text(schema_dump(url))
-    finally:
-        with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-            conn.execute(f'drop database "{name}" with (force)')
     sys.stdout.write(f"wrote {SNAPSHOT}\n")
 
 

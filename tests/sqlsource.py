@@ -23,11 +23,11 @@ import dataclasses
 import difflib
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "sql" / "functions"
@@ -56,6 +56,8 @@ class Difference:
     after: Item | None
 
     def describe(self) -> str:
+        if self.what.startswith("defined in"):
+            return f"{self.identity}: {self.what}; keep one"
         if self.what == "missing":
             return f"{self.identity}: in the database but in no file of sql/functions/"
         if self.what == "added":
@@ -84,58 +86,36 @@ def source_files(source: Path = SOURCE) -> list[Path]:
     return [*sorted(p for p in source.glob("*.sql") if p != roles), roles]
 
 
+def definitions(source: Path = SOURCE) -> list[tuple[str, str, str]]:
+    """(file, name, statement) for each `create or replace function|view` of the source, the
+    statement with the comment block right above it (statements split by sqlparse, as
+    `pgflow db upgrade --dry-run` splits a migration)."""
+    found: list[tuple[str, str, str]] = []
+    for path in source_files(source):
+        for statement in sqlparse.split(path.read_text(encoding="utf-8")):
+            lines = statement.splitlines()
+            code = (i for i, line in enumerate(lines) if line.strip() and line[:2] != "--")
+            first = next(code, 0)
+            match = DEFINES.match(lines[first]) if lines else None
+            if match is None:
+                continue
+            blank = [i for i in range(first) if not lines[i].strip()]
+            above = blank[-1] + 1 if blank else 0
+            found.append((path.name, match.group(2), "\n".join(lines[above:])))
+    return found
+
+
 def defined_names(source: Path = SOURCE) -> dict[str, list[str]]:
     """name -> the files that define it (a name in two files is an error)."""
     where: dict[str, list[str]] = {}
-    for path in source_files(source):
-        for match in DEFINES.finditer(path.read_text(encoding="utf-8")):
-            where.setdefault(match.group(2), []).append(path.name)
+    for file, name, _ in definitions(source):
+        where.setdefault(name, []).append(file)
     return where
 
 
 def statements_by_name(source: Path = SOURCE) -> dict[str, str]:
-    """name -> its `create or replace` statement as written in the source (with the comment
-    block above it), for writing a migration."""
-    found: dict[str, str] = {}
-    for path in source_files(source):
-        text = path.read_text(encoding="utf-8")
-        for match in DEFINES.finditer(text):
-            end = statement_end(text, match.start())
-            lines = text[: match.start()].rstrip("\n").split("\n")
-            comment: list[str] = []
-            while lines and lines[-1].startswith("--"):
-                comment.insert(0, lines.pop())
-            head = "\n".join(comment) + "\n" if comment and lines else ""
-            found[match.group(2)] = head + text[match.start() : end]
-    return found
-
-
-def statement_end(text: str, start: int) -> int:
-    """The index after the `;` that ends the statement at `start` (dollar quotes, strings
-    and comments respected)."""
-    i = start
-    while i < len(text):
-        if text.startswith("--", i):
-            i = text.find("\n", i)
-            i = len(text) if i < 0 else i
-            continue
-        char = text[i]
-        if char == "$":
-            tag = re.match(r"\$(\w*)\$", text[i:])
-            if tag:
-                close = text.find(tag.group(0), i + len(tag.group(0)))
-                if close < 0:
-                    raise ValueError(f"unclosed {tag.group(0)} at {start}")
-                i = close + len(tag.group(0))
-                continue
-        if char == "'":
-            i += 1
-            while not (text[i] == "'" and text[i + 1 : i + 2] != "'"):
-                i += 2 if text[i] == "'" else 1
-        if char == ";":
-            return i + 1
-        i += 1
-    raise ValueError(f"no `;` ends the statement at {start}")
+    """name -> its statement as written in the source, for writing a migration."""
+    return {name: statement for _, name, statement in definitions(source)}
 
 
 CATALOG = """
@@ -260,23 +240,10 @@ def migration_text(
     return body, rollback
 
 
-def scratch(server: str) -> tuple[str, str]:
-    """(admin url, url) of a new database migrated to head."""
-    from pgflow import migrations
-    from tests.conftest import with_database
-
-    name = f"pgflow_src_{uuid.uuid4().hex[:8]}"
-    admin = with_database(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    url = with_database(server, name)
-    migrations.migrate(url)
-    return admin, url
-
-
 def main(argv: list[str]) -> int:
     from pgflow import migrations
     from pgflow.config import Settings
+    from tests.conftest import scratch_database
 
     if (
         not argv
@@ -288,13 +255,11 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and not re.fullmatch(r"[a-z][a-z0-9_]*", argv[1]):
         sys.stderr.write("NAME is lower_snake_case, a verb and an object: replace_tick\n")
         return 2
-    admin, url = scratch(Settings.from_env().database_url)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            diffs = differences(conn)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database "{url.rsplit("/", 1)[1]}" with (force)')
+    with (
+        scratch_database(Settings.from_env().database_url, "pgflow_src") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        diffs = differences(conn)
     if argv[0] == "check":
         for d in diffs:
             sys.stdout.write(d.describe() + "\n")

@@ -85,7 +85,10 @@ def test_a_function_defined_twice_is_caught(db: Conn, source: Path) -> None:
     tick = sqlsource.statements_by_name(source)["tick"]
     (source / "alerts.sql").write_text((source / "alerts.sql").read_text() + "\n" + tick + "\n")
     found = sqlsource.differences(db, source)
-    assert any("defined in ['alerts.sql', 'drip.sql']" in d.what for d in found)
+    twice = [d for d in found if d.what.startswith("defined in")]
+    assert [d.describe() for d in twice] == [
+        "pgflow.tick: defined in ['alerts.sql', 'drip.sql']; keep one"
+    ]
 
 
 def test_the_migration_written_from_the_source_makes_them_equal(db: Conn, source: Path) -> None:

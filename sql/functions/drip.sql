@@ -2,7 +2,8 @@
 -- The current definition of each function and view of this area (sql/README.md: how to
 -- change one). Grants: roles.sql.
 
--- Enrollments: active -> paused | completed | stopped | opted_out; paused -> active | stopped | opted_out.
+-- Enrollments: active -> paused | completed | stopped | opted_out; paused -> stopped | opted_out
+-- (a paused drip is never resumed: the lead replied).
 create or replace function pgflow.pause_enrollment(
   p_id bigint, p_reason text default null, p_now timestamptz default null
 ) returns pgflow.enrollments
