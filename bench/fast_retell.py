@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
 import signal
 import time
 from typing import Any
@@ -39,16 +38,16 @@ import httpx
 import uvloop
 from aiohttp import web
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-DEFAULT_AGENT_ID = "agent_default"
+from pgflow.sandbox.chats import DEFAULT_AGENT_ID, E164
+from pgflow.sandbox.http import error_body
+
 JSON = "application/json"
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str | None = None) -> web.Response:
+    """Retell's error body, as the sandbox answers it."""
     return web.Response(
-        status=status,
-        body=json.dumps({"status": "error", "message": message}).encode(),
-        content_type=JSON,
+        status=status, body=json.dumps(error_body(status, message)).encode(), content_type=JSON
     )
 
 
@@ -82,7 +81,7 @@ class FastRetell:
     async def create_sms_chat(self, request: web.Request) -> web.Response:
         received = time.monotonic()
         if request.headers.get("Authorization") != self.auth:
-            return _error(401, "Unauthorized")
+            return _error(401)
         try:
             payload = json.loads(await request.read())
         except ValueError:
@@ -133,7 +132,7 @@ class FastRetell:
 
     async def end_chat(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != self.auth:
-            return _error(401, "Unauthorized")
+            return _error(401)
         self.end_chats += 1
         chat = self.chats.get(request.match_info["chat_id"])
         if chat is None:
@@ -145,7 +144,7 @@ class FastRetell:
 
     async def get_chat(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != self.auth:
-            return _error(401, "Unauthorized")
+            return _error(401)
         self.get_chats += 1
         chat = self.chats.get(request.match_info["chat_id"])
         if chat is None:

@@ -63,6 +63,9 @@ def phone(i: int, base: int) -> str:
     return f"+1212{base + i:07d}"
 
 
+PACED_PREFIX = phone(0, PACED_BASE)[:-6]  # +12125: what every paced lead's number starts with
+
+
 def lead_body(i: int, base: int) -> bytes:
     return json.dumps(
         {"campaign": CAMPAIGN, "phone": phone(i, base), "first_name": f"Lead{i}"}
@@ -336,7 +339,7 @@ def lead_stages(url: str) -> dict[str, dict[str, float]]:
     """Where the paced leads' time went, from the database's own timestamps: message
     created (the ingest's transaction) -> its send claimed (queue wait) -> recorded sent."""
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = queries.lead_stages_ms("+12125").run(conn)  # phone(i, PACED_BASE)
+        rows = queries.lead_stages_ms(PACED_PREFIX).run(conn)
     return {
         "queued_to_claimed": percentiles([queued for queued, _ in rows], 50, 95, 99),
         "claimed_to_sent": percentiles([s for _, s in rows if s is not None], 50, 95, 99),

@@ -18,24 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgflow.sandbox.api import CREATE_PATH
-from pgflow.sandbox.chats import DEFAULT_AGENT_ID
-from pgflow.sandbox.faults import Step, as_step, parse_script
-from pgflow.sandbox.http import ERROR_MESSAGES, RecordedRequest, error_body
+from pgflow.sandbox.faults import Step, parse_script
+from pgflow.sandbox.http import error_body
 from pgflow.sandbox.lead import Responder
 from pgflow.sandbox.server import Sandbox
 
-__all__ = [
-    "CREATE_PATH",
-    "DEFAULT_AGENT_ID",
-    "ERROR_MESSAGES",
-    "FakeRetell",
-    "RecordedRequest",
-    "Step",
-    "as_step",
-    "error_body",
-    "parse_script",
-]
+__all__ = ["FakeRetell", "Step", "error_body"]
 
 
 class FakeRetell(Sandbox):

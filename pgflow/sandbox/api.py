@@ -7,7 +7,8 @@
   text (`POST /sandbox/say`), a phone's texts (`GET /sandbox/phones/{number}`), and faults
   for the next sends (`POST /sandbox/script`).
 
-Every call but the sandbox's faults needs `Authorization: Bearer <api key>`, as Retell's."""
+Every call needs `Authorization: Bearer <api key>`, as Retell's; a scripted fault answers a
+create-sms-chat before the key is checked."""
 
 from __future__ import annotations
 
