@@ -18,7 +18,9 @@ import psycopg
 import pytest
 
 from pgflow import campaigns
+from pgflow.db import demo as demo_db
 from pgflow.demo import CAMPAIGN, local
+from tests.factories import apply_campaign, at, ingest, mark_sent
 from tests.processes import ROOT, wait_until
 
 Conn = psycopg.Connection[Any]
@@ -325,3 +327,24 @@ def test_the_demo_modules_import_downwards() -> None:
                     assert name != "pgflow.demo", f"{path.name} imports the package itself"
                     below = name.split(".")[2]
                     assert order.index(below) < order.index(path.stem), (path.name, name)
+
+
+def test_the_demo_state_counts_each_lead_s_messages(db: Conn) -> None:
+    """What the story waits on: per lead, its next send, its conversation and its outbound
+    messages counted by where they are (the story's conditions read only this)."""
+    apply_campaign(db)
+    morning = at("2026-11-23 15:00")  # a Monday, 10:00 in New York: step 1 goes at once
+    sam = ingest(db, "(212) 555-0147", morning)["contact_id"]
+    lee = ingest(db, "(212) 555-0148", morning)["contact_id"]
+    state = {r["contact_id"]: r for r in demo_db.demo_state([lee, sam]).run(db)}
+    assert list(state) == sorted([sam, lee])
+    for contact in (sam, lee):
+        row = state[contact]
+        assert (row["sent"], row["pending"], row["agent_sent"]) == (0, 1, 0)
+        assert row["next_message_at"] == at("2026-11-24 15:00")  # step 2, a day on
+        assert (row["status"], row["conversion_status"]) == ("open", None)
+    assert mark_sent(db, morning) == 2
+    (row,) = demo_db.demo_state([sam]).run(db)
+    assert (row["sent"], row["pending"], row["agent_sent"]) == (1, 0, 0)
+    # the cast's numbers: only those no contact has yet
+    assert demo_db.unused_phones(["+12125550147", "+12125550199"]).run(db) == ["+12125550199"]

@@ -32,25 +32,24 @@ def timeline(contacts: list[int], after_event: int, after_alert: int) -> Call[li
 
 
 def demo_state(contacts: list[int]) -> Call[list[Row]]:
-    """Per contact: its enrollment, latest conversation, and what was sent, for the demo."""
+    """Per contact: its latest enrollment's next send, its latest conversation, and its
+    messages counted once (sent, still pending, the agent's sent), for the demo."""
     return rows_call(
-        "select ct.id as contact_id, ct.phone, ct.timezone, ct.opted_out_at,"
-        " e.status as enrollment, e.next_message_at,"
-        " cv.id as conversation_id, cv.status, cv.conversion_status, cv.outcome_source,"
-        " cv.outcome_reason, cv.reply_deadline_at, cv.review_reason,"
-        " greatest(cv.last_inbound_at, cv.last_outbound_at, cv.engaged_at) as last_activity,"
-        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
-        "   and m.direction = 'outbound' and m.delivery_status in ('sent', 'delivered')) as sent,"
-        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
-        "   and m.direction = 'outbound'"
-        "   and m.delivery_status in ('queued', 'sending')) as pending,"
-        " (select count(*) from pgflow.messages m where m.contact_id = ct.id"
-        "   and m.kind = 'agent' and m.delivery_status = 'sent') as agent_sent"
+        "select ct.id as contact_id, e.next_message_at,"
+        " cv.status, cv.conversion_status, cv.outcome_source, cv.outcome_reason,"
+        " cv.reply_deadline_at, cv.review_reason, n.sent, n.pending, n.agent_sent"
         " from pgflow.contacts ct"
-        " left join lateral (select * from pgflow.enrollments x where x.contact_id = ct.id"
-        "   order by x.id desc limit 1) e on true"
+        " left join lateral (select x.next_message_at from pgflow.enrollments x"
+        "   where x.contact_id = ct.id order by x.id desc limit 1) e on true"
         " left join lateral (select * from pgflow.conversations x where x.contact_id = ct.id"
         "   order by x.id desc limit 1) cv on true"
+        " cross join lateral (select"
+        "   count(*) filter (where m.direction = 'outbound'"
+        "     and m.delivery_status in ('sent', 'delivered')) as sent,"
+        "   count(*) filter (where m.direction = 'outbound'"
+        "     and m.delivery_status in ('queued', 'sending')) as pending,"
+        "   count(*) filter (where m.kind = 'agent' and m.delivery_status = 'sent') as agent_sent"
+        "   from pgflow.messages m where m.contact_id = ct.id) n"
         " where ct.id = any(%(contacts)s) order by ct.id",
         {"contacts": contacts},
     )

@@ -33,6 +33,6 @@ from __future__ import annotations
 from pgflow.demo.cast import Lead
 from pgflow.demo.local import DemoError
 from pgflow.demo.story import CAMPAIGN, Options, Story
-from pgflow.demo.timeline import Display, describe
+from pgflow.demo.timeline import Display
 
-__all__ = ["CAMPAIGN", "DemoError", "Display", "Lead", "Options", "Story", "describe"]
+__all__ = ["CAMPAIGN", "DemoError", "Display", "Lead", "Options", "Story"]

@@ -63,12 +63,9 @@ def given_url() -> str:
     return os.environ.get("DATABASE_URL", "").strip()
 
 
-def database_url() -> str:
-    """DATABASE_URL, else the local cluster of pgflow/localdb.sh (started, PostgreSQL and
-    pg_cron installed first when missing and this is root with apt)."""
-    url = given_url()
-    if url:
-        return url
+def start_local() -> str:
+    """The URL of the local cluster of pgflow/localdb.sh, started (PostgreSQL and pg_cron
+    installed first when missing and this is root with apt); for when DATABASE_URL is unset."""
     bash = shutil.which("bash")
     if bash is None:
         raise DemoError(f"{NEEDS_TEXT} (and bash, which starts a local one)")

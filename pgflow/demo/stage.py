@@ -71,9 +71,8 @@ def free_port() -> int:
 class Stage:
     """The sandbox, the web server and the worker; `http` is the story's client."""
 
-    def __init__(self, port: int = 0, sandbox_port: int = 0) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.port = port  # the web server's; 0: a free one
-        self.sandbox_port = sandbox_port
         self.children: list[Child] = []
         self.sandbox: Sandbox | None = None
         self.web_url = ""
@@ -85,7 +84,6 @@ class Stage:
         self.web_url = f"http://127.0.0.1:{web_port}"
         self.sandbox = Sandbox(
             SANDBOX_API_KEY,
-            port=self.sandbox_port,
             webhook_url=f"{self.web_url}/webhooks/retell",
             webhook_retry_delay=0.5,
         ).start()

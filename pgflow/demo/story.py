@@ -20,10 +20,10 @@ from pgflow.demo.local import (
     CAMPAIGN_FILE,
     DB_SCRIPT,
     DemoError,
-    database_url,
     given_url,
     run_dir,
     shown,
+    start_local,
     state_dir,
     stop_command,
 )
@@ -39,7 +39,6 @@ CAMPAIGN = "solar-q4-demo"
 class Options:
     keep_running: bool = False
     port: int = 0  # the web server's; 0: a free one
-    sandbox_port: int = 0
 
 
 class Story:
@@ -48,9 +47,10 @@ class Story:
     def __init__(self, display: Display, options: Options) -> None:
         self.display = display
         self.options = options
+        self.given_url = given_url()  # DATABASE_URL; empty: the local cluster
         self.url = ""
         self.conn: psycopg.Connection[Any] | None = None
-        self.stage = Stage(options.port, options.sandbox_port)
+        self.stage = Stage(options.port)
         self.started = time.monotonic()
         self.run_started = dt.datetime.now(dt.UTC)
         self.leads: list[Lead] = []
@@ -90,19 +90,17 @@ class Story:
     # --- set-up ----------------------------------------------------------------------------
 
     def set_up(self) -> None:
-        if given_url():
+        if self.given_url:
             self.display.step("the database: DATABASE_URL")
         else:
             where = state_dir(os.environ)
             self.display.step(f"starting the local database ({shown(DB_SCRIPT)}, {where})")
-        self.url = database_url()
+        self.url = self.given_url or start_local()
         applied = migrations.migrate(self.url)
         self.display.step(f"schema current ({len(applied)} migration(s) applied now)")
         self.conn = db.connect(self.url, application="demo")
-        doc = campaigns.load(CAMPAIGN_FILE).doc
-        with db.connect(self.url, autocommit=False, application="demo") as conn:
-            db.apply_campaigns(doc).run(conn)
-            conn.commit()
+        # one statement (one SQL function): atomic on the autocommit connection
+        db.apply_campaigns(campaigns.load(CAMPAIGN_FILE).doc).run(self.db)
         self.display.step(f"campaigns applied from {shown(CAMPAIGN_FILE)}")
         self.display.step(f"the story runs on {CAMPAIGN}: the example's solar-q4, sending any day")
         row = demo_db.campaign(CAMPAIGN).run(self.db)
@@ -141,19 +139,16 @@ class Story:
                 s[by["pat"].contact_id]["conversion_status"] == "discarded"
                 and s[by["kim"].contact_id]["conversion_status"] == "escalated"
                 and all(s[by[k].contact_id]["pending"] == 0 for k in ("pat", "kim"))
-                and self.agent_replies(by["sam"]) >= 1
-                and self.agent_replies(by["ari"]) >= 1
+                and all(s[by[k].contact_id]["agent_sent"] >= 1 for k in ("sam", "ari"))
             ),
             "the opt-out, the escalation and the agent's first replies",
         )
         self.say(by["sam"], "I own my home and the bill is about $200 a month")
         self.say(by["ari"], "I own it, but I'm just looking for now")
         self.tl.wait(
-            lambda s: (
-                self.agent_replies(by["sam"]) >= 2
-                and self.agent_replies(by["ari"]) >= 2
-                and s[by["sam"].contact_id]["pending"] == 0
-                and s[by["ari"].contact_id]["pending"] == 0
+            lambda s: all(
+                s[by[k].contact_id]["agent_sent"] >= 2 and s[by[k].contact_id]["pending"] == 0
+                for k in ("sam", "ari")
             ),
             "the agent's second replies",
         )
@@ -213,9 +208,6 @@ class Story:
             raise DemoError(f"the sandbox dropped {lead.name}'s text: {result}")
         self.tl.pump()
 
-    def agent_replies(self, lead: Lead) -> int:
-        return int(self.tl.state()[lead.contact_id]["agent_sent"])
-
     def move_clock(self, lee: Lead, ari: Lead) -> None:
         """Days pass in seconds: pgflow.tick() runs at injected times. A day on, Lee's step 2
         is due and Ari's conversation has been quiet past the silence timeout; then Lee's
@@ -252,7 +244,7 @@ class Story:
 
     def pointers(self) -> list[str]:
         lines = []
-        if not given_url():
+        if not self.given_url:
             lines.append(f"{'export DATABASE_URL=' + self.url:<50} # the local database")
         lines += [
             f"{'pgflow conversations show ' + repr(self.leads[0].phone):<50} # Sam's transcript",
@@ -272,7 +264,7 @@ class Story:
             ]
         else:
             lines.append(f"{'pgflow demo --keep-running':<50} # leave it up, with curl examples")
-        if not given_url():
+        if not self.given_url:
             lines.append(f"{stop_command():<50} # stop the local database")
         return lines
 
