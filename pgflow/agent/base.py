@@ -9,7 +9,6 @@ import re
 from typing import Any, Literal, Protocol
 
 Action = Literal["continue", "handoff", "end", "booked"]
-ACTIONS: tuple[Action, ...] = ("continue", "handoff", "end", "booked")
 Outcome = Literal["success", "qualified", "unqualified", "escalated", "no_response", "discarded"]
 OUTCOMES: tuple[Outcome, ...] = (
     "success",

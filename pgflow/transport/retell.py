@@ -129,12 +129,15 @@ class RetellClient:
         body, agent_id = chat["body"], chat["agent_id"]
         if not body.strip():
             raise ValueError("body must not be empty: Retell would send '{{sms_body}}' literally")
-        phones = (chat["from_number"], chat["to_number"])
-        payload: dict[str, Any] = {"from_number": phones[0], "to_number": phones[1]}
+        payload: dict[str, Any] = {
+            "from_number": chat["from_number"],
+            "to_number": chat["to_number"],
+        }
         if agent_id is not None:
             payload["override_agent_id"] = agent_id
         payload["metadata"] = dict(chat["metadata"])
         payload["retell_llm_dynamic_variables"] = {**chat["dynamic_variables"], "sms_body": body}
+        phones = (chat["from_number"], chat["to_number"])
         response = await self._request(
             "POST", "/create-sms-chat", "create-sms-chat", phones, payload
         )
@@ -277,7 +280,6 @@ class RetellClient:
         return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
 
 
-@functools.cache
 def _not_really_a_timeout(exc: httpx.TimeoutException) -> bool:
     """httpx-aiohttp maps every aiohttp connection error (a dropped connection too) to
     httpx.ConnectTimeout; tell those apart so the recorded error says what happened."""
@@ -285,6 +287,7 @@ def _not_really_a_timeout(exc: httpx.TimeoutException) -> bool:
     return isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError)
 
 
+@functools.cache
 def _ssl_context() -> ssl.SSLContext:
     """One TLS context per process (building one loads the CA bundle: ~50 ms)."""
     return httpx.create_ssl_context()
