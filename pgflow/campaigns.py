@@ -92,7 +92,7 @@ def _campaign(item: dict[str, Any]) -> dict[str, Any]:
     fallbacks = {
         str(key): value
         for key, raw in (item.get("fallbacks") or {}).items()
-        if (value := stripped(raw if isinstance(raw, str) else str(raw))) is not None
+        if (value := stripped(str(raw))) is not None
     }
     return _present(
         {
@@ -135,15 +135,12 @@ def _pool(item: dict[str, Any]) -> list[str]:
 
 
 def _number(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "inbound_agent": stripped(item.get("inbound_agent")),
-        "number": e164(item["number"]),
-    }
+    out = _present(
+        {"inbound_agent": stripped(item.get("inbound_agent")), "number": e164(item["number"])}
+    )
     # A limit key that is present is applied (null: no limit); an absent one is left as is.
-    for limit in ("per_second", "daily_segments"):
-        if limit in item:
-            out[limit] = item[limit]
-    return {k: v for k, v in out.items() if v is not None or k in ("per_second", "daily_segments")}
+    out.update({limit: item[limit] for limit in ("per_second", "daily_segments") if limit in item})
+    return out
 
 
 def _interval(value: Any) -> str | None:

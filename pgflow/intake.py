@@ -6,10 +6,10 @@ value at all (a consent time that is not a time, a NUL character in a string), t
 still kept: `pgflow.reject_lead()` records the body as unreadable with `rejection_detail()`
 saying why, in our words.
 
-`ingest()` (sync) and `ingest_async()` are twins around one core, `_steps()`: a generator
-that yields each database call and receives its answer or its error, so what happens on
-which error is written once; the twins only run the calls, each in a `_Run.step()`
-(procrastinate's manager builds its sync and async twins from one helper the same way)."""
+`ingest()` (sync) and `ingest_async()` are twins: the same two calls, the same errors
+caught; what the second call is and what to report without it is built once, by
+`_rejection()` (procrastinate's manager builds its sync and async twins from one helper
+the same way)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Generator, Iterator
 from typing import Any
 
 import psycopg
@@ -27,9 +26,8 @@ from pgflow import db, errors, phones
 # What the SQL may refuse a value with: the lead is then recorded as invalid_payload.
 UNTAKEABLE = (psycopg.DataError, errors.InvalidInput)
 MAX_DETAIL = 500
-
-# The core: yields a call, gets its answer back (or its error thrown in), returns the result.
-Steps = Generator[db.Call[db.Row], db.Row, db.Row]
+# The one wording for a NUL character, whichever side finds it (the webhook's jsonb check too).
+NUL_TEXT = "text must not contain NUL characters (\\u0000)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +63,7 @@ def rejection_detail(exc: Exception) -> str:
     """Why the database could not take a lead, in words a lead source can act on."""
     if isinstance(exc, psycopg.Error):
         if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "\\u0000" in str(exc):
-            return "text must not contain NUL characters (\\u0000)"
+            return NUL_TEXT
         message = exc.diag.message_primary or str(exc)
     else:
         message = str(exc)
@@ -79,59 +77,40 @@ def storable_body(raw: bytes | str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _steps(lead: Lead) -> Steps:
-    """The intake of one lead, whatever runs the calls."""
-    try:
-        return (yield db.ingest_lead(lead.payload, lead.edge, lead.now))
-    except UNTAKEABLE as exc:
-        detail = rejection_detail(exc)
+def _rejection(lead: Lead, exc: Exception) -> tuple[db.Call[db.Row], db.Row]:
+    """For a lead the SQL cannot take: the call that keeps it as unreadable, and what to
+    report when that call is not allowed (a login without EXECUTE on pgflow.reject_lead)."""
+    detail = rejection_detail(exc)
     raw = lead.raw if lead.raw is not None else json.dumps(lead.payload, ensure_ascii=False)
-    body = storable_body(raw)
-    try:
-        return (yield db.reject_lead(body, "invalid_payload", detail, lead.source, lead.now))
-    except psycopg.errors.InsufficientPrivilege:
-        # A login without EXECUTE on pgflow.reject_lead: still report the lead.
-        return {"status": "rejected", "error": "invalid_payload", "detail": detail}
+    call = db.reject_lead(storable_body(raw), "invalid_payload", detail, lead.source, lead.now)
+    return call, {"status": "rejected", "error": "invalid_payload", "detail": detail}
 
 
 def ingest(conn: psycopg.Connection[Any], lead: Lead, *, savepoint: bool = False) -> db.Row:
     """One lead on a sync connection (autocommit, or in a transaction with `savepoint`:
     each call then sits in a savepoint, so a failure leaves the transaction usable)."""
-    run = _Run(lead)
-    while run.call is not None:
-        with run.step(), conn.transaction() if savepoint else contextlib.nullcontext():
-            run.answer = run.call.run(conn)
-    return run.result
+
+    def run(call: db.Call[db.Row]) -> db.Row:
+        with conn.transaction() if savepoint else contextlib.nullcontext():
+            return call.run(conn)
+
+    try:
+        return run(db.ingest_lead(lead.payload, lead.edge, lead.now))
+    except UNTAKEABLE as exc:
+        reject, unrecorded = _rejection(lead, exc)
+    try:
+        return run(reject)
+    except psycopg.errors.InsufficientPrivilege:
+        return unrecorded
 
 
 async def ingest_async(conn: psycopg.AsyncConnection[Any], lead: Lead) -> db.Row:
-    """One lead on an async autocommit connection."""
-    run = _Run(lead)
-    while run.call is not None:
-        with run.step():
-            run.answer = await run.call.arun(conn)
-    return run.result
-
-
-class _Run:
-    """The core (`_steps`) driven one call at a time: run `call` inside `step()` and put
-    its answer in `answer`; an error raised there goes to the core, which handles it or
-    raises it again. `call` is None once the core has its `result`."""
-
-    def __init__(self, lead: Lead) -> None:
-        self._steps = _steps(lead)
-        self.call: db.Call[db.Row] | None = next(self._steps)
-        self.answer: db.Row = {}
-        self.result: db.Row = {}
-
-    @contextlib.contextmanager
-    def step(self) -> Iterator[None]:
-        try:
-            try:
-                yield
-            except Exception as exc:
-                self.call = self._steps.throw(exc)
-            else:
-                self.call = self._steps.send(self.answer)
-        except StopIteration as done:
-            self.call, self.result = None, done.value
+    """One lead on an async autocommit connection: `ingest`'s twin."""
+    try:
+        return await db.ingest_lead(lead.payload, lead.edge, lead.now).arun(conn)
+    except UNTAKEABLE as exc:
+        reject, unrecorded = _rejection(lead, exc)
+    try:
+        return await reject.arun(conn)
+    except psycopg.errors.InsufficientPrivilege:
+        return unrecorded

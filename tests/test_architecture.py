@@ -130,24 +130,34 @@ def test_no_sql_outside_the_door(path: Path) -> None:
     assert not found, "SQL outside pgflow/db/ (the one door):\n" + "\n".join(found)
 
 
+def imported(node: ast.Import | ast.ImportFrom, module: str, *, package: bool) -> list[str]:
+    """What an import statement in `module` names: each module of `import a, b`; for
+    `from X import a, b`, X then X.a and X.b (each a submodule or a name X defines).
+    Relative imports are resolved against `module`; `cli` is pgflow.cli."""
+    if isinstance(node, ast.Import):
+        return [_as_pgflow(alias.name) for alias in node.names]
+    if node.level:  # relative: resolve against this package
+        base = module.split(".") if package else module.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        target = ".".join([*base, *(node.module or "").split(".")]).rstrip(".")
+    else:
+        target = _as_pgflow(node.module or "")
+    return [target, *(f"{target}.{alias.name}" for alias in node.names)]
+
+
+def _as_pgflow(name: str) -> str:
+    return "pgflow." + name if name == "cli" or name.startswith("cli.") else name
+
+
 def upward_imports(source: str, module: str, *, package: bool = False) -> list[str]:
     """The pgflow imports of `module` that point up the layers."""
     own = layer_of(module)
     assert own is not None, f"{module} belongs to no layer: add it to LAYERS and the docs"
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
-        targets: list[str] = []
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this package
-                base = module.split(".") if package else module.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                targets = [".".join([*base, *(node.module or "").split(".")]).rstrip(".")]
-            else:
-                targets = [node.module or ""]
-            targets += [f"{targets[0]}.{alias.name}" for alias in node.names]
-        for target in targets:
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        for target in imported(node, module, package=package):
             theirs = layer_of(target) if target.startswith("pgflow") else None
             if theirs is not None and theirs > own:
                 found.append(f"{module} ({LAYERS[own][0]}) imports {target} ({LAYERS[theirs][0]})")
@@ -160,6 +170,11 @@ def test_the_layer_check_finds_an_upward_import() -> None:
         "pgflow.db (adapters) imports pgflow.worker (runtimes)"
     ]
     assert upward_imports("from . import common\n", "pgflow.cli.status") == []
+    # the CLI's package is `cli` on disk: importing it from below is upward too
+    assert upward_imports("from cli import common\n", "pgflow.db") == [
+        "pgflow.db (adapters) imports pgflow.cli (faces)",
+        "pgflow.db (adapters) imports pgflow.cli.common (faces)",
+    ]
 
 
 @pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -178,23 +193,13 @@ def module_imports(
     found: set[str] = set()
     for node in _module_level(ast.parse(source).body):
         if isinstance(node, ast.Import):
-            found.update(_as_pgflow(alias.name) for alias in node.names)
+            found.update(imported(node, module, package=package))
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this package
-                base = module.split(".") if package else module.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join([*base, *(node.module or "").split(".")]).rstrip(".")
-            else:
-                target = _as_pgflow(node.module or "")
-            named = [f"{target}.{alias.name}" for alias in node.names]
+            target, *named = imported(node, module, package=package)
             found.update(name for name in named if name in modules)
             if not all(name in modules for name in named):
                 found.add(target)  # a name defined by the module `target` itself
     return (found & modules) - {module}
-
-
-def _as_pgflow(name: str) -> str:
-    return "pgflow." + name if name == "cli" or name.startswith("cli.") else name
 
 
 def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pgflow import db, errors, logs
+from pgflow.intake import NUL_TEXT
 
 log = logging.getLogger("pgflow.web")
 T = TypeVar("T")
@@ -82,7 +83,6 @@ def _no_constant(name: str) -> Any:
 
 MAX_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
-NUL_TEXT = "text must not contain NUL characters (\\u0000)"
 SURROGATE_TEXT = "text must be Unicode: an unpaired surrogate (\\ud800-\\udfff) is not"
 INFINITE_TEXT = "numbers must be within range (1e400 is not a number we can keep)"
 
