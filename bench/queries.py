@@ -598,3 +598,293 @@ def bare_checked_dispatch(now: dt.datetime, batch: int) -> db.Call[dict[str, int
 def dispatch_digest(now: dt.datetime) -> db.Call[db.Row]:
     """Hashes of what a dispatch at `now` wrote, independent of ids (not rolled back)."""
     return _call(_DIGEST, {"now": now}, _one)
+
+
+# --- the inbox against a bare select (bench/inbox.py) -------------------------------------------
+
+# The data set is deterministic: its "random" draws are hashint8extended(g, seed) of each
+# contact's number g, masked to 0 .. 2^31 - 1.
+_FIRST_NAMES = (
+    "'{Ava,Liam,Olivia,Noah,Emma,Oliver,Sophia,Elijah,Isabella,James,Mia,William,Amelia,"
+    "Benjamin,Harper,Lucas,Evelyn,Henry,Abigail,Alexander,Emily,Mason,Ella,Michael,Elizabeth,"
+    "Ethan,Camila,Daniel,Luna,Jacob,Sofia,Logan,Avery,Jackson,Mila,Levi,Aria,Sebastian,"
+    "Scarlett,Mateo}'::text[]"
+)
+_LAST_NAMES = (
+    "'{Smith,Johnson,Williams,Brown,Jones,Garcia,Miller,Davis,Rodriguez,Martinez,Hernandez,"
+    "Lopez,Gonzalez,Wilson,Anderson,Thomas,Taylor,Moore,Jackson,Martin,Lee,Perez,Thompson,"
+    "White,Harris,Sanchez,Clark,Ramirez,Lewis,Robinson,Walker,Young,Allen,King,Wright,Scott,"
+    "Torres,Nguyen,Hill,Flores,Green,Adams,Nelson,Baker,Hall,Rivera,Campbell,Mitchell,Carter,"
+    "Okafor}'::text[]"
+)
+
+_INBOX_CONTACTS: LiteralString = (
+    """
+insert into pgflow.contacts (phone, first_name, last_name, email, timezone, opted_out_at,
+                             opt_out_source, consent_at, consent_source, held_at, held_by,
+                             created_at, updated_at)
+select ('{+1212,+1415,+1305}'::text[])[1 + mod(g, 3)] || lpad(g::text, 7, '0'),
+       ("""
+    + _FIRST_NAMES
+    + """)[1 + mod(h.h1, 40)],
+       case when mod(h.h2, 10) <> 0 then ("""
+    + _LAST_NAMES
+    + """)[1 + mod(h.h2 / 10, 50)] end,
+       case when mod(h.h1, 4) = 0 then 'lead' || g || '@example.com' end,
+       'America/New_York',
+       case when mod(g, 25) = 3 then %(now)s - interval '2 days' end,
+       case when mod(g, 25) = 3 then 'keyword' end,
+       %(now)s - interval '100 days', 'webform',
+       case when mod(g, 1000) = 500 then %(now)s - mod(g / 1000, 48) * interval '1 hour' end,
+       case when mod(g, 1000) = 500 then 'rep' || mod(g / 1000, 5) || '@example.com' end,
+       %(now)s - interval '100 days', %(now)s
+  from generate_series(1::bigint, %(n)s::bigint) g
+  cross join lateral (select hashint8extended(g, 1) & 2147483647 as h1,
+                             hashint8extended(g, 2) & 2147483647 as h2) h
+"""
+)
+
+# Per contact (one conversation each): its state, outcome, times and message count.
+_INBOX_PLAN = """
+  camp as (
+    select id, agent_id, from_number, row_number() over (order by id) - 1 as k
+      from pgflow.campaigns where id = any(%(campaigns)s)
+  ), base as (
+    select ct.id as contact_id, gg.g, h.*, camp.id as campaign_id, camp.agent_id,
+           camp.from_number, ct.held_at is not null as held,
+           case when ct.held_at is not null
+                  then case when mod(gg.g, 2000) = 500 then 'ended' else 'engaged' end
+                when ct.opted_out_at is not null then 'ended'
+                when h.r < 600 then 'ended'
+                when h.r < 850 then 'open'
+                else 'engaged' end as status,
+           case when ct.held_at is not null then 'escalated'
+                when ct.opted_out_at is not null then 'discarded'
+                else ('{no_response,no_response,no_response,no_response,no_response,no_response,'
+                      'unqualified,unqualified,unqualified,unqualified,qualified,qualified,'
+                      'qualified,qualified,success,success,discarded,discarded,escalated,'
+                      'escalated}'::text[])[1 + mod(h.h2, 20)] end as outcome
+      from pgflow.contacts ct
+      cross join lateral (select right(ct.phone, 7)::bigint as g) gg
+      cross join lateral (
+        select mod(hashint8extended(gg.g, 11) & 2147483647, 1000) as r,
+               hashint8extended(gg.g, 12) & 2147483647 as h2,
+               hashint8extended(gg.g, 13) & 2147483647 as h3,
+               hashint8extended(gg.g, 14) & 2147483647 as h4,
+               hashint8extended(gg.g, 15) & 2147483647 as h5,
+               hashint8extended(gg.g, 16) & 2147483647 as h6) h
+      join camp on camp.k = mod(gg.g, 3)
+  ), dated as (
+    select b.*, (b.status = 'engaged' or (b.status = 'ended' and b.outcome <> 'no_response'))
+                  as inbound,
+           case when b.status = 'engaged'
+                  then %(now)s - (60 + mod(b.h3, 5 * 86400)) * interval '1 second'
+                  - interval '1 hour' - mod(b.h4, 2 * 86400) * interval '1 second'
+                when b.status = 'open'
+                  then %(now)s - (60 + mod(b.h3, 90 * 86400)) * interval '1 second'
+                else %(now)s - interval '3 days' - mod(b.h3, 90 * 86400) * interval '1 second'
+           end as created_at
+      from base b
+  ), plan as (
+    select t.*, greatest(t.last_inbound_at, t.last_outbound_at, t.created_at) as activity_at,
+           case when t.status = 'ended'
+                  then coalesce(greatest(t.last_inbound_at, t.last_outbound_at), t.created_at)
+                       + interval '1 day' end as ended_at,
+           (case when t.inbound then 2 else 1 end) + mod(t.h6, 3) as messages
+      from (
+        select k.*,
+               case when k.status = 'engaged'
+                      then %(now)s - (60 + mod(k.h3, 5 * 86400)) * interval '1 second'
+                    when k.inbound
+                      then k.created_at + (60 + mod(k.h4, 86400)) * interval '1 second' end
+                 as last_inbound_at,
+               case when k.status = 'engaged' and mod(k.g, 3) = 0
+                      then %(now)s - (660 + mod(k.h3, 5 * 86400)) * interval '1 second'
+                    when k.status = 'engaged'
+                      then %(now)s - (40 + mod(k.h3, 5 * 86400)) * interval '1 second'
+                    when k.inbound
+                      then k.created_at + (80 + mod(k.h4, 86400)) * interval '1 second'
+                    else least(k.created_at + mod(k.h4, 2 * 86400) * interval '1 second',
+                               %(now)s) end
+                 as last_outbound_at
+          from dated k) t
+  )"""
+
+_INBOX_CONVERSATIONS: LiteralString = (
+    "with"
+    + _INBOX_PLAN
+    + """, enr as (
+    insert into pgflow.enrollments (contact_id, campaign_id, status, next_step, next_message_at,
+                                    last_step_sent_at, enrolled_at, ended_at, stop_reason,
+                                    updated_at)
+    select p.contact_id, p.campaign_id,
+           case p.status when 'ended' then 'stopped' when 'engaged' then 'paused'
+                else 'active' end,
+           case when p.status <> 'ended' then 2 end,
+           case when p.status = 'open' then %(now)s + interval '30 days' end,
+           p.created_at, p.created_at, p.ended_at,
+           case when p.status = 'ended' then 'conversation ended' end, %(now)s
+      from plan p
+    returning id, contact_id
+  ), conv as (
+    insert into pgflow.conversations
+      (contact_id, campaign_id, agent_id, enrollment_id, from_number, status, conversion_status,
+       outcome_reason, outcome_source, ended_at, last_inbound_at, last_outbound_at,
+       provider_chat_id, reply_deadline_at, created_at, updated_at, chat_status, engaged_at,
+       agent_turns, review_reason, review_requested_at)
+    select p.contact_id, p.campaign_id, p.agent_id, e.id, p.from_number, p.status,
+           case when p.status = 'ended' then p.outcome end,
+           case when p.status = 'ended' then 'bench' end,
+           case when p.status <> 'ended' then null
+                when p.held then 'human'
+                when p.outcome = 'no_response' then 'rule'
+                else ('{llm,retell,human,webhook,rule}'::text[])[1 + mod(p.h5, 5)] end,
+           p.ended_at, p.last_inbound_at, p.last_outbound_at,
+           case when p.inbound then 'chat_' || p.g end,
+           case when p.status = 'open' and mod(p.h5, 2) = 0
+                then p.last_outbound_at + interval '3 days' end,
+           p.created_at, coalesce(p.ended_at, p.activity_at),
+           case when p.status = 'engaged' then 'ongoing' when p.inbound then 'ended' end,
+           case when p.inbound
+                then least(p.created_at + interval '30 minutes', p.last_inbound_at) end,
+           case when p.inbound then mod(p.h5, 6)::integer else 0 end,
+           case when mod(p.g, 500) = 250
+                then ('{"lead asked for a person","angry lead","classifier unsure"}'::text[])
+                     [1 + mod(p.h5, 3)] end,
+           case when mod(p.g, 500) = 250 then least(p.activity_at + interval '1 minute', %(now)s)
+           end
+      from plan p join enr e on e.contact_id = p.contact_id
+     order by p.g
+    returning id, contact_id, enrollment_id
+  ), msg as (
+    insert into pgflow.messages
+      (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
+       delivery_status, sent_at, delivered_at, dedupe_key, created_at, updated_at)
+    select cv.id, cv.contact_id, cv.enrollment_id, x.direction, x.kind,
+           case x.kind
+             when 'campaign' then 'Hi, it''s Ava from SunCo! Step ' || x.step || '.'
+             when 'lead' then ('{"Yes, tell me more","How much is it?","Maybe later",'
+                               '"Call me tomorrow please","Who is this?"}'::text[])
+                              [1 + mod(p.h4 + i, 5)]
+             else 'Thanks! Could you tell me a bit more about your roof?' end,
+           x.step,
+           case x.direction when 'inbound' then 'received' else 'delivered' end,
+           case x.direction when 'outbound' then x.at end,
+           case x.direction when 'outbound' then x.at + interval '5 seconds' end,
+           'bench:' || cv.id || ':' || i, x.at, x.at
+      from conv cv
+      join plan p on p.contact_id = cv.contact_id
+      cross join lateral generate_series(1, p.messages) i
+      cross join lateral (
+        select case when p.inbound and mod(i, 2) = 0 then 'inbound' else 'outbound' end
+                 as direction,
+               case when p.inbound and mod(i, 2) = 0 then 'lead'
+                    when p.inbound and i > 1 then 'agent'
+                    else 'campaign' end as kind,
+               case when i = 1 or not p.inbound then i end as step,
+               p.created_at + (p.activity_at - p.created_at) * ((i - 1)::float8
+                                                                / greatest(p.messages - 1, 1))
+                 as at) x
+     order by cv.id, i
+    returning id
+  )
+select (select count(*) from enr) as enrollments, (select count(*) from conv) as conversations,
+       (select count(*) from msg) as messages"""
+)
+
+
+def insert_inbox_contacts(n: int, now: dt.datetime) -> db.Call[None]:
+    """n contacts (+1212/+1415/+1305 then g on 7 digits), 1 in 25 opted out, 1 in 1,000 held."""
+    return _call(_INBOX_CONTACTS, {"n": n, "now": now}, _nothing)
+
+
+def insert_inbox_conversations(campaigns: list[int], now: dt.datetime) -> db.Call[dict[str, int]]:
+    """Per contact an enrollment, a conversation in the inbox mix and 1-4 messages; counts."""
+    return _call(_INBOX_CONVERSATIONS, {"campaigns": campaigns, "now": now}, _counts)
+
+
+def set_transition_log_of(table: str, enabled: bool) -> db.Call[None]:
+    """Enable or disable the trigger that writes each transition of pgflow.<table> to events."""
+    return _call(
+        sql.SQL("alter table {} {} trigger {}").format(
+            sql.Identifier("pgflow", table),
+            sql.SQL("enable" if enabled else "disable"),
+            sql.Identifier(f"{table}_log_transition"),
+        ),
+        None,
+        _nothing,
+    )
+
+
+def campaign_ids() -> db.Call[list[int]]:
+    """The ids of every campaign, in id order."""
+    return _call(
+        "select id from pgflow.campaigns order by id",
+        None,
+        lambda rows: [int(r["id"]) for r in rows],
+    )
+
+
+def inbox_data_set(now: dt.datetime) -> db.Call[dict[str, int]]:
+    """The inbox data set's counts: conversations by state, review, held, recent engaged."""
+    return _call(
+        "select count(*) as conversations,"
+        " count(*) filter (where status = 'ended') as ended,"
+        " count(*) filter (where status = 'open') as open,"
+        " count(*) filter (where status = 'engaged') as engaged,"
+        " count(*) filter (where status = 'engaged'"
+        "   and last_inbound_at >= %(now)s - interval '3 days') as engaged_last_3_days,"
+        " count(*) filter (where status = 'ended' and conversion_status = 'qualified')"
+        "   as ended_qualified,"
+        " count(*) filter (where review_reason is not null) as review_requested,"
+        " (select count(*) from pgflow.contacts where held_at is not null) as held_contacts,"
+        " (select count(*) from pgflow.contacts) as contacts,"
+        " (select count(*) from pgflow.messages) as messages,"
+        " (select count(*) from pgflow.campaigns) as campaigns"
+        " from pgflow.conversations",
+        {"now": now},
+        _counts,
+    )
+
+
+def activity_cursor(offset: int) -> db.Call[tuple[dt.datetime, int]]:
+    """(last activity, id) of the conversation `offset` rows down the activity order."""
+    return _call(
+        "select greatest(last_inbound_at, last_outbound_at, created_at) as at, id"
+        " from pgflow.conversations"
+        " order by greatest(last_inbound_at, last_outbound_at, created_at) desc, id desc"
+        " offset %(offset)s limit 1",
+        {"offset": offset},
+        lambda rows: (_one(rows)["at"], int(rows[0]["id"])),
+    )
+
+
+def inbox_reference_page(limit: int) -> db.Call[list[int]]:
+    """The inbox's same-run reference: a bare select of one page of ids by last activity."""
+    return _call(
+        "select id from pgflow.conversations"
+        " order by greatest(last_inbound_at, last_outbound_at, created_at) desc, id desc"
+        " limit %(limit)s",
+        {"limit": limit},
+        lambda rows: [int(r["id"]) for r in rows],
+    )
+
+
+def load_auto_explain() -> db.Call[None]:
+    """Load auto_explain into this session (it logs the plans of statements as they run)."""
+    return _call("load 'auto_explain'", None, _nothing)
+
+
+def explain_nested_statements(enabled: bool) -> db.Call[None]:
+    """auto_explain of statements >= 1 ms, nested ones too, to this client as NOTICEs; or off."""
+    # ANALYZE and BUFFERS, at NOTICE level so that the client receives the plans.
+    return _call(
+        "select set_config('auto_explain.log_min_duration', %(min)s, false),"
+        " set_config('auto_explain.log_analyze', 'on', false),"
+        " set_config('auto_explain.log_buffers', 'on', false),"
+        " set_config('auto_explain.log_timing', 'on', false),"
+        " set_config('auto_explain.log_nested_statements', 'on', false),"
+        " set_config('auto_explain.log_level', 'notice', false)",
+        {"min": "1" if enabled else "-1"},
+        _nothing,
+    )

@@ -1,10 +1,13 @@
-"""`pgflow conversations`: list the live ones, show one contact, take one over."""
+"""`pgflow conversations`: list the live ones, show one contact, take a lead over, reply to
+it and hand it back."""
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from typing import Any
 
+import psycopg
 import typer
 from rich.table import Table
 
@@ -37,14 +40,32 @@ def _cells(r: dict[str, Any]) -> list[str]:
     return [str(r["id"]), r["phone"], r["campaign"] or "(inbound)"]
 
 
+def actor() -> str:
+    """Who acts from the command line, for the audit trail: `cli:<os user>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in the environment nor in the password file
+        return "cli:unknown"
+
+
+def _target(conn: psycopg.Connection[Any], number: str, conversation: int | None) -> int:
+    """The conversation given, else the contact's live one, else its latest; fail when the
+    contact has none."""
+    target = conversation or db.live_conversation_of(number).run(conn)
+    if target is None:
+        fail(f"{phones.mask(number)} has no conversation")
+    return target
+
+
+_CONVERSATION_HELP = "This conversation (default: the live one, else the latest)."
+
+
 @app.command("set-outcome")
 def set_outcome(
     phone: str = typer.Argument(..., help="The contact's number, in any common format."),
     status: str = typer.Argument(..., help=f"One of: {', '.join(OUTCOMES)}."),
     reason: str = typer.Option(..., "--reason", help="Why (kept with the outcome)."),
-    conversation: int | None = typer.Option(
-        None, "--conversation", help="This conversation (default: the live one, else the latest)."
-    ),
+    conversation: int | None = typer.Option(None, "--conversation", help=_CONVERSATION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Set a conversation's outcome as a person: it ends the conversation, clears its review.
@@ -54,9 +75,7 @@ def set_outcome(
         fail(f"{status!r} is not an outcome; use one of: {', '.join(OUTCOMES)}")
     number = e164(phone)
     with db.connect(settings().database_url, application="cli") as conn:
-        target = conversation or db.live_conversation_of(number).run(conn)
-        if target is None:
-            fail(f"{phones.mask(number)} has no conversation")
+        target = _target(conn, number, conversation)
         try:
             result = db.set_outcome(target, status, reason, "human").run(conn)
         except errors.NotFound:
@@ -125,30 +144,96 @@ def _live_cells(r: dict[str, Any]) -> list[str]:
 @app.command()
 def takeover(
     phone: str = typer.Argument(..., help="The contact's number, in any common format."),
-    reason: str | None = typer.Option(None, "--reason", help="Why (kept as the outcome reason)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit trail)."),
+    conversation: int | None = typer.Option(None, "--conversation", help=_CONVERSATION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A person takes over: the agent and the drip stop for good, the Retell chat is ended.
+    """A person holds the lead: no AI text reaches it, its drip pauses, the chat ends.
 
-    The conversation ends `escalated` (source human) and an alert opens."""
+    The conversation stays open for your texts (`reply`) until you `handback`.
+    Taking over from a colleague is allowed, and recorded."""
     number = e164(phone)
+    who = actor()
     with db.connect(settings().database_url, application="cli") as conn:
+        target = _target(conn, number, conversation)
         try:
-            result = db.takeover(number, reason).run(conn)
-        except errors.NotFound:
-            fail(f"no contact with number {phones.mask(number)}")
+            result = db.take_over(target, who, None, reason).run(conn)
+        except errors.PgflowError as exc:
+            fail(str(exc))
     if as_json:
         print_json(result)
         return
-    if not result["ended"]:
-        console.print(f"{phones.mask(number)} has no live conversation; nothing to take over")
+    if result["result"] == "unchanged":
+        console.print(f"conversation {target}: held by {who} already", highlight=False)
         return
-    for ended in result["ended"]:
-        console.print(
-            f"conversation {ended['conversation_id']} ({ended['campaign'] or 'inbound'}) is now "
-            "yours: escalated, agent and drip stopped, chat ending",
-            highlight=False,
-        )
+    taken = f" (taken from {result['previous']})" if result.get("previous") else ""
+    console.print(
+        f"conversation {result['conversation_id']}: held by {result['held_by']}{taken}",
+        highlight=False,
+    )
+
+
+@app.command()
+def reply(
+    phone: str = typer.Argument(..., help="The contact's number, in any common format."),
+    text: str = typer.Argument(..., help="The text to send, exactly as the lead should read it."),
+    conversation: int | None = typer.Option(None, "--conversation", help=_CONVERSATION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Text the lead as a person: the message is queued and the worker sends it.
+
+    Replying takes the lead over first (as `takeover` does).
+    Refused (exit 1) when the lead opted out, or the text is empty or over 1600 characters."""
+    number = e164(phone)
+    with db.connect(settings().database_url, application="cli") as conn:
+        target = _target(conn, number, conversation)
+        try:
+            result = db.human_reply(target, text, actor()).run(conn)
+        except errors.PgflowError as exc:
+            fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    if result["result"] == "duplicate":
+        console.print(f"message {result['message_id']} was queued already", highlight=False)
+        return
+    console.print(
+        f"message {result['message_id']} queued on conversation {result['conversation_id']}"
+        f" ({result['segments']} segment(s)); the worker sends it",
+        highlight=False,
+    )
+
+
+@app.command()
+def handback(
+    phone: str = typer.Argument(..., help="The contact's number, in any common format."),
+    conversation: int | None = typer.Option(None, "--conversation", help=_CONVERSATION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Hand the lead back to the agent: the hold ends and its escalation alerts resolve.
+
+    A paused drip stays paused. Exits 1 when nobody holds the lead.
+    With the sandbox transport, a lead's text nobody answered gets the agent's answer at once."""
+    number = e164(phone)
+    config = settings()
+    with db.connect(config.database_url, application="cli") as conn:
+        target = _target(conn, number, conversation)
+        try:
+            result = db.hand_back(target, actor(), None, config.sandbox).run(conn)
+        except errors.PgflowError as exc:
+            fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    queued = (
+        "an agent reply to the lead's last text is queued"
+        if result["agent_reply_queued"]
+        else "no agent reply queued"
+    )
+    console.print(
+        f"conversation {result['conversation_id']}: handed back to the agent; {queued}",
+        highlight=False,
+    )
 
 
 @app.command()

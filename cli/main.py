@@ -21,6 +21,7 @@ from . import (
     sandbox,
     serve,
     status,
+    users,
     worker,
 )
 from .common import err_console
@@ -59,6 +60,7 @@ app.add_typer(conversations.app, name="conversations")
 app.add_typer(numbers.app, name="numbers")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")
+app.add_typer(users.app, name="users")
 app.command(name="status")(status.status)
 app.command(name="report")(report.report)
 app.command(name="demo")(demo.demo)

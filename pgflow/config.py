@@ -17,6 +17,7 @@ SANDBOX_BASE_URL = "http://127.0.0.1:8090"
 SANDBOX_API_KEY = "pgflow-sandbox"
 TRANSPORTS = ("retell", "sandbox")
 LOG_FORMATS = ("json", "text")
+MIN_SECRET_LENGTH = 32
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -48,6 +49,8 @@ class Settings:
     events_token: str | None = None
     sms_transport: str = "retell"
     log_format: str = "json"
+    console_secret: str | None = None
+    public_url: str | None = None
 
     @property
     def sandbox(self) -> bool:
@@ -74,7 +77,12 @@ class Settings:
             )
         if urlsplit(database_url).scheme not in ("postgres", "postgresql"):
             raise ConfigError("DATABASE_URL must start with postgresql://")
-        for name in ("RETELL_BASE_URL", "PGFLOW_LLM_API_BASE", "PGFLOW_ALERT_WEBHOOK_URL"):
+        for name in (
+            "RETELL_BASE_URL",
+            "PGFLOW_LLM_API_BASE",
+            "PGFLOW_ALERT_WEBHOOK_URL",
+            "PGFLOW_PUBLIC_URL",
+        ):
             value = get(name)
             if value is not None and urlsplit(value).scheme not in ("http", "https"):
                 raise ConfigError(f"{name} must be an http(s) URL")
@@ -84,6 +92,12 @@ class Settings:
         log_format = (get("PGFLOW_LOG_FORMAT") or "json").lower()
         if log_format not in LOG_FORMATS:
             raise ConfigError(f"PGFLOW_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        secret = get("PGFLOW_CONSOLE_SECRET")
+        if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"PGFLOW_CONSOLE_SECRET must have at least {MIN_SECRET_LENGTH} characters "
+                "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         sandbox = transport == "sandbox"
         return cls(
             database_url=database_url,
@@ -98,4 +112,6 @@ class Settings:
             events_token=get("PGFLOW_EVENTS_TOKEN"),
             sms_transport=transport,
             log_format=log_format,
+            console_secret=secret,
+            public_url=(get("PGFLOW_PUBLIC_URL") or "").rstrip("/") or None,
         )

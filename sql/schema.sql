@@ -20,6 +20,17 @@ CREATE TYPE pgflow.pgqueuer_status AS ENUM (
     'deleted',
     'failed'
 );
+CREATE FUNCTION pgflow._actor(p_actor text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if coalesce(pg_catalog.btrim(p_actor), '') = '' then
+    raise exception 'the person acting must be named' using errcode = 'PF003';
+  end if;
+  return pg_catalog.left(pg_catalog.btrim(p_actor), 254);
+end;
+$$;
 CREATE FUNCTION pgflow._is_time_zone(p_tz text) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -97,8 +108,11 @@ CREATE TABLE pgflow.contacts (
     consent_text text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    held_at timestamp with time zone,
+    held_by text,
     CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
     CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
+    CONSTRAINT contacts_held_by_needs_hold CHECK (((held_by IS NULL) OR (held_at IS NOT NULL))),
     CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
     CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
     CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
@@ -121,7 +135,7 @@ CREATE FUNCTION pgflow._agent_variables(p_contact pgflow.contacts, p_campaign pg
        where nullif(pg_catalog.btrim(v), '') is not null), 'nothing known yet'),
     'sms_body', coalesce(nullif(pg_catalog.btrim(p_sms_body), ''), 'Thanks for your message.'))
 $$;
-CREATE FUNCTION pgflow._answer_inbound(p_payload jsonb, p_now timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION pgflow._answer_inbound(p_payload jsonb, p_engine_replies boolean, p_now timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $_$
@@ -194,7 +208,10 @@ begin
   end if;
   select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
   select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
-  if v_in ? 'chat_id' and nullif(v_in ->> 'chat_id', '') is not null then
+  -- Retell's new chat becomes the conversation's, but not one refused below (a person
+  -- holds the lead): it never starts, and the chat an end_chat job ends stays the one it had.
+  if v_in ? 'chat_id' and nullif(v_in ->> 'chat_id', '') is not null
+     and (v_contact.held_at is null or p_engine_replies) then
     update pgflow.conversations
        set provider_chat_id = v_in ->> 'chat_id', chat_status = 'ongoing', updated_at = p_now
      where id = v_conversation.id;
@@ -222,10 +239,32 @@ begin
       perform pgflow._on_inbound(v_message, false, p_now);
     end if;
   end if;
+  -- While a person holds the lead, Retell's own LLM must not answer: the chat is refused.
+  -- Retell gives no text with chat_inbound, so the person is told a text came (the
+  -- console shows it as a note). Where the engine writes the replies (the sandbox), the
+  -- chat goes on and agent_turn keeps the agent quiet.
+  if v_contact.held_at is not null and not p_engine_replies then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (p_now, 'contact', v_contact.id, 'held', 'held',
+            'the lead texted while a person holds the conversation; Retell does not pass '
+            || 'the text on (its chat was refused so its AI stays quiet)');
+    return pg_catalog.jsonb_build_object('result', 'held_rejected',
+      'conversation_id', v_conversation.id, 'response', v_reject);
+  end if;
   return pg_catalog.jsonb_build_object('result', 'answered', 'conversation_id', v_conversation.id,
     'response', pg_catalog.jsonb_build_object('chat_inbound', v_answer));
 end;
 $_$;
+CREATE FUNCTION pgflow._audit(p_actor text, p_user_id bigint, p_action text, p_conversation_id bigint, p_contact_id bigint, p_detail jsonb, p_now timestamp with time zone) RETURNS bigint
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  insert into pgflow.audit_log
+    (occurred_at, actor, user_id, action, conversation_id, contact_id, detail)
+  values (p_now, p_actor, p_user_id, p_action, p_conversation_id, p_contact_id,
+          pg_catalog.jsonb_strip_nulls(coalesce(p_detail, '{}')))
+  returning id
+$$;
 CREATE TABLE pgflow.conversations (
     id bigint NOT NULL,
     contact_id bigint NOT NULL,
@@ -398,9 +437,15 @@ begin
     when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
       then 'enrollment ' || v_enrollment_status
     when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
-    -- an ended conversation takes system messages, and the agent's closing reply (its
-    -- booking or handover) unless a person took over
-    when v_conversation.status = 'ended' and m.kind <> 'system'
+    -- while a person holds the lead no AI text reaches it, but the agent's closing reply
+    -- (its handover: the lead is told a person will answer) unless a person took over
+    when m.kind = 'agent' and v_contact.held_by is not null then 'a person holds this lead'
+    when m.kind = 'agent' and v_contact.held_at is not null
+         and m.id is distinct from v_conversation.closing_message_id
+      then 'a person holds this lead'
+    -- an ended conversation takes system messages, a person's texts, and the agent's
+    -- closing reply (its booking or handover) unless a person took over
+    when v_conversation.status = 'ended' and m.kind not in ('system', 'human')
          and not (m.id = v_conversation.closing_message_id
                   and v_conversation.outcome_source is distinct from 'human')
       then 'conversation ended'
@@ -442,6 +487,21 @@ begin
        and p_checked_chat is distinct from v_conversation.provider_chat_id then
       return pg_catalog.jsonb_build_object('action', 'check_chat',
         'chat_id', v_conversation.provider_chat_id);
+    end if;
+  end if;
+  -- A person's text to a lead who never wrote is a first contact: the window applies.
+  if m.kind = 'human' and v_conversation.last_inbound_at is null
+     and not exists (select 1 from pgflow.messages x
+                      where x.contact_id = m.contact_id and x.direction = 'inbound') then
+    v_open := pgflow.next_window_open(
+      coalesce(v_contact.timezone, v_campaign.timezone, 'America/New_York'),
+      coalesce(v_campaign.window_start, time '09:00'), coalesce(v_campaign.window_end, time '20:00'),
+      coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
     end if;
   end if;
   -- The sending number's carrier limits. System messages (opt-out confirmations, help)
@@ -486,7 +546,7 @@ begin
          number_slot_at = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
-         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
+         chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
                                 else chat_message_id end
    where id = m.id
   returning * into m;
@@ -509,13 +569,19 @@ begin
     'chat_status', v_conversation.chat_status,
     'chat_message_id', m.chat_message_id,
     'previous_chat_id', v_conversation.provider_chat_id,
-    -- an opt-out confirmation ends its chat at once: nothing may follow it
+    -- an opt-out confirmation ends its chat at once: nothing may follow it; so does a
+    -- person's text where it starts a chat (the worker knows: Retell's own LLM would answer)
     'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
+    'held', v_contact.held_at is not null,
     'metadata', pg_catalog.jsonb_build_object(
       'pgflow_message_id', m.id::text,
       'pgflow_conversation_id', m.conversation_id::text,
       'pgflow_contact_id', m.contact_id::text),
-    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+    'variables', case when m.kind = 'human' or v_contact.held_at is not null then
+                   pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body)
+                   || '{"agent_prompt": "A person from our team is handling this conversation and wrote the first message of this chat. Do not write anything more; end the chat."}'
+                 else pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) end
+                 - 'sms_body');
 end;
 $$;
 CREATE FUNCTION pgflow._count_usage(p_claims jsonb[]) RETURNS void
@@ -531,6 +597,16 @@ CREATE FUNCTION pgflow._count_usage(p_claims jsonb[]) RETURNS void
    order by 1, 2, 3
   on conflict (number, day, shard) do update
     set messages = u.messages + excluded.messages, segments = u.segments + excluded.segments
+$$;
+CREATE FUNCTION pgflow._current_conversation(p_conversation pgflow.conversations) RETURNS pgflow.conversations
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(
+    (select cv from pgflow.conversations cv
+      where cv.contact_id = p_conversation.contact_id
+        and cv.from_number = p_conversation.from_number and cv.status <> 'ended'),
+    p_conversation)
 $$;
 CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time zone, p_priority integer DEFAULT 0) RETURNS jsonb
     LANGUAGE plpgsql
@@ -837,6 +913,15 @@ declare
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
+  -- the lead waits for a person: no AI text reaches it until a person hands it back
+  update pgflow.contacts set held_at = p_now, updated_at = p_now
+   where id = (select contact_id from pgflow.conversations where id = p_conversation_id)
+     and held_at is null;
+  if found then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
+      from pgflow.conversations cv where cv.id = p_conversation_id;
+  end if;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
@@ -944,6 +1029,14 @@ begin
           nullif(pg_catalog.current_setting('pgflow.reason', true), ''));
   return null;
 end;
+$$;
+CREATE FUNCTION pgflow._needs_person(p_conversation pgflow.conversations, p_contact pgflow.contacts) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select p_conversation.review_requested_at is not null
+      or (p_contact.held_at is not null
+          and (p_conversation.status <> 'ended' or p_conversation.conversion_status = 'escalated'))
 $$;
 CREATE FUNCTION pgflow._normalize_phone(p_raw text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1116,6 +1209,7 @@ CREATE FUNCTION pgflow._reply_refusal(p_trigger pgflow.messages) RETURNS text
     when cv.id is null then 'no such conversation'
     when cv.status = 'ended' then 'conversation ended'
     when ct.opted_out_at is not null then 'contact opted out'
+    when ct.held_at is not null then 'a person holds this lead'
     when exists (select 1 from pgflow.messages x
                   where x.conversation_id = cv.id and x.direction = 'inbound'
                     and x.id > p_trigger.id)
@@ -1136,8 +1230,11 @@ CREATE FUNCTION pgflow._request_classification(p_conversation_id bigint, p_now t
     SET search_path TO ''
     AS $$
 begin
-  update pgflow.conversations set classify_requested_at = p_now, updated_at = p_now
-   where id = p_conversation_id and status <> 'ended' and classify_requested_at is null;
+  -- a person holding the lead gives the outcome; no classifier ends it under them
+  update pgflow.conversations cv set classify_requested_at = p_now, updated_at = p_now
+   where cv.id = p_conversation_id and cv.status <> 'ended' and cv.classify_requested_at is null
+     and not exists (select 1 from pgflow.contacts ct
+                      where ct.id = cv.contact_id and ct.held_at is not null);
   if not found then
     return false;
   end if;
@@ -1305,6 +1402,47 @@ begin
     using errcode = 'PF001';
 end;
 $$;
+CREATE FUNCTION pgflow.add_console_user(p_email text, p_role text, p_password_hash text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_email text := pg_catalog.lower(pg_catalog.btrim(coalesce(p_email, '')));
+  v_user pgflow.console_users;
+  v_result text := 'added';
+begin
+  if v_email !~ '^[^@\s]+@[^@\s]+$' or pg_catalog.length(v_email) > 254 then
+    raise exception '% is not an email address', pg_catalog.left(v_email, 80) using errcode = 'PF003';
+  end if;
+  if p_role is null or p_role not in ('agent', 'manager', 'admin') then
+    raise exception 'a role is agent, manager or admin (not %)', coalesce(p_role, 'none')
+      using errcode = 'PF003';
+  end if;
+  if p_password_hash is null or p_password_hash not like 'scrypt$%' then
+    raise exception 'the password must be hashed with scrypt' using errcode = 'PF003';
+  end if;
+  insert into pgflow.console_users (email, role, password_hash, created_at, updated_at)
+  values (v_email, p_role, p_password_hash, v_now, v_now)
+  on conflict (email) do nothing
+  returning * into v_user;
+  if v_user.id is null then
+    update pgflow.console_users
+       set role = p_role, password_hash = p_password_hash, disabled_at = null, updated_at = v_now
+     where email = v_email and disabled_at is not null
+    returning * into v_user;
+    if v_user.id is null then
+      raise exception 'a console user % exists already', v_email using errcode = 'PF005';
+    end if;
+    v_result := 'enabled';
+  end if;
+  perform pgflow._audit(v_actor, p_user_id, 'user_add', null, null,
+    pg_catalog.jsonb_build_object('email', v_email, 'role', p_role, 'result', v_result), v_now);
+  return pg_catalog.jsonb_build_object('result', v_result, 'user_id', v_user.id,
+                                       'email', v_email, 'role', p_role);
+end;
+$_$;
 CREATE FUNCTION pgflow.agent_turn(p_trigger_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -1573,6 +1711,45 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   from (select 1) one
   left join pgflow.campaigns c on c.slug = p_slug
 $$;
+CREATE FUNCTION pgflow.change_console_user(p_email text, p_action text, p_password_hash text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_email text := pg_catalog.lower(pg_catalog.btrim(coalesce(p_email, '')));
+  v_user pgflow.console_users;
+  v_revoked integer;
+begin
+  select * into v_user from pgflow.console_users where email = v_email for update;
+  if not found then
+    raise exception 'no console user %', pg_catalog.left(v_email, 80) using errcode = 'PF002';
+  end if;
+  if p_action = 'disable' then
+    update pgflow.console_users set disabled_at = coalesce(disabled_at, v_now), updated_at = v_now
+     where id = v_user.id;
+  elsif p_action = 'password' then
+    if p_password_hash is null or p_password_hash not like 'scrypt$%' then
+      raise exception 'the password must be hashed with scrypt' using errcode = 'PF003';
+    end if;
+    update pgflow.console_users set password_hash = p_password_hash, updated_at = v_now
+     where id = v_user.id;
+  elsif p_action is distinct from 'revoke' then
+    raise exception 'unknown user action %', coalesce(p_action, '(none)') using errcode = 'PF003';
+  end if;
+  update pgflow.console_sessions set revoked_at = v_now
+   where user_id = v_user.id and revoked_at is null and expires_at > v_now;
+  get diagnostics v_revoked = row_count;
+  perform pgflow._audit(v_actor, p_user_id,
+    case p_action when 'disable' then 'user_disable' when 'password' then 'user_password'
+                  else 'sessions_revoke' end,
+    null, null, pg_catalog.jsonb_build_object('email', v_email, 'sessions_ended', v_revoked),
+    v_now);
+  return pg_catalog.jsonb_build_object('result', p_action, 'email', v_email,
+                                       'sessions_ended', v_revoked);
+end;
+$_$;
 CREATE FUNCTION pgflow.chat_to_end(p_conversation_id bigint) RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -1658,6 +1835,142 @@ begin
   return v_row;
 end;
 $$;
+CREATE FUNCTION pgflow.console_alerts(p_limit integer DEFAULT 200) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)
+                    order by (x.resolved_at is null) desc, x.opened_at desc, x.id desc), '[]')
+    from (select al.id, al.kind, al.severity, al.message, al.occurrences, al.opened_at,
+                 al.last_seen_at, al.resolved_at, al.notified_at,
+                 (al.details ->> 'conversation_id')::bigint as conversation_id
+            from pgflow.alerts al
+           order by (al.resolved_at is null) desc, al.opened_at desc, al.id desc
+           limit least(greatest(coalesce(p_limit, 200), 1), 1000)) x
+$$;
+CREATE FUNCTION pgflow.console_campaigns() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    'slug', c.slug, 'name', c.name, 'status', c.status, 'agent', a.name,
+    'from_number', c.from_number, 'timezone', c.timezone,
+    'window_start', c.window_start, 'window_end', c.window_end, 'window_days', c.window_days,
+    'reply_timeout', c.reply_timeout::text, 'silence_timeout', c.silence_timeout::text,
+    'daily_cap', c.daily_cap, 'max_attempts', c.max_attempts,
+    'enrolled', (select pg_catalog.count(*) from pgflow.enrollments e where e.campaign_id = c.id),
+    'steps', coalesce((select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'position', s.position, 'delay', s.delay::text, 'body', s.body)
+                        order by s.position)
+                         from pgflow.campaign_steps s where s.campaign_id = c.id), '[]'))
+    order by c.slug), '[]')
+    from pgflow.campaigns c left join pgflow.agents a on a.id = c.agent_id
+$$;
+CREATE FUNCTION pgflow.console_cursor() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.concat_ws('.',
+    coalesce((select pg_catalog.max(id) from pgflow.messages), 0),
+    coalesce((select pg_catalog.max(id) from pgflow.events), 0),
+    coalesce((select pg_catalog.max(id) from pgflow.alerts), 0),
+    coalesce((select pg_catalog.max(id) from pgflow.audit_log), 0),
+    coalesce((select pg_catalog.max(id) from pgflow.conversations), 0))
+$$;
+CREATE FUNCTION pgflow.console_dead_letters(p_campaign text DEFAULT NULL::text, p_limit integer DEFAULT 200) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)
+                    order by x.failed_at desc, x.id desc), '[]')
+    from (select d.id, d.campaign, d.phone, d.kind, d.attempts, d.delivery_error, d.failed_at,
+                 d.contact_opted_out, d.step_position, d.body, m.conversation_id
+            from pgflow.dead_letters d join pgflow.messages m on m.id = d.id
+           where p_campaign is null or d.campaign = p_campaign
+           order by d.failed_at desc, d.id desc
+           limit least(greatest(coalesce(p_limit, 200), 1), 1000)) x
+$$;
+CREATE FUNCTION pgflow.console_review(p_limit integer DEFAULT 200) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)
+                    order by x.review_requested_at, x.id), '[]')
+    from (select r.id, r.phone, r.campaign, r.status, r.conversion_status, r.outcome_source,
+                 r.review_reason, r.review_requested_at, r.signals
+            from pgflow.review_queue r
+           order by r.review_requested_at, r.id
+           limit least(greatest(coalesce(p_limit, 200), 1), 1000)) x
+$$;
+CREATE FUNCTION pgflow.console_session(p_token_hash bytea, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_session pgflow.console_sessions;
+  v_user pgflow.console_users;
+begin
+  select * into v_session from pgflow.console_sessions
+   where token_hash = p_token_hash and revoked_at is null and expires_at > v_now;
+  if not found then
+    return null;
+  end if;
+  select * into v_user from pgflow.console_users
+   where id = v_session.user_id and disabled_at is null;
+  if not found then
+    return null;
+  end if;
+  if v_session.last_seen_at < v_now - interval '1 minute' then
+    update pgflow.console_sessions
+       set last_seen_at = v_now,
+           expires_at = greatest(expires_at, least(created_at + interval '7 days',
+                                                   v_now + interval '12 hours'))
+     where id = v_session.id;
+  end if;
+  return pg_catalog.jsonb_build_object('session_id', v_session.id, 'user_id', v_user.id,
+    'email', v_user.email, 'role', v_user.role);
+end;
+$$;
+CREATE FUNCTION pgflow.console_sign_in_user(p_email text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with e as (select pg_catalog.lower(pg_catalog.btrim(coalesce(p_email, ''))) as email,
+                    coalesce(p_now, pg_catalog.now()) as now),
+  failures as (
+    select a.attempted_at from pgflow.console_sign_ins a, e
+     where a.email = e.email and not a.ok and a.attempted_at > e.now - interval '15 minutes'
+       and a.attempted_at > coalesce((select pg_catalog.max(b.attempted_at)
+                                        from pgflow.console_sign_ins b
+                                       where b.email = e.email and b.ok), '-infinity')
+     order by a.attempted_at desc limit 5)
+  select pg_catalog.jsonb_build_object(
+    'email', e.email,
+    'user_id', u.id,
+    'role', u.role,
+    'password_hash', u.password_hash,
+    'retry_after_seconds', case when (select pg_catalog.count(*) from failures) >= 5 then
+      pg_catalog.ceil(extract(epoch from (select pg_catalog.min(attempted_at) from failures)
+                                          + interval '15 minutes' - e.now))
+      else 0 end)
+    from e left join pgflow.console_users u on u.email = e.email and u.disabled_at is null
+$$;
+CREATE FUNCTION pgflow.console_user_list(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'id', u.id, 'email', u.email, 'role', u.role, 'created_at', u.created_at,
+           'disabled_at', u.disabled_at,
+           'last_seen_at', (select pg_catalog.max(s.last_seen_at) from pgflow.console_sessions s
+                             where s.user_id = u.id),
+           'sessions', (select pg_catalog.count(*) from pgflow.console_sessions s
+                         where s.user_id = u.id and s.revoked_at is null
+                           and s.expires_at > coalesce(p_now, pg_catalog.now())))
+           order by u.email), '[]')
+    from pgflow.console_users u
+$$;
 CREATE FUNCTION pgflow.contact_report(p_phone text, p_limit integer DEFAULT 200) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -1695,6 +2008,86 @@ CREATE FUNCTION pgflow.contact_report(p_phone text, p_limit integer DEFAULT 200)
     from pgflow.contacts ct
    where ct.phone = p_phone
 $$;
+CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'conversation', pg_catalog.to_jsonb(cv) - 'agent_turns',
+    'agent_turns', cv.agent_turns,
+    'needs_person', pgflow._needs_person(cv, ct),
+    'contact', pg_catalog.jsonb_build_object(
+      'id', ct.id, 'phone', ct.phone, 'first_name', ct.first_name, 'last_name', ct.last_name,
+      'email', ct.email, 'timezone', ct.timezone, 'opted_out_at', ct.opted_out_at,
+      'opt_out_source', ct.opt_out_source, 'consent_at', ct.consent_at,
+      'consent_source', ct.consent_source, 'consent_text', ct.consent_text,
+      'held_at', ct.held_at, 'held_by', ct.held_by),
+    'campaign', (select pg_catalog.jsonb_build_object('slug', c.slug, 'name', c.name,
+                                                      'status', c.status)
+                   from pgflow.campaigns c where c.id = cv.campaign_id),
+    'agent', (select a.name from pgflow.agents a where a.id = cv.agent_id),
+    'transcript', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'id', t.id, 'direction', t.direction, 'kind', t.kind, 'body', t.body,
+               'delivery_status', t.delivery_status, 'delivery_error', t.delivery_error,
+               'step_position', t.step_position, 'created_at', t.created_at,
+               'sent_at', t.sent_at, 'send_after', t.send_after, 'attempts', t.attempts,
+               'segments', t.segments, 'intent', t.intent) order by t.created_at, t.id)
+        from (select m.* from pgflow.messages m where m.conversation_id = cv.id
+               order by m.created_at desc, m.id desc limit 500) t), '[]'),
+    'notes', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'at', n.occurred_at, 'entity', n.entity, 'from', n.from_status,
+               'to', n.to_status, 'reason', n.reason) order by n.occurred_at, n.id)
+        from (select ev.* from pgflow.events ev
+               where (ev.entity = 'conversation' and ev.entity_id = cv.id)
+                  or (ev.entity = 'enrollment' and ev.entity_id = cv.enrollment_id)
+                  or (ev.entity = 'contact' and ev.entity_id = ct.id
+                      and ev.occurred_at >= cv.created_at)
+               order by ev.occurred_at desc, ev.id desc limit 200) n), '[]'),
+    'drip', (
+      select pg_catalog.jsonb_build_object(
+        'enrollment_id', e.id, 'status', e.status, 'next_step', e.next_step,
+        'next_message_at', e.next_message_at, 'stop_reason', e.stop_reason,
+        'steps', coalesce((
+          select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'position', st.position, 'delay', st.delay::text,
+                   'message_id', sm.id, 'status', sm.delivery_status,
+                   'sent_at', sm.sent_at, 'send_after', sm.send_after,
+                   'error', sm.delivery_error, 'attempts', sm.attempts,
+                   'planned_at', case when sm.id is null and e.next_step = st.position
+                                      and e.status = 'active' then e.next_message_at end)
+                   order by st.position)
+            from pgflow.campaign_steps st
+            left join lateral (
+              select m.* from pgflow.messages m
+               where m.enrollment_id = e.id and m.step_position = st.position
+               order by m.id desc limit 1) sm on true
+           where st.campaign_id = e.campaign_id), '[]'))
+        from pgflow.enrollments e where e.id = cv.enrollment_id),
+    'signals', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'source', s.source, 'status', s.status, 'reason', s.reason,
+               'confidence', s.confidence, 'model', s.model, 'at', s.created_at)
+               order by s.created_at, s.id)
+        from pgflow.outcome_signals s where s.conversation_id = cv.id), '[]'),
+    'audit', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'at', l.occurred_at, 'actor', l.actor, 'action', l.action,
+               'conversation_id', l.conversation_id, 'detail', l.detail)
+               order by l.occurred_at, l.id)
+        from pgflow.audit_log l
+       where l.conversation_id = cv.id
+          or (l.contact_id = ct.id and l.occurred_at >= cv.created_at)), '[]'),
+    'others', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'id', o.id, 'status', o.status, 'conversion_status', o.conversion_status,
+               'created_at', o.created_at) order by o.id desc)
+        from pgflow.conversations o where o.contact_id = ct.id and o.id <> cv.id), '[]'))
+    from pgflow.conversations cv
+    join pgflow.contacts ct on ct.id = cv.contact_id
+   where cv.id = p_conversation_id
+$$;
 CREATE FUNCTION pgflow.discard_dead_letters(p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1717,6 +2110,26 @@ begin
     from want left join done on done.id = want.id
     left join pgflow.messages m on m.id = want.id;
   return v_results;
+end;
+$$;
+CREATE FUNCTION pgflow.end_console_session(p_token_hash bytea, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_session pgflow.console_sessions;
+  v_email text;
+begin
+  update pgflow.console_sessions set revoked_at = v_now
+   where token_hash = p_token_hash and revoked_at is null
+  returning * into v_session;
+  if not found then
+    return '{"result": "unchanged"}';
+  end if;
+  select email into v_email from pgflow.console_users where id = v_session.user_id;
+  perform pgflow._audit(v_email, v_session.user_id, 'sign_out', null, null, '{}', v_now);
+  return '{"result": "signed_out"}';
 end;
 $$;
 CREATE FUNCTION pgflow.end_conversation(p_id bigint, p_conversion_status text, p_reason text, p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.conversations
@@ -1899,6 +2312,52 @@ CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timest
   ) order by c.slug), '[]')
   from c
 $$;
+CREATE FUNCTION pgflow.hand_back(p_conversation_id bigint, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_engine_replies boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_last pgflow.messages;
+  v_queued boolean := false;
+  r record;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_at is null then
+    raise exception 'nobody holds this lead: the agent has it already' using errcode = 'PF001';
+  end if;
+  update pgflow.contacts set held_at = null, held_by = null, updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', v_contact.id, 'held', 'with_agent', 'handed back by ' || v_actor);
+  for r in select id from pgflow.conversations where contact_id = v_contact.id order by id loop
+    perform pgflow.resolve_alert('escalation:' || r.id, v_now);
+  end loop;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if p_engine_replies and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
+    select * into v_last from pgflow.messages
+     where conversation_id = v_conversation.id
+       and (direction = 'inbound' or kind in ('agent', 'human'))
+     order by id desc limit 1;
+    if v_last.direction = 'inbound' then
+      perform pgflow._enqueue('agent_reply', array[v_last.id], 15);
+      v_queued := true;
+    end if;
+  end if;
+  perform pgflow._audit(v_actor, p_user_id, 'hand_back', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('held_by', v_contact.held_by,
+                                  'agent_reply_queued', v_queued), v_now);
+  return pg_catalog.jsonb_build_object('result', 'handed_back', 'contact_id', v_contact.id,
+    'conversation_id', v_conversation.id, 'agent_reply_queued', v_queued);
+end;
+$$;
 CREATE FUNCTION pgflow.health(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2013,6 +2472,63 @@ begin
     ));
 end;
 $_$;
+CREATE FUNCTION pgflow.human_reply(p_conversation_id bigint, p_body text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_key text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_body text := pg_catalog.btrim(coalesce(p_body, ''), E' \t\r\n');
+  v_key text := 'human:' || coalesce(nullif(pg_catalog.btrim(p_key), ''),
+                                     pg_catalog.gen_random_uuid()::text);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_id bigint;
+begin
+  if v_body = '' then
+    raise exception 'a reply must not be empty' using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_body) > 1600 then
+    raise exception 'a reply is at most 1600 characters (this one has %)',
+      pg_catalog.length(v_body) using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_key) > 120 then
+    raise exception 'the reply key is too long' using errcode = 'PF003';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select id into v_id from pgflow.messages where dedupe_key = v_key;
+  if v_id is not null then
+    return pg_catalog.jsonb_build_object('result', 'duplicate', 'message_id', v_id);
+  end if;
+  if v_contact.opted_out_at is not null then
+    raise exception 'the lead opted out (%): nothing more may be sent to them',
+      v_contact.opt_out_source using errcode = 'PF004';
+  end if;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if v_contact.held_by is distinct from v_actor then
+    perform pgflow.take_over(v_conversation.id, v_actor, p_user_id, 'replied to the lead', v_now);
+  end if;
+  perform 1 from pgflow.conversations where id = v_conversation.id for update;
+  perform pgflow._set_reason('a person replied');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (v_conversation.id, v_contact.id, 'outbound', 'human', v_body, 'queued',
+          pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body), v_key, v_now, v_now)
+  returning id into v_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 18);
+  perform pgflow._audit(v_actor, p_user_id, 'reply', v_conversation.id, v_contact.id,
+    pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
+    v_now);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body));
+end;
+$$;
 CREATE FUNCTION pgflow.inbound_intent(p_text text, OUT intent text, OUT rule text) RETURNS record
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2059,6 +2575,162 @@ begin
   intent := 'none';
 end;
 $_$;
+CREATE FUNCTION pgflow.inbox(p_filter jsonb DEFAULT '{}'::jsonb, p_after jsonb DEFAULT NULL::jsonb, p_limit integer DEFAULT 50, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+declare
+  v_recent timestamptz := coalesce(p_now, pg_catalog.now()) - interval '3 days';
+  v_limit integer := least(greatest(coalesce(p_limit, 50), 1), 200);
+  v_filter jsonb := coalesce(p_filter, '{}');
+  v_campaign bigint;
+  v_state text := nullif(v_filter ->> 'state', '');
+  v_outcome text := nullif(v_filter ->> 'outcome', '');
+  v_q text := pg_catalog.lower(nullif(pg_catalog.btrim(v_filter ->> 'q'), ''));
+  v_digits text;
+  v_word text;
+  v_rest text;
+  v_contacts bigint[];
+  v_start integer := 1;
+  v_at timestamptz;
+  v_id bigint;
+  v_page jsonb := '[]';
+  v_more jsonb;
+  v_last jsonb;
+  v_rows jsonb;
+begin
+  if nullif(v_filter ->> 'campaign', '') is not null then
+    select id into v_campaign from pgflow.campaigns where slug = v_filter ->> 'campaign';
+    if not found then
+      return '{"rows": [], "next": null}';
+    end if;
+  end if;
+  if p_after is not null then
+    v_start := coalesce((p_after ->> 'bucket')::integer, 1);
+    v_at := (p_after ->> 'at')::timestamptz;
+    v_id := (p_after ->> 'id')::bigint;
+  end if;
+  if v_q is not null then
+    -- indexes: contacts_phone_suffix_idx, contacts_first_name_idx, contacts_last_name_idx
+    v_digits := pg_catalog.regexp_replace(v_q, '[^0-9]', '', 'g');
+    v_q := pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+             v_q, '\', '\\'), '%', '\%'), '_', '\_');
+    v_word := pg_catalog.split_part(v_q, ' ', 1);
+    v_rest := pg_catalog.btrim(pg_catalog.substr(v_q, pg_catalog.length(v_word) + 1));
+    select pg_catalog.array_agg(x.id) into v_contacts
+      from (select ct.id from pgflow.contacts ct
+             where (pg_catalog.length(v_digits) >= 3
+                    and pg_catalog.reverse(ct.phone) like pg_catalog.reverse(v_digits) || '%')
+                or pg_catalog.lower(ct.first_name) like v_q || '%'
+                or pg_catalog.lower(ct.last_name) like v_q || '%'
+                or (v_rest <> '' and pg_catalog.lower(ct.first_name) = v_word
+                    and pg_catalog.lower(ct.last_name) like v_rest || '%')
+             limit 1000) x;
+    if v_contacts is null then
+      return '{"rows": [], "next": null}';
+    end if;
+  end if;
+  for b in v_start..3 loop
+    if b = 1 then
+      -- from the two small sets (conversations_review_idx, contacts_held_idx)
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', t.id, 'bucket', 1,
+               'sort_at', t.sort_at) order by t.sort_at desc, t.id desc)
+        into v_more
+        from (select cv.id, greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at)
+                       as sort_at
+                from (select r.id from pgflow.conversations r where r.review_reason is not null
+                      union
+                      select h.id from pgflow.contacts hc
+                        join pgflow.conversations h on h.contact_id = hc.id
+                       where hc.held_at is not null
+                         and (h.status <> 'ended' or h.conversion_status = 'escalated')) need
+                join pgflow.conversations cv on cv.id = need.id
+                join pgflow.contacts ct on ct.id = cv.contact_id
+               where (v_campaign is null or cv.campaign_id = v_campaign)
+                 and (v_contacts is null or cv.contact_id = any (v_contacts))
+                 and (v_outcome is null or cv.conversion_status = v_outcome)
+                 and (v_state is null
+                      or (v_state in ('open', 'engaged', 'ended') and cv.status = v_state)
+                      or (v_state = 'held' and ct.held_at is not null)
+                      or (v_state = 'review' and cv.review_requested_at is not null))
+                 and (v_start <> 1 or v_at is null
+                      or (greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at), cv.id)
+                         < (v_at, v_id))
+               order by 2 desc, 1 desc
+               limit v_limit + 1 - pg_catalog.jsonb_array_length(v_page)) t;
+    elsif b = 2 then
+      -- conversations_engaged_inbound_idx
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', t.id, 'bucket', 2,
+               'sort_at', t.sort_at) order by t.sort_at desc, t.id desc)
+        into v_more
+        from (select cv.id, cv.last_inbound_at as sort_at
+                from pgflow.conversations cv
+                join pgflow.contacts ct on ct.id = cv.contact_id
+               where cv.status = 'engaged' and cv.last_inbound_at >= v_recent
+                 and cv.review_requested_at is null and ct.held_at is null
+                 and (v_campaign is null or cv.campaign_id = v_campaign)
+                 and (v_contacts is null or cv.contact_id = any (v_contacts))
+                 and (v_outcome is null or cv.conversion_status = v_outcome)
+                 and (v_state is null or v_state = 'engaged')
+                 and (v_start <> 2 or v_at is null or (cv.last_inbound_at, cv.id) < (v_at, v_id))
+               order by cv.last_inbound_at desc, cv.id desc
+               limit v_limit + 1 - pg_catalog.jsonb_array_length(v_page)) t;
+    else
+      -- conversations_activity_idx (or, for a search, the contacts' conversations)
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('id', t.id, 'bucket', 3,
+               'sort_at', t.sort_at) order by t.sort_at desc, t.id desc)
+        into v_more
+        from (select cv.id, greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at)
+                       as sort_at
+                from pgflow.conversations cv
+                join pgflow.contacts ct on ct.id = cv.contact_id
+               where cv.review_requested_at is null
+                 and not (ct.held_at is not null
+                          and (cv.status <> 'ended' or cv.conversion_status = 'escalated'))
+                 and not (cv.status = 'engaged' and cv.last_inbound_at >= v_recent)
+                 and (v_campaign is null or cv.campaign_id = v_campaign)
+                 and (v_contacts is null or cv.contact_id = any (v_contacts))
+                 and (v_outcome is null or cv.conversion_status = v_outcome)
+                 and (v_state is null
+                      or (v_state in ('open', 'engaged', 'ended') and cv.status = v_state)
+                      or (v_state = 'held' and ct.held_at is not null))
+                 and (v_start <> 3 or v_at is null
+                      or (greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at), cv.id)
+                         < (v_at, v_id))
+               order by 2 desc, 1 desc
+               limit v_limit + 1 - pg_catalog.jsonb_array_length(v_page)) t;
+    end if;
+    v_page := v_page || coalesce(v_more, '[]');
+    exit when pg_catalog.jsonb_array_length(v_page) > v_limit;
+  end loop;
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'id', cv.id, 'bucket', (k.value ->> 'bucket')::integer, 'sort_at', k.value -> 'sort_at',
+           'activity_at', greatest(cv.last_inbound_at, cv.last_outbound_at, cv.created_at),
+           'phone', ct.phone, 'first_name', ct.first_name, 'last_name', ct.last_name,
+           'campaign', c.slug, 'status', cv.status, 'conversion_status', cv.conversion_status,
+           'outcome_source', cv.outcome_source, 'review_reason', cv.review_reason,
+           'held_at', ct.held_at, 'held_by', ct.held_by,
+           'opted_out', ct.opted_out_at is not null, 'last_text', lm.body,
+           'last_direction', lm.direction, 'last_kind', lm.kind) order by k.ordinality), '[]')
+    into v_rows
+    from pg_catalog.jsonb_array_elements(v_page) with ordinality k
+    join pgflow.conversations cv on cv.id = (k.value ->> 'id')::bigint
+    join pgflow.contacts ct on ct.id = cv.contact_id
+    left join pgflow.campaigns c on c.id = cv.campaign_id
+    left join lateral (
+      select m.body, m.direction, m.kind from pgflow.messages m
+       where m.conversation_id = cv.id order by m.created_at desc, m.id desc limit 1) lm on true
+   where k.ordinality <= v_limit;
+  if pg_catalog.jsonb_array_length(v_page) > v_limit then
+    v_last := v_page -> (v_limit - 1);
+    return pg_catalog.jsonb_build_object('rows', v_rows,
+      'next', pg_catalog.jsonb_build_object('bucket', v_last -> 'bucket',
+                                            'at', v_last -> 'sort_at', 'id', v_last -> 'id'));
+  end if;
+  return pg_catalog.jsonb_build_object('rows', v_rows, 'next', null);
+end;
+$$;
 CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_edge jsonb DEFAULT NULL::jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2757,7 +3429,9 @@ begin
       if v_started is not null then
         update pgflow.messages
            set chat_message_id = i.key, chat_id = coalesce(chat_id, v_chat_id)
-         where id = v_started and contact_id = v_contact.id and chat_message_id is null
+         where id = v_started and contact_id = v_contact.id
+           -- our own id was set for a post into a live chat that ended first (409)
+           and (chat_message_id is null or chat_message_id = 'pgflow-' || id)
            and not exists (select 1 from pgflow.messages x where x.chat_message_id = i.key);
         if found then
           continue;
@@ -2925,7 +3599,7 @@ begin
     return v_result;
   end if;
   if v_event in ('chat_inbound', 'sms_inbound') then
-    v_result := pgflow._answer_inbound(p_payload, v_now);
+    v_result := pgflow._answer_inbound(p_payload, p_engine_replies, v_now);
   elsif v_event in ('chat_started', 'transcript_updated', 'chat_ended', 'chat_analyzed') then
     if pg_catalog.jsonb_typeof(p_payload -> 'chat') = 'object' then
       v_result := pgflow.record_chat(p_payload -> 'chat', v_event, p_engine_replies, v_now);
@@ -3038,6 +3712,38 @@ begin
   end loop;
   return (select coalesce(pg_catalog.jsonb_agg(v_out -> ord::text order by ord), '[]')
             from pg_catalog.generate_series(1, pg_catalog.jsonb_array_length(p_items)) ord);
+end;
+$$;
+CREATE FUNCTION pgflow.record_sign_in(p_email text, p_ok boolean, p_token_hash bytea, p_ip text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_email text := pg_catalog.left(pg_catalog.lower(pg_catalog.btrim(coalesce(p_email, ''))), 254);
+  v_user pgflow.console_users;
+  v_session bigint;
+begin
+  insert into pgflow.console_sign_ins (email, ok, ip, attempted_at)
+  values (v_email, p_ok, pg_catalog.left(p_ip, 64), v_now);
+  delete from pgflow.console_sign_ins
+   where email = v_email and attempted_at < v_now - interval '30 days';
+  if not p_ok then
+    return '{"result": "failed"}';
+  end if;
+  select * into v_user from pgflow.console_users where email = v_email and disabled_at is null;
+  if not found then
+    raise exception 'no active console user %', v_email using errcode = 'PF002';
+  end if;
+  insert into pgflow.console_sessions
+    (user_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent)
+  values (v_user.id, p_token_hash, v_now, v_now, v_now + interval '12 hours',
+          pg_catalog.left(p_ip, 64), pg_catalog.left(p_user_agent, 300))
+  returning id into v_session;
+  perform pgflow._audit(v_user.email, v_user.id, 'sign_in', null, null,
+                        pg_catalog.jsonb_build_object('ip', pg_catalog.left(p_ip, 64)), v_now);
+  return pg_catalog.jsonb_build_object('result', 'signed_in', 'session_id', v_session,
+                                       'user_id', v_user.id, 'role', v_user.role);
 end;
 $$;
 CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
@@ -3225,6 +3931,31 @@ CREATE FUNCTION pgflow.sender_for(p_contact_id bigint, p_campaign_id bigint) RET
       limit 1),
     (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id))
 $$;
+CREATE FUNCTION pgflow.sends_per_hour(p_campaign text DEFAULT NULL::text, p_hours integer DEFAULT 24, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with bounds as (
+    select pg_catalog.date_trunc('hour', coalesce(p_now, pg_catalog.now())) as last_hour,
+           least(greatest(coalesce(p_hours, 24), 1), 168) as hours
+  ), hours as (
+    select b.last_hour - pg_catalog.make_interval(hours => g) as hour
+      from bounds b, pg_catalog.generate_series(0, b.hours - 1) g
+  ), sent as (
+    select pg_catalog.date_trunc('hour', m.sent_at) as hour, pg_catalog.count(*) as n
+      from pgflow.messages m
+      join pgflow.conversations cv on cv.id = m.conversation_id
+      left join pgflow.campaigns c on c.id = cv.campaign_id, bounds b
+     where m.direction = 'outbound' and m.sent_at is not null
+       and m.sent_at >= b.last_hour - pg_catalog.make_interval(hours => b.hours - 1)
+       and (p_campaign is null or c.slug = p_campaign)
+     group by 1
+  )
+  select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('hour', h.hour,
+                                                            'sent', coalesce(s.n, 0))
+                              order by h.hour)
+    from hours h left join sent s on s.hour = h.hour
+$$;
 CREATE TABLE pgflow.sending_numbers (
     id bigint NOT NULL,
     number text NOT NULL,
@@ -3324,6 +4055,62 @@ begin
     'status', (select conversion_status from pgflow.conversations where id = p_conversation_id));
 end;
 $$;
+CREATE FUNCTION pgflow.settle(p_conversation_id bigint, p_status text, p_reason text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_before pgflow.conversations;
+  v_result jsonb;
+begin
+  if p_status is null or p_status not in
+     ('success', 'qualified', 'unqualified', 'escalated', 'no_response', 'discarded') then
+    raise exception 'unknown outcome %', coalesce(p_status, '(none)') using errcode = 'PF003';
+  end if;
+  select * into v_before from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  v_result := pgflow.set_outcome(p_conversation_id, p_status,
+    coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'set by ' || v_actor), 'human', v_now);
+  perform pgflow._audit(v_actor, p_user_id, 'set_outcome', p_conversation_id,
+    v_before.contact_id, pg_catalog.jsonb_build_object('status', p_status,
+      'before', v_before.conversion_status, 'result', v_result ->> 'result',
+      'reason', nullif(pg_catalog.btrim(p_reason), '')), v_now);
+  return v_result;
+end;
+$$;
+CREATE FUNCTION pgflow.settle_dead_letters(p_action text, p_ids bigint[], p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_results jsonb;
+  r record;
+begin
+  if p_action = 'requeue' then
+    v_results := pgflow.requeue_dead_letters(p_ids, null, v_now);
+  elsif p_action = 'discard' then
+    v_results := pgflow.discard_dead_letters(p_ids, v_now);
+  else
+    raise exception 'unknown dead-letter action %', coalesce(p_action, '(none)')
+      using errcode = 'PF003';
+  end if;
+  for r in select (x ->> 'id')::bigint as id, x ->> 'result' as result
+             from pg_catalog.jsonb_array_elements(v_results) x
+            where x ->> 'result' in ('requeued', 'discarded')
+  loop
+    perform pgflow._audit(v_actor, p_user_id, p_action, m.conversation_id, m.contact_id,
+                          pg_catalog.jsonb_build_object('message_id', r.id), v_now)
+       from pgflow.messages m where m.id = r.id;
+  end loop;
+  return v_results;
+end;
+$$;
 CREATE FUNCTION pgflow.sms_encoding(p_body text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -3378,32 +4165,45 @@ begin
   return v_row;
 end;
 $$;
-CREATE FUNCTION pgflow.takeover(p_phone text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION pgflow.take_over(p_conversation_id bigint, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
   v_contact pgflow.contacts;
-  v_ended jsonb := '[]';
   r record;
 begin
-  select * into v_contact from pgflow.contacts where phone = p_phone;
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
   if not found then
-    raise exception 'no contact with that number' using errcode = 'PF002';
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
   end if;
-  for r in select cv.id, c.slug from pgflow.conversations cv
-             left join pgflow.campaigns c on c.id = cv.campaign_id
-            where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
-            for update of cv
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_by is not distinct from v_actor then
+    return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
+                                         'held_by', v_actor);
+  end if;
+  update pgflow.contacts set held_at = coalesce(held_at, v_now), held_by = v_actor,
+         updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', v_contact.id,
+          case when v_contact.held_at is null then 'with_agent' else 'held' end, 'held',
+          'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''));
+  for r in select id from pgflow.enrollments
+            where contact_id = v_contact.id and status = 'active' order by id
   loop
-    perform pgflow._escalate(r.id,
-      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human',
-      false, v_now);
-    v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
-                                                         'campaign', r.slug);
+    perform pgflow.pause_enrollment(r.id, 'a person took over', v_now);
   end loop;
-  return pg_catalog.jsonb_build_object('contact_id', v_contact.id, 'ended', v_ended);
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = v_contact.id and status <> 'ended'));
+  perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
+                                  'from', v_contact.held_by), v_now);
+  return pg_catalog.jsonb_build_object('result', 'held', 'contact_id', v_contact.id,
+    'conversation_id', p_conversation_id, 'held_by', v_actor, 'previous', v_contact.held_by);
 end;
 $$;
 CREATE FUNCTION pgflow.tick(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_batch integer DEFAULT 1000) RETURNS jsonb
@@ -3450,12 +4250,16 @@ begin
            or v_batches >= 20
            or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
   end loop;
+  -- No reply by the deadline after the last step: no_response by rule, unless a person
+  -- holds the lead (theirs to settle: no rule ends a conversation under them).
   for v_conversation in
     select c.id from pgflow.conversations c
      where c.status = 'open' and c.reply_deadline_at <= v_now
        and not exists (select 1 from pgflow.messages m
                         where m.conversation_id = c.id and m.direction = 'outbound'
                           and m.delivery_status in ('pending', 'queued', 'sending'))
+       and not exists (select 1 from pgflow.contacts ct
+                        where ct.id = c.contact_id and ct.held_at is not null)
      order by c.reply_deadline_at
      limit p_batch
        for update skip locked
@@ -3624,6 +4428,27 @@ ALTER TABLE pgflow.alerts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE pgflow.audit_log (
+    id bigint NOT NULL,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    actor text NOT NULL,
+    user_id bigint,
+    action text NOT NULL,
+    conversation_id bigint,
+    contact_id bigint,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT audit_log_action_valid CHECK ((action = ANY (ARRAY['sign_in'::text, 'sign_out'::text, 'takeover'::text, 'hand_back'::text, 'reply'::text, 'set_outcome'::text, 'requeue'::text, 'discard'::text, 'user_add'::text, 'user_disable'::text, 'user_password'::text, 'sessions_revoke'::text]))),
+    CONSTRAINT audit_log_actor_present CHECK ((length(btrim(actor)) > 0)),
+    CONSTRAINT audit_log_detail_object CHECK ((jsonb_typeof(detail) = 'object'::text))
+);
+ALTER TABLE pgflow.audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.audit_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 CREATE VIEW pgflow.campaign_funnel AS
  SELECT (f.value ->> 'campaign'::text) AS campaign,
     ((f.value ->> 'enrolled'::text))::bigint AS enrolled,
@@ -3665,6 +4490,62 @@ ALTER TABLE pgflow.campaign_steps ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
 );
 ALTER TABLE pgflow.campaigns ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.campaigns_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.console_sessions (
+    id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    token_hash bytea NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    last_seen_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone,
+    ip text,
+    user_agent text,
+    CONSTRAINT console_sessions_expiry_after_start CHECK ((expires_at > created_at)),
+    CONSTRAINT console_sessions_token_hash_length CHECK ((length(token_hash) = 32))
+);
+ALTER TABLE pgflow.console_sessions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.console_sessions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.console_sign_ins (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    ok boolean NOT NULL,
+    ip text,
+    attempted_at timestamp with time zone NOT NULL
+);
+ALTER TABLE pgflow.console_sign_ins ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.console_sign_ins_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.console_users (
+    id bigint NOT NULL,
+    email text NOT NULL,
+    role text NOT NULL,
+    password_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    disabled_at timestamp with time zone,
+    CONSTRAINT console_users_email_shape CHECK (((email ~ '^[^@\s]+@[^@\s]+$'::text) AND (email = lower(email)) AND (length(email) <= 254))),
+    CONSTRAINT console_users_password_hash_scrypt CHECK ((password_hash ~~ 'scrypt$%'::text)),
+    CONSTRAINT console_users_role_valid CHECK ((role = ANY (ARRAY['agent'::text, 'manager'::text, 'admin'::text])))
+);
+ALTER TABLE pgflow.console_users ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.console_users_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -3991,6 +4872,8 @@ ALTER TABLE ONLY pgflow.agents
     ADD CONSTRAINT agents_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.alerts
     ADD CONSTRAINT alerts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.audit_log
+    ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.campaign_numbers
     ADD CONSTRAINT campaign_numbers_pkey PRIMARY KEY (campaign_id, number);
 ALTER TABLE ONLY pgflow.campaign_numbers
@@ -4003,6 +4886,16 @@ ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_slug_key UNIQUE (slug);
+ALTER TABLE ONLY pgflow.console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.console_sessions
+    ADD CONSTRAINT console_sessions_token_hash_key UNIQUE (token_hash);
+ALTER TABLE ONLY pgflow.console_sign_ins
+    ADD CONSTRAINT console_sign_ins_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.console_users
+    ADD CONSTRAINT console_users_email_key UNIQUE (email);
+ALTER TABLE ONLY pgflow.console_users
+    ADD CONSTRAINT console_users_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.contacts
     ADD CONSTRAINT contacts_phone_key UNIQUE (phone);
 ALTER TABLE ONLY pgflow.contacts
@@ -4055,11 +4948,22 @@ ALTER TABLE ONLY pgflow.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
 CREATE UNIQUE INDEX alerts_one_open_per_kind ON pgflow.alerts USING btree (kind) WHERE (resolved_at IS NULL);
 CREATE INDEX alerts_opened_at_idx ON pgflow.alerts USING btree (opened_at);
+CREATE INDEX audit_log_contact_id_idx ON pgflow.audit_log USING btree (contact_id);
+CREATE INDEX audit_log_conversation_id_idx ON pgflow.audit_log USING btree (conversation_id);
+CREATE INDEX audit_log_user_id_idx ON pgflow.audit_log USING btree (user_id);
 CREATE INDEX campaign_numbers_number_idx ON pgflow.campaign_numbers USING btree (number);
 CREATE INDEX campaigns_agent_id_idx ON pgflow.campaigns USING btree (agent_id);
+CREATE INDEX console_sessions_user_id_idx ON pgflow.console_sessions USING btree (user_id);
+CREATE INDEX console_sign_ins_email_idx ON pgflow.console_sign_ins USING btree (email, attempted_at);
+CREATE INDEX contacts_first_name_idx ON pgflow.contacts USING btree (lower(first_name) text_pattern_ops);
+CREATE INDEX contacts_held_idx ON pgflow.contacts USING btree (held_at) WHERE (held_at IS NOT NULL);
+CREATE INDEX contacts_last_name_idx ON pgflow.contacts USING btree (lower(last_name) text_pattern_ops);
+CREATE INDEX contacts_phone_suffix_idx ON pgflow.contacts USING btree (reverse(phone) text_pattern_ops);
+CREATE INDEX conversations_activity_idx ON pgflow.conversations USING btree (GREATEST(last_inbound_at, last_outbound_at, created_at) DESC, id DESC);
 CREATE INDEX conversations_agent_id_idx ON pgflow.conversations USING btree (agent_id);
 CREATE INDEX conversations_campaign_id_idx ON pgflow.conversations USING btree (campaign_id);
 CREATE INDEX conversations_contact_id_idx ON pgflow.conversations USING btree (contact_id);
+CREATE INDEX conversations_engaged_inbound_idx ON pgflow.conversations USING btree (last_inbound_at DESC, id DESC) WHERE (status = 'engaged'::text);
 CREATE INDEX conversations_enrollment_id_idx ON pgflow.conversations USING btree (enrollment_id);
 CREATE UNIQUE INDEX conversations_one_live_per_line ON pgflow.conversations USING btree (contact_id, from_number) WHERE (status <> 'ended'::text);
 CREATE INDEX conversations_provider_chat_id_idx ON pgflow.conversations USING btree (provider_chat_id) WHERE (provider_chat_id IS NOT NULL);
@@ -4105,6 +5009,12 @@ CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON 
 CREATE TRIGGER enrollments_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER messages_log_transition AFTER INSERT OR UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER tg_pgqueuer_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pgflow.pgqueuer FOR EACH STATEMENT EXECUTE FUNCTION pgflow.fn_pgqueuer_changed();
+ALTER TABLE ONLY pgflow.audit_log
+    ADD CONSTRAINT audit_log_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id) ON DELETE SET NULL;
+ALTER TABLE ONLY pgflow.audit_log
+    ADD CONSTRAINT audit_log_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id) ON DELETE SET NULL;
+ALTER TABLE ONLY pgflow.audit_log
+    ADD CONSTRAINT audit_log_user_id_fkey FOREIGN KEY (user_id) REFERENCES pgflow.console_users(id) ON DELETE SET NULL;
 ALTER TABLE ONLY pgflow.campaign_numbers
     ADD CONSTRAINT campaign_numbers_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.campaign_numbers
@@ -4113,6 +5023,8 @@ ALTER TABLE ONLY pgflow.campaign_steps
     ADD CONSTRAINT campaign_steps_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES pgflow.agents(id);
+ALTER TABLE ONLY pgflow.console_sessions
+    ADD CONSTRAINT console_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES pgflow.console_users(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.conversations
     ADD CONSTRAINT conversations_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES pgflow.agents(id);
 ALTER TABLE ONLY pgflow.conversations

@@ -1,4 +1,4 @@
-"""`pgflow conversations show`: what an operator sees of one contact."""
+"""`pgflow conversations`: what an operator sees of a contact, and a person's hold on a lead."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pgflow import db as pdb
 from pgflow.cli import conversations
 from tests.chat_payloads import chat, event
 from tests.factories import apply_campaign, at, ingest, mark_sent
+from tests.helpers import rows, scalar
 
 Conn = psycopg.Connection[Any]
 cli = typer.Typer()
@@ -84,24 +85,118 @@ def test_list_shows_live_conversations_masked(db_url: str, db: Conn) -> None:
     ]
 
 
-def test_takeover_stops_the_agent_and_opens_an_alert(db_url: str, db: Conn) -> None:
+def act(db_url: str, who: str, *args: str, **env: str) -> Any:
+    """A command run by the OS user `who` (the actor is `cli:<who>`)."""
+    return CliRunner().invoke(
+        cli, ["conversations", *args], env={"DATABASE_URL": db_url, "LOGNAME": who, **env}
+    )
+
+
+def test_takeover_holds_the_lead_and_keeps_the_conversation_open(db_url: str, db: Conn) -> None:
+    apply_campaign(db)
+    lead = ingest(db, "2125550147", at("2026-11-23 15:00"))
+    talk = scalar(db, "select id from pgflow.conversations")
+    result = act(db_url, "dana", "takeover", "(212) 555-0147", "--reason", "Dana is calling")
+    assert result.exit_code == 0, result.output
+    assert f"conversation {talk}: held by cli:dana" in result.output
+    assert scalar(db, "select held_by from pgflow.contacts") == "cli:dana"
+    assert scalar(db, "select status from pgflow.conversations") != "ended"
+    assert scalar(db, "select conversion_status from pgflow.conversations") is None
+    assert scalar(db, "select status from pgflow.enrollments") == "paused"
+    assert rows(db, "select actor, action, conversation_id, detail from pgflow.audit_log") == [
+        ("cli:dana", "takeover", talk, {"reason": "Dana is calling"})
+    ]
+    again = act(db_url, "dana", "takeover", "2125550147")
+    assert again.exit_code == 0, again.output
+    assert "held by cli:dana already" in again.output
+    colleague = act(db_url, "lee", "takeover", "2125550147", "--json")
+    assert colleague.exit_code == 0, colleague.output
+    assert json.loads(colleague.output) == {
+        "result": "held",
+        "contact_id": lead["contact_id"],
+        "conversation_id": talk,
+        "held_by": "cli:lee",
+        "previous": "cli:dana",
+    }
+    unknown = act(db_url, "dana", "takeover", "2125550100")
+    assert unknown.exit_code == 1
+    assert "+1212***0100 has no conversation" in unknown.output
+    missing = act(db_url, "dana", "takeover", "2125550147", "--conversation", "999999")
+    assert missing.exit_code == 1
+    assert "conversation 999999 does not exist" in missing.output
+
+
+def test_reply_queues_a_human_message_and_is_refused_after_an_opt_out(
+    db_url: str, db: Conn
+) -> None:
+    apply_campaign(db)
+    lead = ingest(db, "2125550147", at("2026-11-23 15:00"))
+    talk = scalar(db, "select id from pgflow.conversations")
+    text = "Hi Sam, Dana here - can I call you at 3pm? 🙂"
+    sent = act(db_url, "dana", "reply", "2125550147", text)
+    assert sent.exit_code == 0, sent.output
+    message = scalar(db, "select id from pgflow.messages where kind = 'human'")
+    assert (
+        f"message {message} queued on conversation {talk} (1 segment(s));"
+        " the worker sends it" in sent.output
+    )
+    assert rows(
+        db, "select direction, body, delivery_status from pgflow.messages where kind = 'human'"
+    ) == [("outbound", text, "queued")]
+    assert scalar(db, "select held_by from pgflow.contacts") == "cli:dana"  # replying holds
+    assert rows(db, "select action from pgflow.audit_log order by id") == [
+        ("takeover",),
+        ("reply",),
+    ]
+    empty = act(db_url, "dana", "reply", "2125550147", "  ")
+    assert empty.exit_code == 1
+    assert "error: a reply must not be empty" in empty.output
+    too_long = act(db_url, "dana", "reply", "2125550147", "x" * 1601)
+    assert too_long.exit_code == 1
+    assert "a reply is at most 1600 characters (this one has 1601)" in too_long.output
+    pdb.opt_out_contact(lead["contact_id"], "operator").run(db)
+    refused = act(db_url, "dana", "reply", "2125550147", "one more thing")
+    assert refused.exit_code == 1
+    assert (
+        "error: the lead opted out (operator): nothing more may be sent to them" in refused.output
+    )
+    unknown = act(db_url, "dana", "reply", "2125550100", "hello")
+    assert unknown.exit_code == 1
+    assert "+1212***0100 has no conversation" in unknown.output
+    assert scalar(db, "select count(*) from pgflow.messages where kind = 'human'") == 1
+
+
+def test_handback_clears_the_hold_and_fails_when_nobody_holds(db_url: str, db: Conn) -> None:
     apply_campaign(db)
     ingest(db, "2125550147", at("2026-11-23 15:00"))
-    result = run(db_url, "takeover", "(212) 555-0147", "--reason", "Dana is calling")
-    assert result.exit_code == 0, result.output
-    assert "is now yours" in result.output
-    assert db.execute(
-        "select status, conversion_status, outcome_source, outcome_reason from pgflow.conversations"
-    ).fetchone() == ("ended", "escalated", "human", "Dana is calling")
-    assert db.execute(
-        "select count(*) from pgflow.alerts where resolved_at is null"
-    ).fetchone() == (1,)
-    again = run(db_url, "takeover", "2125550147")
-    assert again.exit_code == 0
-    assert "no live conversation" in again.output
-    unknown = run(db_url, "takeover", "2125550100")
-    assert unknown.exit_code == 1
-    assert "no contact with number +1212***0100" in unknown.output
+    talk = scalar(db, "select id from pgflow.conversations")
+    nobody = act(db_url, "dana", "handback", "2125550147")
+    assert nobody.exit_code == 1
+    assert "error: nobody holds this lead: the agent has it already" in nobody.output
+    assert act(db_url, "dana", "takeover", "2125550147").exit_code == 0
+    back = act(db_url, "dana", "handback", "2125550147")
+    assert back.exit_code == 0, back.output
+    assert f"conversation {talk}: handed back to the agent; no agent reply queued" in back.output
+    assert rows(db, "select held_at, held_by from pgflow.contacts") == [(None, None)]
+    assert scalar(db, "select status from pgflow.conversations") != "ended"
+    assert rows(db, "select actor, action from pgflow.audit_log order by id") == [
+        ("cli:dana", "takeover"),
+        ("cli:dana", "hand_back"),
+    ]
+    assert act(db_url, "dana", "handback", "2125550147").exit_code == 1
+
+
+def test_handback_in_the_sandbox_queues_the_agent_answer(db_url: str, db: Conn) -> None:
+    apply_campaign(db)
+    ingest(db, "2125550147", at("2026-11-23 15:00"))
+    talk = scalar(db, "select id from pgflow.conversations")
+    said = chat("c1", [("agent", "Hi"), ("user", "how much?")], conversation_id=talk)
+    pdb.record_retell_event(event("transcript_updated", said)).run(db)
+    assert act(db_url, "dana", "takeover", "2125550147").exit_code == 0
+    back = act(db_url, "dana", "handback", "2125550147", "--json", PGFLOW_SMS_TRANSPORT="sandbox")
+    assert back.exit_code == 0, back.output
+    assert json.loads(back.output)["agent_reply_queued"] is True
+    assert scalar(db, "select count(*) from pgflow.pgqueuer where entrypoint = 'agent_reply'") == 1
 
 
 def test_set_outcome_and_the_review_queue(db_url: str, db: Conn) -> None:

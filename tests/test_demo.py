@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -199,6 +201,7 @@ def test_keep_running_then_ctrl_c_stops_everything(db_url: str) -> None:
         output = "".join(lines)
         assert "Running" in output, output[-3000:]
         assert "curl" in output
+        _sign_in_to_the_console(output)
         children = subprocess.run(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
@@ -348,3 +351,23 @@ def test_the_demo_state_counts_each_lead_s_messages(db: Conn) -> None:
     assert (row["sent"], row["pending"], row["agent_sent"]) == (1, 0, 0)
     # the cast's numbers: only those no contact has yet
     assert demo_db.unused_phones(["+12125550147", "+12125550199"]).run(db) == ["+12125550199"]
+
+
+def _sign_in_to_the_console(output: str) -> None:
+    """The demo's printed console address and sign-in work in the running demo."""
+    found = re.search(r"console: (\S+)/console/ +sign in as (\S+) with password (\S+)", output)
+    assert found, output[-3000:]
+    base, email, password = found.groups()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        form = client.get("/console/sign-in")
+        assert form.status_code == 200
+        nonce = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert nonce
+        signed = client.post(
+            "/console/sign-in",
+            data={"csrf_token": nonce.group(1), "email": email, "password": password},
+        )
+        assert signed.status_code == 303, signed.text[:500]
+        inbox = client.get("/console/")
+        assert inbox.status_code == 200
+        assert "<h1>Inbox</h1>" in inbox.text

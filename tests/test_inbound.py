@@ -444,7 +444,7 @@ def test_an_ended_chat_needs_no_check(db: Conn) -> None:
     assert pdb.claim_message(step2, None, None, later).run(db)["action"] == "send"
 
 
-# --- agent turns (engine-written replies) and takeover -------------------------------------------
+# --- agent turns (engine-written replies) and take_over ------------------------------------------
 
 
 def test_two_quick_texts_get_one_agent_turn(db: Conn) -> None:
@@ -507,22 +507,30 @@ def test_no_agent_turn_after_an_opt_out_or_past_max_turns(db: Conn) -> None:
     assert pdb.record_agent_reply(second, "too late", now=NOW).run(db)["result"] == "stale"
 
 
-def test_takeover_silences_the_agent_and_the_drip(db: Conn) -> None:
+def test_take_over_silences_the_agent_and_the_drip(db: Conn) -> None:
     lead, step2 = second_step_queued(db)
+    result = pdb.take_over(lead["conversation_id"], "dana@x.com", None, "Dana calls", NOW).run(db)
+    assert result["result"] == "held"
+    # the person holds the lead; the conversation stays open for the person's texts
+    assert row(db, "select held_at, held_by from pgflow.contacts") == (NOW, "dana@x.com")
+    assert row(db, "select status, conversion_status from pgflow.conversations") == ("open", None)
+    assert count(db, "alerts") == 0  # a person has it: nobody needs telling
+    assert count(db, "pgqueuer", "entrypoint = 'end_chat'") == 1  # Retell's AI stops
+    # the drip is paused: its queued step waits (and goes nowhere while paused)
+    assert scalar(db, "select status from pgflow.enrollments") == "paused"
+    later = NOW + dt.timedelta(days=1, minutes=2)
+    claim = pdb.claim_message(step2, None, None, later).run(db)
+    assert claim == {"action": "defer", "reason": "drip paused", "delay_seconds": 900}
+    assert pdb.tick(NOW + dt.timedelta(days=5)).run(db)["sent"] == 0
+    # the lead writes: recorded, and the agent does not answer
     deliver(db, event("transcript_updated", step_chat(lead, ("user", "hello?"))), replies=True)
     text = scalar(db, "select id from pgflow.messages where direction = 'inbound'")
-    result = pdb.takeover(LEAD, "Dana calls them", NOW).run(db)
-    assert [c["conversation_id"] for c in result["ended"]] == [lead["conversation_id"]]
-    assert row(
-        db, "select conversion_status, outcome_source, outcome_reason from pgflow.conversations"
-    ) == ("escalated", "human", "Dana calls them")
-    assert scalar(db, "select kind from pgflow.alerts where resolved_at is null") == (
-        f"escalation:{lead['conversation_id']}"
-    )
-    assert pdb.agent_turn(text, NOW).run(db) == {"answer": False, "reason": "conversation ended"}
-    claim = pdb.claim_message(step2, None, None, NOW + dt.timedelta(days=2)).run(db)
-    assert claim["action"] == "suppressed"
-    assert count(db, "pgqueuer", "entrypoint = 'end_chat'") == 1
+    assert scalar(db, "select status from pgflow.conversations") == "engaged"
+    assert pdb.agent_turn(text, NOW).run(db) == {
+        "answer": False,
+        "reason": "a person holds this lead",
+    }
+    assert pdb.record_agent_reply(text, "too late", now=NOW).run(db)["result"] == "stale"
 
 
 def test_a_lead_writing_after_no_response_opens_a_new_conversation(db: Conn) -> None:

@@ -126,14 +126,24 @@ def test_the_agent_hands_over_or_books_and_its_reply_still_goes(
         assert count(db, "alerts", "kind like 'escalation:%%'") == 1
 
 
-def test_a_takeover_after_a_booking_silences_the_closing_message(db: Conn) -> None:
+@pytest.mark.parametrize(
+    ("by", "reason"),
+    [("settling it", "conversation ended"), ("taking over", "a person holds this lead")],
+)
+def test_a_person_after_a_booking_silences_the_closing_message(
+    db: Conn, by: str, reason: str
+) -> None:
     talking(db, "tuesday 3pm works", replies=True)
     text = scalar(db, "select id from pgflow.messages where direction = 'inbound'")
     queued = pdb.record_agent_reply(text, "Booked!", "booked", "agreed", NOW).run(db)
     conversation = scalar(db, "select id from pgflow.conversations")
-    pdb.set_outcome(conversation, "qualified", "not booked after all", "human", NOW).run(db)
+    if by == "settling it":
+        pdb.set_outcome(conversation, "qualified", "not booked after all", "human", NOW).run(db)
+    else:
+        pdb.take_over(conversation, "dana@x.com", None, "not booked after all", NOW).run(db)
+        assert outcome(db) == ("ended", "success", "rule")  # the outcome stands
     claim = pdb.claim_message(queued["message_id"], None, None, NOW).run(db)
-    assert claim == {"action": "suppressed", "reason": "conversation ended"}
+    assert claim == {"action": "suppressed", "reason": reason}
 
 
 def test_a_quiet_engaged_conversation_is_classified_once(db: Conn) -> None:
@@ -142,6 +152,14 @@ def test_a_quiet_engaged_conversation_is_classified_once(db: Conn) -> None:
     assert pdb.tick(NOW + dt.timedelta(days=1, minutes=1)).run(db)["classify_requested"] == 1
     assert pdb.tick(NOW + dt.timedelta(days=1, minutes=2)).run(db)["classify_requested"] == 0
     assert jobs(db, "classify_outcome") == 1
+
+
+def test_a_conversation_a_person_holds_is_never_classified(db: Conn) -> None:
+    lead = talking(db, "yes, tell me more")
+    pdb.take_over(lead["conversation_id"], "dana@x.com", now=NOW).run(db)
+    assert pdb.tick(NOW + dt.timedelta(days=2)).run(db)["classify_requested"] == 0
+    assert jobs(db, "classify_outcome") == 0
+    assert outcome(db) == ("engaged", None, None)
 
 
 def test_a_new_text_makes_a_quiet_conversation_classifiable_again(db: Conn) -> None:

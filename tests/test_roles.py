@@ -114,7 +114,30 @@ def test_web_and_worker_cannot_drop_truncate_or_read_elsewhere(db: Conn, login: 
                 "create table pgflow.mine (x int)",
                 "select * from public.secrets_of_another_app",
                 "select pgflow.apply_campaigns('{}')",
-                "select pgflow.takeover('+12125550147')",
+                "select pgflow.set_outcome(1, 'success', 'booked', 'human')",
             ):
                 with pytest.raises(pgerr.InsufficientPrivilege):
                     conn.execute(statement)
+
+
+def test_the_console_acts_through_the_web_role_alone(db: Conn, login: Any) -> None:
+    apply_campaign(db, window_start="00:00", window_end="24:00")
+    db.execute('select pgflow.ingest_lead(\'{"campaign": "solar", "phone": "2125550147"}\')')
+    conversation = scalar(db, "select id from pgflow.conversations")
+    take_over = "select pgflow.take_over(%s, 'dana@x.com')"
+    with login("pgflow_web") as web:
+        assert scalar(web, take_over, [conversation])["result"] == "held"
+        reply = scalar(
+            web, "select pgflow.human_reply(%s, 'Hi, Dana here', 'dana@x.com')", [conversation]
+        )
+        assert reply["result"] == "queued"
+        handed = scalar(web, "select pgflow.hand_back(%s, 'dana@x.com')", [conversation])
+        assert handed["result"] == "handed_back"
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            web.execute("select pgflow._audit('x', null, 'reply', null, null, '{}', now())")
+    with login("pgflow_worker") as worker, pytest.raises(pgerr.InsufficientPrivilege):
+        worker.execute(take_over, [conversation])
+    with login("pgflow_reader") as reader:
+        assert [r["id"] for r in scalar(reader, "select pgflow.inbox()")["rows"]] == [conversation]
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            reader.execute(take_over, [conversation])

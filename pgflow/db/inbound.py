@@ -1,4 +1,4 @@
-"""Inbound and the agent: Retell's webhooks and chats, agent turns, opt-outs, takeover."""
+"""Inbound and the agent: Retell's webhooks and chats, agent turns, opt-outs."""
 
 from __future__ import annotations
 
@@ -62,11 +62,6 @@ def opt_out_contact(
     now: Now = None,
 ) -> Call[Row]:
     return json_call("opt_out_contact", contact_id, source, message_id, text, now)
-
-
-def takeover(phone: str, reason: str | None = None, now: Now = None) -> Call[Row]:
-    """pgflow.takeover(): a person takes over every live conversation of the contact."""
-    return json_call("takeover", phone, reason, now)
 
 
 def live_conversations(limit: int = 200) -> Call[list[Row]]:

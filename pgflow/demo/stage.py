@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -77,6 +78,8 @@ class Stage:
         self.sandbox: Sandbox | None = None
         self.web_url = ""
         self.http = httpx.Client(timeout=15)
+        # signs the console's cookies for this run only (a new one each demo)
+        self.console_secret = secrets.token_urlsafe(32)
 
     def start(self, url: str, run_dir: Path) -> None:
         """Everything up and ready against the database at `url`."""
@@ -115,6 +118,7 @@ class Stage:
             RETELL_API_KEY=SANDBOX_API_KEY,
             PGFLOW_LEAD_TOKEN=LEAD_TOKEN,
             PGFLOW_EVENTS_TOKEN=EVENTS_TOKEN,
+            PGFLOW_CONSOLE_SECRET=self.console_secret,
             PGFLOW_LOG_FORMAT="json",
             PYTHONUNBUFFERED="1",
         )

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import secrets
 import time
 import zoneinfo
 from typing import Any
 
 import psycopg
 
-from pgflow import campaigns, db, migrations
+from pgflow import campaigns, db, errors, migrations, passwords
 from pgflow.db import demo as demo_db
 from pgflow.demo.cast import Lead, Window, choose_leads
 from pgflow.demo.clock import Clock
@@ -33,6 +34,7 @@ from pgflow.demo.timeline import Display, State, Timeline
 # The story runs on the demo's own copy of the example campaign (solar-q4 of
 # examples/solar.yaml), which may send every day of the week: see CAMPAIGN_FILE.
 CAMPAIGN = "solar-q4-demo"
+DEMO_USER = "demo@pgflow.local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,11 +241,27 @@ class Story:
         self.display.summary(self.leads, state)
         self.display.funnel(db.funnel(CAMPAIGN, self.run_started).run(self.db))
         problems = self.check(state)
-        self.display.pointers(self.pointers())
+        sign_in = self.console_user() if self.options.keep_running else None
+        self.display.pointers(self.pointers(sign_in))
         return problems
 
-    def pointers(self) -> list[str]:
+    def console_user(self) -> tuple[str, str]:
+        """A console admin for this demo, with a fresh password (printed, never stored)."""
+        password = "demo-" + secrets.token_urlsafe(9)
+        hashed = passwords.hash_password(password)
+        try:
+            db.add_console_user(DEMO_USER, "admin", hashed, "demo").run(self.db)
+        except errors.Conflict:
+            db.change_console_user(DEMO_USER, "password", "demo", hashed).run(self.db)
+        return DEMO_USER, password
+
+    def pointers(self, sign_in: tuple[str, str] | None = None) -> list[str]:
         lines = []
+        if sign_in is not None:
+            lines.append(
+                f"console: {self.stage.web_url}/console/  sign in as {sign_in[0]}"
+                f" with password {sign_in[1]}"
+            )
         if not self.given_url:
             lines.append(f"{'export DATABASE_URL=' + self.url:<50} # the local database")
         lines += [

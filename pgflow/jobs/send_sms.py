@@ -91,7 +91,7 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
     }
     if recorded == "sent":
         logs.event(log, "sms.sent", **fields, chat_id=result.get("chat_id"))
-        if claim.get("end_chat_after") and result.get("chat_id"):
+        if _ends_chat(ctx, claim) and result.get("chat_id"):
             await _end_chat(ctx, str(result["chat_id"]), message_id)
     elif recorded == "retry":
         delay = float(outcome["delay_seconds"])
@@ -119,12 +119,22 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
     return str(recorded)
 
 
+def _ends_chat(ctx: JobContext, claim: dict[str, Any]) -> bool:
+    """End the chat a send started: after an opt-out confirmation (nothing may follow it),
+    and after a text written while a person holds the lead where the provider's own LLM
+    would answer in that chat (Retell): the lead's answer then comes as a new chat, which
+    is refused while the person holds it (docs/console.md)."""
+    if claim.get("end_chat_after"):
+        return True
+    return bool(claim.get("held")) and not ctx.transport.accepts_text
+
+
 async def _deliver(ctx: JobContext, claim: dict[str, Any], message_id: int) -> SendResult:
-    """Into the live chat where the transport takes our text (an agent reply in the
-    sandbox); else a new chat whose first message is the text, the previous one ended."""
+    """Into the live chat where the transport takes our text (an agent's or a person's reply
+    in the sandbox); else a new chat whose first message is the text, the previous one ended."""
     chat_id = claim.get("chat_id")
     if (
-        claim.get("kind") == "agent"
+        claim.get("kind") in ("agent", "human")
         and ctx.transport.accepts_text
         and chat_id
         and claim.get("chat_status") != "ended"
@@ -189,7 +199,7 @@ async def _reconcile(
             chat_id=found.chat_id,
             recorded=outcome["action"],
         )
-        if claim.get("end_chat_after") and outcome["action"] == "sent":
+        if _ends_chat(ctx, claim) and outcome["action"] == "sent":
             await _end_chat(ctx, found.chat_id, message_id)
         return None
     released = await db.release_interrupted(message_id, attempt, ctx.clock()).arun_in(ctx.pool)

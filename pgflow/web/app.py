@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from pgflow import db, logs
 from pgflow.config import Settings
 from pgflow.web import events, leads, metrics, probes, retell
+from pgflow.web.console import console_routes
 from pgflow.web.context import (
     CONNECTION_TIMEOUT,
     POOL_MAX_SIZE,
@@ -39,6 +40,7 @@ ROUTES: tuple[tuple[str, list[str], Handler], ...] = (
     ("/readyz", ["GET"], probes.readyz),
     ("/metrics", ["GET"], metrics.metrics),
 )
+WEBHOOKS = frozenset({"/webhooks/leads", "/webhooks/retell", "/webhooks/events"})
 
 
 def create_app(
@@ -46,14 +48,25 @@ def create_app(
     *,
     pool: AsyncConnectionPool[Any] | None = None,
     clock: Clock | None = None,
+    webhooks: bool = True,
+    console: bool = True,
 ) -> Starlette:
-    """The ASGI app.
+    """The ASGI app: the webhooks, the probes and /metrics, and the console under /console.
 
-    Without `pool`, the app opens its own pool of autocommit connections in its lifespan
+    `webhooks=False` or `console=False` leave those routes out (`pgflow serve` gives the
+    console a listener of its own with --console-port, or none with --no-console). Without
+    `pool`, the app opens its own pool of autocommit connections in its lifespan
     and closes it on shutdown; a pool passed in belongs to the caller (open it first, with
     `kwargs={"autocommit": True}`). `clock` injects "now" into the SQL calls (tests); None
     means the database's now()."""
-    web = Web(settings, Metrics(path for path, _, _ in ROUTES), clock, pool)
+    served = [r for r in ROUTES if webhooks or r[0] not in WEBHOOKS]
+    web = Web(settings, Metrics(path for path, _, _ in served), clock, pool)
+    routes: list[BaseRoute] = [
+        Route(path, functools.partial(handler, web), methods=methods)
+        for path, methods, handler in served
+    ]
+    if console:
+        routes += console_routes(web)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -61,10 +74,7 @@ def create_app(
             yield
 
     return Starlette(
-        routes=[
-            Route(path, functools.partial(handler, web), methods=methods)
-            for path, methods, handler in ROUTES
-        ],
+        routes=routes,
         middleware=[Middleware(CountRequests, metrics=web.metrics)],
         lifespan=lifespan,
     )

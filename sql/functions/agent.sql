@@ -1,4 +1,4 @@
--- The agent: its turns, opt-out judgments, a person taking over, the live conversations.
+-- The agent: its turns, opt-out judgments, the live conversations.
 -- The current definition of each function and view of this area (sql/README.md: how to
 -- change one). Grants: roles.sql.
 
@@ -11,6 +11,7 @@ as $$
     when cv.id is null then 'no such conversation'
     when cv.status = 'ended' then 'conversation ended'
     when ct.opted_out_at is not null then 'contact opted out'
+    when ct.held_at is not null then 'a person holds this lead'
     when exists (select 1 from pgflow.messages x
                   where x.conversation_id = cv.id and x.direction = 'inbound'
                     and x.id > p_trigger.id)
@@ -190,41 +191,6 @@ begin
     return '{"result": "opted_out"}';
   end if;
   return '{"result": "kept"}';
-end;
-$$;
-
--- A person takes over: every live conversation of the contact ends `escalated` (source
--- human), its chat is ended, an alert opens per conversation, and no agent reply or drip
--- step follows (claim_message and agent_turn refuse anything on an ended conversation).
-create or replace function pgflow.takeover(
-  p_phone text, p_reason text default null, p_now timestamptz default null
-) returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_now timestamptz := coalesce(p_now, pg_catalog.now());
-  v_contact pgflow.contacts;
-  v_ended jsonb := '[]';
-  r record;
-begin
-  select * into v_contact from pgflow.contacts where phone = p_phone;
-  if not found then
-    raise exception 'no contact with that number' using errcode = 'PF002';
-  end if;
-  for r in select cv.id, c.slug from pgflow.conversations cv
-             left join pgflow.campaigns c on c.id = cv.campaign_id
-            where cv.contact_id = v_contact.id and cv.status <> 'ended' order by cv.id
-            for update of cv
-  loop
-    perform pgflow._escalate(r.id,
-      coalesce(nullif(pg_catalog.btrim(p_reason), ''), 'taken over by a person'), 'human',
-      false, v_now);
-    v_ended := v_ended || pg_catalog.jsonb_build_object('conversation_id', r.id,
-                                                         'campaign', r.slug);
-  end loop;
-  return pg_catalog.jsonb_build_object('contact_id', v_contact.id, 'ended', v_ended);
 end;
 $$;
 

@@ -496,12 +496,16 @@ begin
            or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
   end loop;
 
+  -- No reply by the deadline after the last step: no_response by rule, unless a person
+  -- holds the lead (theirs to settle: no rule ends a conversation under them).
   for v_conversation in
     select c.id from pgflow.conversations c
      where c.status = 'open' and c.reply_deadline_at <= v_now
        and not exists (select 1 from pgflow.messages m
                         where m.conversation_id = c.id and m.direction = 'outbound'
                           and m.delivery_status in ('pending', 'queued', 'sending'))
+       and not exists (select 1 from pgflow.contacts ct
+                        where ct.id = c.contact_id and ct.held_at is not null)
      order by c.reply_deadline_at
      limit p_batch
        for update skip locked

@@ -105,8 +105,11 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  update pgflow.conversations set classify_requested_at = p_now, updated_at = p_now
-   where id = p_conversation_id and status <> 'ended' and classify_requested_at is null;
+  -- a person holding the lead gives the outcome; no classifier ends it under them
+  update pgflow.conversations cv set classify_requested_at = p_now, updated_at = p_now
+   where cv.id = p_conversation_id and cv.status <> 'ended' and cv.classify_requested_at is null
+     and not exists (select 1 from pgflow.contacts ct
+                      where ct.id = cv.contact_id and ct.held_at is not null);
   if not found then
     return false;
   end if;
@@ -189,7 +192,9 @@ end;
 $$;
 
 -- Hand a conversation to a person: it ends `escalated`, its chat ends (the provider's agent
--- stops), an alert opens for it, and the lead may be told a person will follow up.
+-- stops), the lead waits for a person (contacts.held_at: no AI text reaches it until a
+-- person hands it back), an alert opens for it, and the lead may be told a person will
+-- follow up.
 create or replace function pgflow._escalate(
   p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamptz
 ) returns void
@@ -201,6 +206,15 @@ declare
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
+  -- the lead waits for a person: no AI text reaches it until a person hands it back
+  update pgflow.contacts set held_at = p_now, updated_at = p_now
+   where id = (select contact_id from pgflow.conversations where id = p_conversation_id)
+     and held_at is null;
+  if found then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
+      from pgflow.conversations cv where cv.id = p_conversation_id;
+  end if;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',

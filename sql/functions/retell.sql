@@ -192,7 +192,9 @@ begin
       if v_started is not null then
         update pgflow.messages
            set chat_message_id = i.key, chat_id = coalesce(chat_id, v_chat_id)
-         where id = v_started and contact_id = v_contact.id and chat_message_id is null
+         where id = v_started and contact_id = v_contact.id
+           -- our own id was set for a post into a live chat that ended first (409)
+           and (chat_message_id is null or chat_message_id = 'pgflow-' || id)
            and not exists (select 1 from pgflow.messages x where x.chat_message_id = i.key);
         if found then
           continue;
@@ -284,7 +286,9 @@ $$;
 -- line (the campaign's agent), with its prompt and the lead's context as dynamic variables
 -- and our ids as metadata. A suppressed contact is rejected unless the text is START; an
 -- unknown number gets the line's default inbound agent, or a reject.
-create or replace function pgflow._answer_inbound(p_payload jsonb, p_now timestamptz) returns jsonb
+create or replace function pgflow._answer_inbound(
+  p_payload jsonb, p_engine_replies boolean, p_now timestamptz
+) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
@@ -359,7 +363,10 @@ begin
   end if;
   select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
   select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
-  if v_in ? 'chat_id' and nullif(v_in ->> 'chat_id', '') is not null then
+  -- Retell's new chat becomes the conversation's, but not one refused below (a person
+  -- holds the lead): it never starts, and the chat an end_chat job ends stays the one it had.
+  if v_in ? 'chat_id' and nullif(v_in ->> 'chat_id', '') is not null
+     and (v_contact.held_at is null or p_engine_replies) then
     update pgflow.conversations
        set provider_chat_id = v_in ->> 'chat_id', chat_status = 'ongoing', updated_at = p_now
      where id = v_conversation.id;
@@ -388,6 +395,18 @@ begin
     if v_message is not null then
       perform pgflow._on_inbound(v_message, false, p_now);
     end if;
+  end if;
+  -- While a person holds the lead, Retell's own LLM must not answer: the chat is refused.
+  -- Retell gives no text with chat_inbound, so the person is told a text came (the
+  -- console shows it as a note). Where the engine writes the replies (the sandbox), the
+  -- chat goes on and agent_turn keeps the agent quiet.
+  if v_contact.held_at is not null and not p_engine_replies then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (p_now, 'contact', v_contact.id, 'held', 'held',
+            'the lead texted while a person holds the conversation; Retell does not pass '
+            || 'the text on (its chat was refused so its AI stays quiet)');
+    return pg_catalog.jsonb_build_object('result', 'held_rejected',
+      'conversation_id', v_conversation.id, 'response', v_reject);
   end if;
   return pg_catalog.jsonb_build_object('result', 'answered', 'conversation_id', v_conversation.id,
     'response', pg_catalog.jsonb_build_object('chat_inbound', v_answer));
@@ -435,7 +454,7 @@ begin
   end if;
 
   if v_event in ('chat_inbound', 'sms_inbound') then
-    v_result := pgflow._answer_inbound(p_payload, v_now);
+    v_result := pgflow._answer_inbound(p_payload, p_engine_replies, v_now);
   elsif v_event in ('chat_started', 'transcript_updated', 'chat_ended', 'chat_analyzed') then
     if pg_catalog.jsonb_typeof(p_payload -> 'chat') = 'object' then
       v_result := pgflow.record_chat(p_payload -> 'chat', v_event, p_engine_replies, v_now);

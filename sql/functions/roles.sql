@@ -4,8 +4,27 @@
 
 revoke execute on all functions in schema pgflow from public;
 
--- The web process (`pgflow serve`): take leads and provider webhooks, report health and metrics.
+-- The web process (`pgflow serve`): take leads and provider webhooks, report health and
+-- metrics, and serve the console (its people act through these functions).
 grant execute on function
+  pgflow.add_console_user(text, text, text, text, bigint, timestamptz),
+  pgflow.change_console_user(text, text, text, text, bigint, timestamptz),
+  pgflow.console_user_list(timestamptz),
+  pgflow.conversation_view(bigint, timestamptz),
+  pgflow.hand_back(bigint, text, bigint, boolean, timestamptz),
+  pgflow.human_reply(bigint, text, text, bigint, text, timestamptz),
+  pgflow.inbox(jsonb, jsonb, integer, timestamptz),
+  pgflow.settle(bigint, text, text, text, bigint, timestamptz),
+  pgflow.settle_dead_letters(text, bigint[], text, bigint, timestamptz),
+  pgflow.take_over(bigint, text, bigint, text, timestamptz),
+  pgflow.console_alerts(integer),
+  pgflow.console_campaigns(),
+  pgflow.console_cursor(),
+  pgflow.console_dead_letters(text, integer),
+  pgflow.console_review(integer),
+  pgflow.console_session(bytea, timestamptz),
+  pgflow.console_sign_in_user(text, timestamptz),
+  pgflow.end_console_session(bytea, timestamptz),
   pgflow.funnel(text, timestamptz),
   pgflow.health(timestamptz),
   pgflow.ingest_lead(jsonb, timestamptz, jsonb),
@@ -13,7 +32,9 @@ grant execute on function
   pgflow.record_business_event(jsonb, text, timestamptz),
   pgflow.record_retell_event(jsonb, boolean, timestamptz),
   pgflow.reject_lead(text, text, text, text, timestamptz),
-  pgflow.send_latency(interval, timestamptz)
+  pgflow.record_sign_in(text, boolean, bytea, text, text, timestamptz),
+  pgflow.send_latency(interval, timestamptz),
+  pgflow.sends_per_hour(text, integer, timestamptz)
   to pgflow_web;
 
 -- The worker (`pgflow worker`): claim and record sends, agent turns, outcomes, alerts.
@@ -42,6 +63,16 @@ grant execute on function
 
 -- Operators (the CLI): campaigns, the tick by hand, dead letters, transitions, outcomes.
 grant execute on function
+  pgflow.add_console_user(text, text, text, text, bigint, timestamptz),
+  pgflow.change_console_user(text, text, text, text, bigint, timestamptz),
+  pgflow.console_user_list(timestamptz),
+  pgflow.conversation_view(bigint, timestamptz),
+  pgflow.hand_back(bigint, text, bigint, boolean, timestamptz),
+  pgflow.human_reply(bigint, text, text, bigint, text, timestamptz),
+  pgflow.inbox(jsonb, jsonb, integer, timestamptz),
+  pgflow.settle(bigint, text, text, text, bigint, timestamptz),
+  pgflow.settle_dead_letters(text, bigint[], text, bigint, timestamptz),
+  pgflow.take_over(bigint, text, bigint, text, timestamptz),
   pgflow.apply_campaigns(jsonb, timestamptz),
   pgflow.campaign_refusal(text),
   pgflow.contact_report(text, integer),
@@ -62,17 +93,21 @@ grant execute on function
   pgflow.set_number_limits(text, jsonb, timestamptz),
   pgflow.set_outcome(bigint, text, text, text, timestamptz),
   pgflow.stop_enrollment(bigint, text, timestamptz),
-  pgflow.takeover(text, text, timestamptz),
   pgflow.tick(timestamptz, integer),
   pgflow.watch(text, timestamptz, numeric, integer, interval)
   to pgflow_operator;
 
 -- Dashboards and `pgflow status`: reads (SELECT on every table is granted by the migrations).
 grant execute on function
+  pgflow.console_alerts(integer),
+  pgflow.console_campaigns(),
   pgflow.contact_report(text, integer),
+  pgflow.conversation_view(bigint, timestamptz),
   pgflow.funnel(text, timestamptz),
   pgflow.health(timestamptz),
   pgflow.inbound_intent(text),
+  pgflow.inbox(jsonb, jsonb, integer, timestamptz),
   pgflow.number_report(timestamptz),
-  pgflow.send_latency(interval, timestamptz)
+  pgflow.send_latency(interval, timestamptz),
+  pgflow.sends_per_hour(text, integer, timestamptz)
   to pgflow_reader;

@@ -71,9 +71,15 @@ begin
     when m.kind = 'campaign' and v_enrollment_status in ('stopped', 'opted_out')
       then 'enrollment ' || v_enrollment_status
     when m.kind = 'campaign' and v_conversation.status = 'engaged' then 'lead replied'
-    -- an ended conversation takes system messages, and the agent's closing reply (its
-    -- booking or handover) unless a person took over
-    when v_conversation.status = 'ended' and m.kind <> 'system'
+    -- while a person holds the lead no AI text reaches it, but the agent's closing reply
+    -- (its handover: the lead is told a person will answer) unless a person took over
+    when m.kind = 'agent' and v_contact.held_by is not null then 'a person holds this lead'
+    when m.kind = 'agent' and v_contact.held_at is not null
+         and m.id is distinct from v_conversation.closing_message_id
+      then 'a person holds this lead'
+    -- an ended conversation takes system messages, a person's texts, and the agent's
+    -- closing reply (its booking or handover) unless a person took over
+    when v_conversation.status = 'ended' and m.kind not in ('system', 'human')
          and not (m.id = v_conversation.closing_message_id
                   and v_conversation.outcome_source is distinct from 'human')
       then 'conversation ended'
@@ -116,6 +122,22 @@ begin
        and p_checked_chat is distinct from v_conversation.provider_chat_id then
       return pg_catalog.jsonb_build_object('action', 'check_chat',
         'chat_id', v_conversation.provider_chat_id);
+    end if;
+  end if;
+
+  -- A person's text to a lead who never wrote is a first contact: the window applies.
+  if m.kind = 'human' and v_conversation.last_inbound_at is null
+     and not exists (select 1 from pgflow.messages x
+                      where x.contact_id = m.contact_id and x.direction = 'inbound') then
+    v_open := pgflow.next_window_open(
+      coalesce(v_contact.timezone, v_campaign.timezone, 'America/New_York'),
+      coalesce(v_campaign.window_start, time '09:00'), coalesce(v_campaign.window_end, time '20:00'),
+      coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
+    if v_open > v_now then
+      perform pgflow._set_reason('send window closed');
+      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
+        'delay_seconds', extract(epoch from v_open - v_now));
     end if;
   end if;
 
@@ -162,7 +184,7 @@ begin
          number_slot_at = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
-         chat_message_id = case when m.kind = 'agent' then 'pgflow-' || m.id
+         chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
                                 else chat_message_id end
    where id = m.id
   returning * into m;
@@ -185,13 +207,19 @@ begin
     'chat_status', v_conversation.chat_status,
     'chat_message_id', m.chat_message_id,
     'previous_chat_id', v_conversation.provider_chat_id,
-    -- an opt-out confirmation ends its chat at once: nothing may follow it
+    -- an opt-out confirmation ends its chat at once: nothing may follow it; so does a
+    -- person's text where it starts a chat (the worker knows: Retell's own LLM would answer)
     'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null,
+    'held', v_contact.held_at is not null,
     'metadata', pg_catalog.jsonb_build_object(
       'pgflow_message_id', m.id::text,
       'pgflow_conversation_id', m.conversation_id::text,
       'pgflow_contact_id', m.contact_id::text),
-    'variables', pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) - 'sms_body');
+    'variables', case when m.kind = 'human' or v_contact.held_at is not null then
+                   pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body)
+                   || '{"agent_prompt": "A person from our team is handling this conversation and wrote the first message of this chat. Do not write anything more; end the chat."}'
+                 else pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) end
+                 - 'sms_body');
 end;
 $$;
 
