@@ -143,6 +143,49 @@ def test_stop_gets_one_confirmation_and_then_silence(flow: Flow) -> None:
     assert flow.fake.phone(LEAD_PHONE)[-1]["note"] == "rejected"
 
 
+def test_a_person_texts_through_retell_and_its_ai_stays_quiet(flow: Flow) -> None:
+    """With Retell (no way to post a text into a chat): the person's text starts a chat whose
+    first message is exactly theirs, that chat is ended at once, and the lead's answer is
+    refused at chat_inbound while the person holds the lead (docs/console.md)."""
+    flow.worker()
+    flow.lead()
+    first_chat = flow.first_sms()
+    conversation = scalar(flow.db, "select id from pgflow.conversations")
+    pdb.take_over(conversation, "dana@example.com").run(flow.db)
+    wait_until(
+        lambda: flow.fake.chats[first_chat]["chat_status"] == "ended", what="Retell's chat ended"
+    )
+    text = "Hi Sam, Dana from SunCo here - when suits you for a call?"
+    pdb.human_reply(conversation, text, "dana@example.com").run(flow.db)
+    flow.fake.wait_for_requests(2, timeout=15, path="/create-sms-chat")
+    wait_until(lambda: flow.status("human") == "sent", what="the person's text sent")
+    create = flow.creates()[-1]
+    variables = create["retell_llm_dynamic_variables"]
+    assert variables["sms_body"] == text
+    assert "Do not write anything more" in variables["agent_prompt"]
+    human_chat = next(c["chat_id"] for c in flow.fake.chats.values() if c["chat_id"] != first_chat)
+    wait_until(
+        lambda: flow.fake.chats[human_chat]["chat_status"] == "ended",
+        what="the person's chat ended at once",
+    )
+    assert [t["text"] for t in flow.fake.phone(LEAD_PHONE) if t["direction"] == "to_lead"][
+        -1
+    ] == text
+    flow.fake.say(LEAD_PHONE, LINE, "tomorrow at 10?")
+    flow.fake.webhooks.wait_idle()
+    assert flow.fake.phone(LEAD_PHONE)[-1]["note"] == "rejected"
+    assert len(flow.fake.chats) == 2  # no chat where Retell's AI could answer
+    assert count(flow.db, "messages", "kind = 'agent'") == 0
+    assert (
+        count(
+            flow.db,
+            "events",
+            "entity = 'contact' and reason like 'the lead texted while a person%'",
+        )
+        == 1
+    )
+
+
 @pytest.mark.parametrize("flow", [True], indirect=True, ids=["sandbox"])
 def test_two_quick_texts_get_one_agent_reply_from_the_prompt(flow: Flow) -> None:
     with FakeLLM() as llm:

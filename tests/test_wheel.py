@@ -34,10 +34,10 @@ def source_modules() -> set[str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin/ folder of a fresh venv with the wheel installed (pinned dependencies)."""
-    base = tmp_path_factory.mktemp("wheel")
+def build_and_install(base: Path) -> Path:
+    """Build the wheel of this checkout and install it into a fresh venv under `base` with
+    the pinned dependencies; the venv's bin/ folder. tests/conftest.py starts this in a
+    thread when the run includes this module, so the install overlaps the other tests."""
     dist = base / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
@@ -53,6 +53,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lock = str(ROOT / "requirements.lock")
     subprocess.run([*pip, "-c", lock, str(wheels[0])], check=True, capture_output=True, cwd=base)
     return env_dir / "bin"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin/ folder of a fresh venv with the wheel installed (pinned dependencies)."""
+    from tests.conftest import wheel_installing
+
+    started = wheel_installing()
+    if started is not None:
+        return started.result(timeout=600)
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
 
 
 def run(bin_dir: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -113,7 +124,10 @@ def test_the_installed_commands_run_from_outside_the_checkout(
     env = {"RETELL_API_KEY": "key_wheel", "RETELL_BASE_URL": "http://127.0.0.1:9", "PYTHONPATH": ""}
     worker = PgflowProcess(db_url, "worker", env=env, command=command, cwd=tmp_path)
     serve = ServeProcess(
-        db_url, env={"PGFLOW_LEAD_TOKEN": "t", "PYTHONPATH": ""}, command=command, cwd=tmp_path
+        db_url,
+        env={"PGFLOW_LEAD_TOKEN": "t", "PGFLOW_CONSOLE_SECRET": "w" * 32, "PYTHONPATH": ""},
+        command=command,
+        cwd=tmp_path,
     )
     try:
         worker.started()
@@ -123,6 +137,13 @@ def test_the_installed_commands_run_from_outside_the_checkout(
             what="/readyz answers 200",
         )
         assert ready
+        # the console's templates and static files ship in the wheel
+        sign_in = httpx.get(serve.url + "/console/sign-in", timeout=5)
+        assert sign_in.status_code == 200, sign_in.text[:500]
+        assert "<h1>Sign in</h1>" in sign_in.text
+        style = httpx.get(serve.url + "/console/static/console.css", timeout=5)
+        assert style.status_code == 200
+        assert httpx.get(serve.url + "/console/static/console.js", timeout=5).status_code == 200
         health = run(installed, tmp_path, "status", DATABASE_URL=db_url)
         assert health.returncode == 0, health.stdout + health.stderr
         worker_line = next(line for line in health.stdout.splitlines() if " worker " in line)
