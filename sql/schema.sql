@@ -465,7 +465,9 @@ begin
     if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
       -- held, not dropped: a paused campaign or drip sends it when resumed
       update pgflow.messages set delivery_status = 'queued',
-             send_after = v_now + interval '15 minutes', updated_at = v_now
+             send_after = v_now + interval '15 minutes', updated_at = v_now,
+             deferred_reason = case when v_campaign.status <> 'active'
+                                    then 'campaign ' || v_campaign.status else 'drip paused' end
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
@@ -476,7 +478,7 @@ begin
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now
+             updated_at = v_now, deferred_reason = 'send window closed'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -499,7 +501,9 @@ begin
       coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      update pgflow.messages set send_after = v_open, updated_at = v_now,
+             deferred_reason = 'send window closed (the lead has not written yet)'
+       where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
     end if;
@@ -517,7 +521,8 @@ begin
                 + pg_catalog.random() * interval '10 minutes';
       perform pgflow._set_reason('number daily limit');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             number_slot_at = null, updated_at = v_now
+             number_slot_at = null, updated_at = v_now,
+             deferred_reason = 'the number''s daily limit is used up'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -534,7 +539,8 @@ begin
     returning next_slot_at - interval '1 second' / per_second into v_slot;
     if v_slot > v_now then
       update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
-             number_slot_at = v_slot, updated_at = v_now
+             number_slot_at = v_slot, updated_at = v_now,
+             deferred_reason = 'the number''s rate limit'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
         'delay_seconds', extract(epoch from v_slot - v_now));
@@ -543,7 +549,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null,
+         number_slot_at = null, deferred_reason = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
@@ -1186,6 +1192,7 @@ CREATE TABLE pgflow.messages (
     chat_id text,
     chat_message_id text,
     intent text,
+    deferred_reason text,
     CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
     CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
     CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
@@ -2032,6 +2039,7 @@ CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timesta
                'delivery_status', t.delivery_status, 'delivery_error', t.delivery_error,
                'step_position', t.step_position, 'created_at', t.created_at,
                'sent_at', t.sent_at, 'send_after', t.send_after, 'attempts', t.attempts,
+               'deferred_reason', t.deferred_reason,
                'segments', t.segments, 'intent', t.intent) order by t.created_at, t.id)
         from (select m.* from pgflow.messages m where m.conversation_id = cv.id
                order by m.created_at desc, m.id desc limit 500) t), '[]'),
@@ -2054,6 +2062,7 @@ CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timesta
                    'position', st.position, 'delay', st.delay::text,
                    'message_id', sm.id, 'status', sm.delivery_status,
                    'sent_at', sm.sent_at, 'send_after', sm.send_after,
+                   'deferred_reason', sm.deferred_reason,
                    'error', sm.delivery_error, 'attempts', sm.attempts,
                    'planned_at', case when sm.id is null and e.next_step = st.position
                                       and e.status = 'active' then e.next_message_at end)

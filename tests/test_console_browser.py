@@ -163,6 +163,10 @@ def test_a_new_lead_and_its_reply_appear_live(console: Console) -> None:
     console.lead("+12125550152", "Noor", last_name="Haddad")
     console.page.wait_for_selector("text=Noor Haddad", timeout=5000)
     console.shot("inbox_live", docs="console-inbox.png")
+    console.page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert console.page.evaluate("document.documentElement.scrollWidth <= 390")  # no sideways
+    console.shot("inbox_phone")
+    console.page.set_viewport_size({"width": 1200, "height": 860})
     console.page.click("text=Sam")
     console.page.wait_for_selector(".msg.campaign")
     console.mark_page()
@@ -267,6 +271,10 @@ def test_requeue_a_dead_letter(console: Console) -> None:
         what="the re-queued text sent",
     )
     assert count(console.db, "audit_log", "action = 'requeue'") == 1
+    console.page.goto(f"{console.url}/console/funnel")
+    assert console.page.locator("svg.chart").count() == 3  # per hour, the funnel, the steps
+    assert "enrolled" in (console.page.text_content("svg[aria-label='Funnel of solar']") or "")
+    console.shot("funnel")
 
 
 def test_an_agent_is_refused_the_users_page(console: Console) -> None:

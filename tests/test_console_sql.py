@@ -813,3 +813,24 @@ def test_the_cursor_moves_when_anything_changes(db: Conn) -> None:
     assert after != before
     says(db, lead, "hello")
     assert pdb.console_cursor().run(db) != after
+
+
+def test_the_drip_timeline_says_why_a_step_waits(db: Conn) -> None:
+    apply_campaign(db, window_start="09:00", window_end="20:00")
+    lead = ingest(db, LEAD, NOW, first_name="Sam")  # queued in the window...
+    message = scalar(db, "select id from pgflow.messages where kind = 'campaign'")
+    claim = pdb.claim_message(message, None, None, NIGHT).run(db)  # ...claimed after it shut
+    assert (claim["action"], claim["reason"]) == ("defer", "send window closed")
+    conversation = scalar(
+        db, "select id from pgflow.conversations where contact_id = %s", [lead["contact_id"]]
+    )
+    view = pdb.conversation_view(conversation, NIGHT).run(db)
+    assert view is not None
+    [step1, *_] = view["drip"]["steps"]
+    assert (step1["status"], step1["deferred_reason"]) == ("queued", "send window closed")
+    assert step1["send_after"] is not None
+    morning = at("2026-11-24 14:00")  # 09:00 in New York
+    assert pdb.claim_message(message, None, None, morning).run(db)["action"] == "send"
+    assert (
+        scalar(db, "select deferred_reason from pgflow.messages where id = %s", [message]) is None
+    )

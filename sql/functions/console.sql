@@ -776,6 +776,7 @@ as $$
                'delivery_status', t.delivery_status, 'delivery_error', t.delivery_error,
                'step_position', t.step_position, 'created_at', t.created_at,
                'sent_at', t.sent_at, 'send_after', t.send_after, 'attempts', t.attempts,
+               'deferred_reason', t.deferred_reason,
                'segments', t.segments, 'intent', t.intent) order by t.created_at, t.id)
         from (select m.* from pgflow.messages m where m.conversation_id = cv.id
                order by m.created_at desc, m.id desc limit 500) t), '[]'),
@@ -798,6 +799,7 @@ as $$
                    'position', st.position, 'delay', st.delay::text,
                    'message_id', sm.id, 'status', sm.delivery_status,
                    'sent_at', sm.sent_at, 'send_after', sm.send_after,
+                   'deferred_reason', sm.deferred_reason,
                    'error', sm.delivery_error, 'attempts', sm.attempts,
                    'planned_at', case when sm.id is null and e.next_step = st.position
                                       and e.status = 'active' then e.next_message_at end)

@@ -100,7 +100,9 @@ begin
     if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
       -- held, not dropped: a paused campaign or drip sends it when resumed
       update pgflow.messages set delivery_status = 'queued',
-             send_after = v_now + interval '15 minutes', updated_at = v_now
+             send_after = v_now + interval '15 minutes', updated_at = v_now,
+             deferred_reason = case when v_campaign.status <> 'active'
+                                    then 'campaign ' || v_campaign.status else 'drip paused' end
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
@@ -111,7 +113,7 @@ begin
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now
+             updated_at = v_now, deferred_reason = 'send window closed'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -135,7 +137,9 @@ begin
       coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      update pgflow.messages set send_after = v_open, updated_at = v_now,
+             deferred_reason = 'send window closed (the lead has not written yet)'
+       where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
     end if;
@@ -154,7 +158,8 @@ begin
                 + pg_catalog.random() * interval '10 minutes';
       perform pgflow._set_reason('number daily limit');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             number_slot_at = null, updated_at = v_now
+             number_slot_at = null, updated_at = v_now,
+             deferred_reason = 'the number''s daily limit is used up'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -171,7 +176,8 @@ begin
     returning next_slot_at - interval '1 second' / per_second into v_slot;
     if v_slot > v_now then
       update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
-             number_slot_at = v_slot, updated_at = v_now
+             number_slot_at = v_slot, updated_at = v_now,
+             deferred_reason = 'the number''s rate limit'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
         'delay_seconds', extract(epoch from v_slot - v_now));
@@ -181,7 +187,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null,
+         number_slot_at = null, deferred_reason = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id

@@ -1,4 +1,4 @@
--- The console's tables: its users, their sessions and sign-in attempts, the audit trail of what people do, and a person's hold on a lead.
+-- The console's tables: its users, their sessions and sign-in attempts, the audit trail of what people do, a person's hold on a lead, and why a queued message waits.
 -- depends: 0020_drop_unused_functions
 
 -- People who sign in to the console. Passwords are scrypt hashes written by the CLI or
@@ -75,6 +75,10 @@ alter table pgflow.contacts
   add column held_by text,
   add constraint contacts_held_by_needs_hold check (held_by is null or held_at is not null);
 create index contacts_held_idx on pgflow.contacts (held_at) where held_at is not null;
+
+-- Why a queued message waits (the send window, a paused drip, the number's limits), for the
+-- console's drip timeline; cleared when it is sent.
+alter table pgflow.messages add column deferred_reason text;
 
 -- The console's live pages poll "anything new since" on these.
 grant select on pgflow.audit_log to pgflow_reader;
