@@ -916,6 +916,7 @@ CREATE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_sour
     AS $$
 declare
   v_campaign text;
+  r record;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
@@ -928,6 +929,13 @@ begin
     select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
       from pgflow.conversations cv where cv.id = p_conversation_id;
   end if;
+  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.conversations cv on cv.contact_id = e.contact_id
+            where cv.id = p_conversation_id and e.status = 'active' order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
+  end loop;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
@@ -3194,6 +3202,7 @@ declare
   v_events integer;
   v_log integer;
   v_webhooks integer;
+  v_sessions integer;
   v_cron integer := 0;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
@@ -3213,6 +3222,15 @@ begin
     select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
      order by received_at limit p_batch);
   get diagnostics v_webhooks = row_count;
+  -- console sessions a month past their end, and sign-in attempts a month old
+  delete from pgflow.console_sessions where id in (
+    select id from pgflow.console_sessions
+     where coalesce(revoked_at, expires_at) < v_now - interval '30 days'
+     order by expires_at limit p_batch);
+  get diagnostics v_sessions = row_count;
+  delete from pgflow.console_sign_ins where id in (
+    select id from pgflow.console_sign_ins where attempted_at < v_now - interval '30 days'
+     order by attempted_at limit p_batch);
   if pg_catalog.to_regclass('cron.job_run_details') is not null then
     execute 'delete from cron.job_run_details where runid in (
                select runid from cron.job_run_details where end_time < $1 limit $2)'
@@ -3220,7 +3238,8 @@ begin
     get diagnostics v_cron = row_count;
   end if;
   return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
-                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron,
+                                       'console_sessions', v_sessions);
 end;
 $_$;
 CREATE FUNCTION pgflow.record_agent_reply(p_trigger_id bigint, p_body text, p_action text DEFAULT 'continue'::text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
@@ -4962,7 +4981,9 @@ CREATE INDEX audit_log_conversation_id_idx ON pgflow.audit_log USING btree (conv
 CREATE INDEX audit_log_user_id_idx ON pgflow.audit_log USING btree (user_id);
 CREATE INDEX campaign_numbers_number_idx ON pgflow.campaign_numbers USING btree (number);
 CREATE INDEX campaigns_agent_id_idx ON pgflow.campaigns USING btree (agent_id);
+CREATE INDEX console_sessions_expires_at_idx ON pgflow.console_sessions USING btree (expires_at);
 CREATE INDEX console_sessions_user_id_idx ON pgflow.console_sessions USING btree (user_id);
+CREATE INDEX console_sign_ins_attempted_at_idx ON pgflow.console_sign_ins USING btree (attempted_at);
 CREATE INDEX console_sign_ins_email_idx ON pgflow.console_sign_ins USING btree (email, attempted_at);
 CREATE INDEX contacts_first_name_idx ON pgflow.contacts USING btree (lower(first_name) text_pattern_ops);
 CREATE INDEX contacts_held_idx ON pgflow.contacts USING btree (held_at) WHERE (held_at IS NOT NULL);

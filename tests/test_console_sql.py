@@ -834,3 +834,31 @@ def test_the_drip_timeline_says_why_a_step_waits(db: Conn) -> None:
     assert (
         scalar(db, "select deferred_reason from pgflow.messages where id = %s", [message]) is None
     )
+
+
+def test_a_crm_takeover_before_any_reply_stops_every_drip_step(db: Conn) -> None:
+    lead = on_chat(db)
+    apply_campaign(db, "roofing", **OPEN)  # a second drip of the same lead
+    ingest(db, LEAD, NOW, campaign="roofing", first_name="Sam")
+    takeover = {"type": "human_takeover", "conversation_id": lead["conversation_id"], "id": "e1"}
+    assert pdb.record_business_event(takeover, None, NOW).run(db)["result"] == "applied"
+    assert held(db, lead["contact_id"]) == (NOW, None)  # waiting for a person
+    assert rows(db, "select status from pgflow.enrollments order by id") == [
+        ("stopped",),  # the escalated conversation's own drip ended with it
+        ("paused",),  # and the other campaign's waits too
+    ]
+    assert pdb.tick(NOW + 5 * DAY).run(db)["sent"] == 0
+
+
+def test_prune_drops_old_console_sessions_and_sign_ins(db: Conn) -> None:
+    pdb.add_console_user(DANA, "agent", HASH, "test", None, NOW).run(db)
+    old, recent = NOW - 60 * DAY, NOW - DAY
+    pdb.record_sign_in(DANA, True, token("old"), None, None, old).run(db)
+    pdb.record_sign_in(DANA, True, token("recent"), None, None, recent).run(db)
+    pdb.record_sign_in(DANA, False, None, None, None, old).run(db)
+    result = db.execute("select pgflow.prune(%s)", [NOW]).fetchone()
+    assert result is not None
+    assert result[0]["console_sessions"] == 1
+    assert count(db, "console_sessions") == 1
+    assert pdb.console_session(token("recent"), recent).run(db) is not None
+    assert count(db, "console_sign_ins", "attempted_at < %s", [NOW - 30 * DAY]) == 0

@@ -154,6 +154,7 @@ declare
   v_events integer;
   v_log integer;
   v_webhooks integer;
+  v_sessions integer;
   v_cron integer := 0;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
@@ -173,6 +174,15 @@ begin
     select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
      order by received_at limit p_batch);
   get diagnostics v_webhooks = row_count;
+  -- console sessions a month past their end, and sign-in attempts a month old
+  delete from pgflow.console_sessions where id in (
+    select id from pgflow.console_sessions
+     where coalesce(revoked_at, expires_at) < v_now - interval '30 days'
+     order by expires_at limit p_batch);
+  get diagnostics v_sessions = row_count;
+  delete from pgflow.console_sign_ins where id in (
+    select id from pgflow.console_sign_ins where attempted_at < v_now - interval '30 days'
+     order by attempted_at limit p_batch);
   if pg_catalog.to_regclass('cron.job_run_details') is not null then
     execute 'delete from cron.job_run_details where runid in (
                select runid from cron.job_run_details where end_time < $1 limit $2)'
@@ -180,7 +190,8 @@ begin
     get diagnostics v_cron = row_count;
   end if;
   return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
-                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron,
+                                       'console_sessions', v_sessions);
 end;
 $$;
 

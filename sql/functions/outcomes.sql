@@ -203,6 +203,7 @@ set search_path = ''
 as $$
 declare
   v_campaign text;
+  r record;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
@@ -215,6 +216,13 @@ begin
     select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
       from pgflow.conversations cv where cv.id = p_conversation_id;
   end if;
+  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.conversations cv on cv.contact_id = e.contact_id
+            where cv.id = p_conversation_id and e.status = 'active' order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
+  end loop;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',

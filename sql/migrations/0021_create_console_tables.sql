@@ -35,6 +35,7 @@ create table pgflow.console_sessions (
   constraint console_sessions_expiry_after_start check (expires_at > created_at)
 );
 create index console_sessions_user_id_idx on pgflow.console_sessions (user_id);
+create index console_sessions_expires_at_idx on pgflow.console_sessions (expires_at);
 
 -- Every sign-in attempt, known email or not: repeated failures throttle that email.
 create table pgflow.console_sign_ins (
@@ -45,6 +46,7 @@ create table pgflow.console_sign_ins (
   attempted_at timestamptz not null
 );
 create index console_sign_ins_email_idx on pgflow.console_sign_ins (email, attempted_at);
+create index console_sign_ins_attempted_at_idx on pgflow.console_sign_ins (attempted_at);
 
 -- What people did: who, what, when, on which conversation. Written by the functions that
 -- carry out the action, in the same transaction.

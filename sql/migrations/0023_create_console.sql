@@ -419,6 +419,7 @@ set search_path = ''
 as $$
 declare
   v_campaign text;
+  r record;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
@@ -431,6 +432,13 @@ begin
     select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
       from pgflow.conversations cv where cv.id = p_conversation_id;
   end if;
+  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.conversations cv on cv.contact_id = e.contact_id
+            where cv.id = p_conversation_id and e.status = 'active' order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
+  end loop;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
@@ -1234,6 +1242,65 @@ revoke execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time 
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_operator;
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_reader;
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_web;
+
+-- Deletes old rows of the append-only tables in bounded batches. Safe to run often.
+create or replace function pgflow.prune(
+  p_now timestamptz default null,
+  p_keep_events interval default '180 days',
+  p_keep_job_log interval default '14 days',
+  p_keep_cron_runs interval default '7 days',
+  p_keep_webhooks interval default '90 days',
+  p_batch integer default 10000
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_events integer;
+  v_log integer;
+  v_webhooks integer;
+  v_sessions integer;
+  v_cron integer := 0;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
+    return pg_catalog.jsonb_build_object('skipped', true);
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  delete from pgflow.events where id in (
+    select id from pgflow.events where occurred_at < v_now - p_keep_events
+     order by occurred_at limit p_batch);
+  get diagnostics v_events = row_count;
+  delete from pgflow.pgqueuer_log where id in (
+    select id from pgflow.pgqueuer_log where created < v_now - p_keep_job_log
+     order by created limit p_batch);
+  get diagnostics v_log = row_count;
+  delete from pgflow.webhook_deliveries where id in (
+    select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
+     order by received_at limit p_batch);
+  get diagnostics v_webhooks = row_count;
+  -- console sessions a month past their end, and sign-in attempts a month old
+  delete from pgflow.console_sessions where id in (
+    select id from pgflow.console_sessions
+     where coalesce(revoked_at, expires_at) < v_now - interval '30 days'
+     order by expires_at limit p_batch);
+  get diagnostics v_sessions = row_count;
+  delete from pgflow.console_sign_ins where id in (
+    select id from pgflow.console_sign_ins where attempted_at < v_now - interval '30 days'
+     order by attempted_at limit p_batch);
+  if pg_catalog.to_regclass('cron.job_run_details') is not null then
+    execute 'delete from cron.job_run_details where runid in (
+               select runid from cron.job_run_details where end_time < $1 limit $2)'
+      using v_now - p_keep_cron_runs, p_batch;
+    get diagnostics v_cron = row_count;
+  end if;
+  return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron,
+                                       'console_sessions', v_sessions);
+end;
+$$;
 
 -- Record a Retell chat object (from any chat webhook, or from GET /get-chat before a drip
 -- step): each text once, in order, on its conversation; the chat's state; and what each
