@@ -1863,6 +1863,12 @@ CREATE FUNCTION pgflow.console_alerts(p_limit integer DEFAULT 200) RETURNS jsonb
            order by (al.resolved_at is null) desc, al.opened_at desc, al.id desc
            limit least(greatest(coalesce(p_limit, 200), 1), 1000)) x
 $$;
+CREATE FUNCTION pgflow.console_campaign_slugs() RETURNS text[]
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.array_agg(c.slug order by c.slug), '{}') from pgflow.campaigns c
+$$;
 CREATE FUNCTION pgflow.console_campaigns() RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''

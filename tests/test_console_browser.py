@@ -327,3 +327,38 @@ def test_hostile_text_renders_as_text_and_forged_posts_change_nothing(console: C
         assert nobody.status_code == 403
     assert count(console.db, "messages", "kind = 'human'") == 0
     assert count(console.db, "console_users", "email = 'e@x.io'") == 0
+
+
+def test_core_actions_work_without_javascript_and_from_the_keyboard(
+    console: Console, browser: Any
+) -> None:
+    phone = "+12125550153"
+    console.lead(phone, "Kai")
+    conversation = console.sent_first(phone)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(8000)
+    try:
+        console.page = page  # the same helpers, on a page without scripts
+        console.sign_in()
+        page.wait_for_selector("h1:text('Inbox')")
+        page.goto(f"{console.url}/console/conversations/{conversation}")
+        page.click("button:text('Take over')")
+        page.wait_for_selector("text=You hold this lead")
+        # the keyboard alone: focus the text box, type, Tab to the button, Enter
+        page.focus("#reply-body")
+        page.keyboard.type("Typed without a mouse or a script.")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Send text"
+        page.keyboard.press("Enter")
+        page.wait_for_selector("text=Your text is queued")
+        console.shot("no_javascript_keyboard_reply")
+    finally:
+        context.close()
+    wait_until(
+        lambda: any(
+            t["text"] == "Typed without a mouse or a script." for t in console.fake.phone(phone)
+        ),
+        timeout=10,
+        what="the typed text on the lead's phone",
+    )

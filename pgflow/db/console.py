@@ -132,6 +132,11 @@ def console_cursor() -> Call[str]:
     return cast(Call[str], function_call("console_cursor"))
 
 
+def console_campaign_slugs() -> Call[list[str]]:
+    call = function_call("console_campaign_slugs")
+    return Call(call.query, call.params, lambda rows: list(rows[0]["value"] or []))
+
+
 def console_campaigns() -> Call[list[Row]]:
     return json_list_call("console_campaigns")
 

@@ -872,6 +872,15 @@ as $$
     from pgflow.campaigns c left join pgflow.agents a on a.id = c.agent_id
 $$;
 
+-- The campaigns' slugs, for the inbox's filter (cheap: no counts).
+create or replace function pgflow.console_campaign_slugs() returns text[]
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.array_agg(c.slug order by c.slug), '{}') from pgflow.campaigns c
+$$;
+
 create or replace function pgflow.console_alerts(p_limit integer default 200) returns jsonb
 language sql stable
 security definer

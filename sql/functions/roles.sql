@@ -18,6 +18,7 @@ grant execute on function
   pgflow.settle_dead_letters(text, bigint[], text, bigint, timestamptz),
   pgflow.take_over(bigint, text, bigint, text, timestamptz),
   pgflow.console_alerts(integer),
+  pgflow.console_campaign_slugs(),
   pgflow.console_campaigns(),
   pgflow.console_cursor(),
   pgflow.console_dead_letters(text, integer),

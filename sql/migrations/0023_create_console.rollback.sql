@@ -371,6 +371,8 @@ drop function pgflow.console_cursor();
 
 drop function pgflow.console_campaigns();
 
+drop function pgflow.console_campaign_slugs();
+
 drop function pgflow.console_alerts(integer);
 
 drop function pgflow.change_console_user(text,text,text,text,bigint,timestamp with time zone);

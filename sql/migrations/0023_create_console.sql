@@ -642,6 +642,17 @@ revoke execute on function pgflow.console_alerts(integer) from public;
 grant execute on function pgflow.console_alerts(integer) to pgflow_reader;
 grant execute on function pgflow.console_alerts(integer) to pgflow_web;
 
+-- The campaigns' slugs, for the inbox's filter (cheap: no counts).
+create or replace function pgflow.console_campaign_slugs() returns text[]
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.array_agg(c.slug order by c.slug), '{}') from pgflow.campaigns c
+$$;
+revoke execute on function pgflow.console_campaign_slugs() from public;
+grant execute on function pgflow.console_campaign_slugs() to pgflow_web;
+
 -- The console's other pages: campaigns with their steps and windows, alerts open and
 -- resolved, dead letters, and sends per hour over the last day.
 create or replace function pgflow.console_campaigns() returns jsonb

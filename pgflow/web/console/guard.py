@@ -102,7 +102,7 @@ def guarded(web: Web, role: str, page: Page) -> Callable[[Request], Awaitable[Re
                     )
             return await page(web, request, user, form)
         except tuple(REFUSALS) as exc:
-            status, title = REFUSALS[type(exc)]
+            status, title = next(v for k, v in REFUSALS.items() if isinstance(exc, k))
             return error_page(request, status, title, errors.first_line(exc), user)
         except db.UNAVAILABLE:
             logs.event(log, "console.database_unavailable", logging.ERROR, path=request.url.path)

@@ -138,7 +138,7 @@ async def inbox(web: Web, request: Request, user: auth.User, form: Form) -> Resp
     after = decode_cursor(params.get("after"))
     result, campaigns = await asyncio.gather(
         db.inbox(filters, after, 50, web.now()).arun_in(web.pool),
-        db.console_campaigns().arun_in(web.pool),
+        db.console_campaign_slugs().arun_in(web.pool),
     )
     query = urlencode(filters)
     return page(
@@ -150,7 +150,7 @@ async def inbox(web: Web, request: Request, user: auth.User, form: Form) -> Resp
         next=encode_cursor(result.get("next")),
         query=query,
         states=STATES,
-        campaigns=[c["slug"] for c in campaigns],
+        campaigns=campaigns,
         paged=after is not None,
     )
 

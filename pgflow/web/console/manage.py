@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,16 +45,7 @@ async def campaigns(web: Web, request: Request, user: auth.User, form: Form) -> 
 
 
 async def dead_letters(web: Web, request: Request, user: auth.User, form: Form) -> Response:
-    campaign = request.query_params.get("campaign") or None
-    rows = await db.console_dead_letters(campaign, 500).arun_in(web.pool)
-    return page(
-        request,
-        "dead_letters.html",
-        user=user,
-        rows=rows,
-        campaign=campaign,
-        results=None,
-    )
+    return await _dead_letters_page(web, request, user, request.query_params.get("campaign"))
 
 
 async def settle_dead_letters(web: Web, request: Request, user: auth.User, form: Form) -> Response:
@@ -67,13 +59,25 @@ async def settle_dead_letters(web: Web, request: Request, user: auth.User, form:
         action, ids, user.email, user.user_id, web.now()
     ).arun_in(web.pool)
     logs.event(log, "console.dead_letters", user_id=user.user_id, action=action, count=len(ids))
-    rows = await db.console_dead_letters(None, 500).arun_in(web.pool)
+    return await _dead_letters_page(web, request, user, None, results, action)
+
+
+async def _dead_letters_page(
+    web: Web,
+    request: Request,
+    user: auth.User,
+    campaign: str | None,
+    results: list[dict[str, Any]] | None = None,
+    action: str | None = None,
+) -> Response:
+    """The dead letters (of one campaign), with what an action just did to some of them."""
+    rows = await db.console_dead_letters(campaign or None, 500).arun_in(web.pool)
     return page(
         request,
         "dead_letters.html",
         user=user,
         rows=rows,
-        campaign=None,
+        campaign=campaign,
         results=results,
         action=action,
     )
