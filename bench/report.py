@@ -365,6 +365,27 @@ def load_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def inbox_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    ref = r["cases"]["reference_bare_select"]
+    rows: list[Row] = []
+    for name, case in r["cases"].items():
+        if name == "reference_bare_select":
+            continue
+        rows.append(
+            (
+                f"inbox p95 at {r['conversations']:,} conversations, page of {r['page']}:"
+                f" {case['description']}",
+                num(case["p95"], "ms"),
+                num(ref["p95"], "ms (bare select of the page)"),
+                f"{case['ratio_p95_to_reference']:.1f}",
+                cmd,
+                when,
+            )
+        )
+    return rows
+
+
 def render(quick: bool) -> str:
     rows: list[Row] = []
     missing: list[str] = []
@@ -374,6 +395,7 @@ def render(quick: bool) -> str:
         ("tick", tick_rows),
         ("webhook", webhook_rows),
         ("load", load_rows),
+        ("inbox", inbox_rows),
     ):
         result = load(name, quick)
         if result is None:
