@@ -1,0 +1,381 @@
+"""Twilio Programmable Messaging: texts that are exactly ours, with delivery receipts.
+
+One POST per message (`Messages.json`), with a `StatusCallback` that carries our message id
+(a Twilio message has no metadata of its own) and a `ValidityPeriod`, so a text Twilio could
+not hand to the carrier in time is dropped instead of arriving hours late.
+
+What may be sent again, and when:
+- 429 and error 20429 are never processed (Twilio says so): retry after a backoff;
+- a timeout, a dropped connection or a 5xx are ambiguous: the message may exist. The caller
+  reconciles with `find_sent` (To, From, body, since) before anything is sent again;
+- any other 4xx is permanent, with Twilio's error code and its class (`error_class`);
+  401/403 (a bad Account SID or token) also need a person (`alert`).
+
+Twilio's codes are "subject to change" (its own words): the raw code is kept and mapped to a
+class with a default for unknown ones. Messages never contain the auth token or a full phone
+number. `verify_signature` checks X-Twilio-Signature with the `twilio` package's validator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.utils
+import json
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import quote, urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from pgflow import __version__
+from pgflow.phones import mask
+from pgflow.transport.base import TransportError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ERROR_CLASSES",
+    "FINAL_STATUSES",
+    "STATUS_RANK",
+    "TwilioClient",
+    "TwilioError",
+    "TwilioMessage",
+    "error_class",
+    "verify_signature",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.twilio.com"
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=15.0, write=5.0, pool=5.0)
+SIGNATURE_HEADER: Final = "x-twilio-signature"
+MAX_VALIDITY_SECONDS: Final = 36_000  # Twilio's own limit (and default): 10 hours
+MAX_BODY_CHARS: Final = 1_600
+
+# Error code -> what it means for us (notes: Twilio's error table). Unknown codes: "unknown".
+ERROR_CLASSES: Final[Mapping[int, str]] = {
+    20429: "rate_limited",  # never processed: retry
+    21211: "bad_number",  # invalid To
+    21614: "bad_number",  # not a mobile number
+    21635: "bad_number",  # a landline
+    30005: "bad_number",  # unknown handset
+    30006: "bad_number",  # landline or unreachable carrier
+    21610: "opted_out",  # the lead replied STOP to this sender
+    30007: "filtered",  # carrier or Twilio filtering
+    30034: "sender",  # unregistered 10DLC number
+    30003: "transient",  # handset unreachable for now
+}
+# A receipt never moves a message back: a later status has a higher rank.
+STATUS_RANK: Final[Mapping[str, int]] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
+FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled"})
+
+_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$")
+
+
+def error_class(code: int | None) -> str:
+    """The class of a Twilio error code: bad_number, opted_out, filtered, sender,
+    transient, rate_limited, or unknown."""
+    return "unknown" if code is None else ERROR_CLASSES.get(code, "unknown")
+
+
+class TwilioError(TransportError):
+    """A Twilio call failed (see `TransportError`); `twilio_code` is Twilio's error code
+    when it gave one, and `ambiguous` says the message may exist although we got no answer
+    (reconcile before sending again)."""
+
+    code = "twilio"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        retryable: bool,
+        alert: bool = False,
+        retry_after: float | None = None,
+        twilio_code: int | None = None,
+        ambiguous: bool = False,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            retryable=retryable,
+            alert=alert,
+            retry_after=retry_after,
+        )
+        self.twilio_code = twilio_code
+        self.error_class = error_class(twilio_code)
+        self.ambiguous = ambiguous
+
+
+@dataclasses.dataclass(frozen=True)
+class TwilioMessage:
+    """The fields of a Message resource we use."""
+
+    sid: str
+    status: str
+    to: str | None
+    from_: str | None
+    body: str | None
+    date_created: dt.datetime | None
+    error_code: int | None
+    num_segments: int | None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> TwilioMessage | None:
+        sid = data.get("sid")
+        if not isinstance(sid, str) or not _SID.match(sid):
+            return None
+        return cls(
+            sid=sid,
+            status=str(data.get("status") or ""),
+            to=_text(data.get("to")),
+            from_=_text(data.get("from")),
+            body=_text(data.get("body")),
+            date_created=_rfc2822(data.get("date_created")),
+            error_code=_int(data.get("error_code")),
+            num_segments=_int(data.get("num_segments")),
+        )
+
+
+class TwilioClient:
+    """Twilio's Messages API over one pooled `httpx.AsyncClient` (HTTP Basic auth with the
+    Account SID and auth token); use `async with` or `aclose()`."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        public_url: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not account_sid or not auth_token:
+            raise ValueError("the Account SID and the auth token must not be empty")
+        if not public_url.startswith(("http://", "https://")):
+            raise ValueError("public_url must be the http(s) URL Twilio calls us back on")
+        self.name = "twilio"
+        self.accepts_text = True
+        self.account_sid = account_sid
+        self._token = auth_token
+        self.public_url = public_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
+        self._messages = f"/2010-04-01/Accounts/{quote(account_sid, safe='')}/Messages"
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=(account_sid, auth_token),
+            headers={"Accept": "application/json", "User-Agent": f"pgflow-sms/{__version__}"},
+            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"TwilioClient(base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def status_callback(self, message_id: int) -> str:
+        """Where Twilio reports this message's status: our public URL, with our id."""
+        return f"{self.public_url}/webhooks/twilio/status?{urlencode({'message_id': message_id})}"
+
+    async def send(
+        self,
+        *,
+        to: str,
+        body: str,
+        message_id: int,
+        validity_seconds: int,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+    ) -> TwilioMessage:
+        """One text, exactly `body`, from a number or a Messaging Service."""
+        if (from_ is None) == (messaging_service_sid is None):
+            raise ValueError("send from a number or a Messaging Service: exactly one")
+        if not body.strip():
+            raise ValueError("body must not be empty")
+        form = {
+            "To": to,
+            "Body": body[:MAX_BODY_CHARS],
+            "StatusCallback": self.status_callback(message_id),
+            "ValidityPeriod": str(max(1, min(MAX_VALIDITY_SECONDS, int(validity_seconds)))),
+        }
+        if from_ is not None:
+            form["From"] = from_
+        else:
+            form["MessagingServiceSid"] = str(messaging_service_sid)
+        phones = tuple(p for p in (to, from_) if p)
+        response = await self._request("POST", f"{self._messages}.json", "send", phones, form)
+        message = TwilioMessage.parse(_json_object(response) or {})
+        if message is None:
+            raise TwilioError(
+                f"Twilio send: HTTP {response.status_code}: malformed response (no sid)",
+                status_code=response.status_code,
+                retryable=False,
+                ambiguous=True,
+            )
+        return message
+
+    async def find_sent(
+        self, *, to: str, from_: str | None, body: str, since: dt.datetime
+    ) -> TwilioMessage | None:
+        """After a send that got no answer: the message it may have created, found among
+        the newest messages from `from_` to `to` by its body and creation time (a minute's
+        slack for clocks); None when there is none."""
+        params = {"To": to, "PageSize": "50"}
+        if from_:
+            params["From"] = from_
+        response = await self._request(
+            "GET", f"{self._messages}.json", "list", (to, from_ or ""), None, params
+        )
+        data = _json_object(response) or {}
+        items = data.get("messages")
+        floor = since - dt.timedelta(minutes=1)
+        for item in items if isinstance(items, list) else []:
+            message = TwilioMessage.parse(item) if isinstance(item, dict) else None
+            if (
+                message is not None
+                and message.body == body[:MAX_BODY_CHARS]
+                and (message.date_created is None or message.date_created >= floor)
+            ):
+                return message
+        return None
+
+    async def fetch(self, sid: str) -> TwilioMessage:
+        """One message by its SID (the sweeper asks about messages with no final status)."""
+        if not _SID.match(sid):
+            raise ValueError("not a message SID")
+        response = await self._request("GET", f"{self._messages}/{sid}.json", "fetch", (), None)
+        message = TwilioMessage.parse(_json_object(response) or {})
+        if message is None:
+            raise TwilioError(
+                f"Twilio fetch: HTTP {response.status_code}: malformed response",
+                status_code=response.status_code,
+                retryable=False,
+            )
+        return message
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        phones: tuple[str, ...],
+        form: dict[str, str] | None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One HTTP call; every failure becomes a classified TwilioError."""
+        try:
+            response = await self._http.request(method, path, data=form, params=params)
+        except httpx.TransportError as exc:
+            # A create may have reached Twilio: ambiguous (reconcile before sending again).
+            raise TwilioError(
+                self._scrub(f"Twilio {operation}: {type(exc).__name__}: {exc}", phones),
+                status_code=None,
+                retryable=True,
+                ambiguous=method == "POST",
+            ) from exc
+        if response.is_success:
+            return response
+        status = response.status_code
+        data = _json_object(response) or {}
+        code = _int(data.get("code"))
+        detail = " ".join(str(data.get("message") or data.get("detail") or "").split())[:300]
+        message = f"Twilio {operation}: HTTP {status}" + (f" error {code}" if code else "")
+        if detail:
+            message = f"{message}: {detail}"
+        never_processed = status == 429 or code == 20429
+        raise TwilioError(
+            self._scrub(message, phones),
+            status_code=status,
+            retryable=never_processed or status >= 500,
+            alert=status in (401, 403),
+            retry_after=_retry_after(response.headers.get("retry-after")),
+            twilio_code=code,
+            ambiguous=method == "POST" and status >= 500,
+        )
+
+    def _scrub(self, message: str, phones: tuple[str, ...]) -> str:
+        message = message.replace(self._token, "***")
+        for phone in phones:
+            if phone:
+                message = message.replace(phone, mask(phone))
+        return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
+
+
+def verify_signature(
+    auth_token: str, url: str, params: Mapping[str, str | list[str]], signature: str | None
+) -> bool:
+    """X-Twilio-Signature over the URL Twilio called and every form field (Twilio adds
+    fields without notice: all of them count). `url` is the public URL, query included."""
+    if not signature or not auth_token:
+        return False
+    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _rfc2822(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 else None
