@@ -51,6 +51,9 @@ class Settings:
     log_format: str = "json"
     console_secret: str | None = None
     public_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
 
     @property
     def sandbox(self) -> bool:
@@ -82,6 +85,7 @@ class Settings:
             "PGFLOW_LLM_API_BASE",
             "PGFLOW_ALERT_WEBHOOK_URL",
             "PGFLOW_PUBLIC_URL",
+            "TWILIO_BASE_URL",
         ):
             value = get(name)
             if value is not None and urlsplit(value).scheme not in ("http", "https"):
@@ -114,4 +118,7 @@ class Settings:
             log_format=log_format,
             console_secret=secret,
             public_url=(get("PGFLOW_PUBLIC_URL") or "").rstrip("/") or None,
+            twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            twilio_base_url=(get("TWILIO_BASE_URL") or "https://api.twilio.com").rstrip("/"),
         )

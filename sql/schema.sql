@@ -255,6 +255,38 @@ begin
     'response', pg_catalog.jsonb_build_object('chat_inbound', v_answer));
 end;
 $_$;
+CREATE FUNCTION pgflow._apply_provider_status(p_message_id bigint, p_now timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  m pgflow.messages;
+begin
+  select * into m from pgflow.messages where id = p_message_id for update;
+  if m.delivery_status <> 'sent' then
+    return null;
+  end if;
+  if m.provider_status = 'delivered' then
+    perform pgflow._set_reason('the carrier delivered it');
+    update pgflow.messages set delivery_status = 'delivered', delivered_at = p_now,
+           updated_at = p_now
+     where id = m.id;
+    return 'delivered';
+  elsif m.provider_status in ('undelivered', 'failed') then
+    perform pgflow._set_reason(pg_catalog.format('%s: error %s', m.provider_status,
+                                                 coalesce(m.carrier_error_code::text, '-')));
+    update pgflow.messages
+       set delivery_status = 'failed', updated_at = p_now,
+           delivery_error = pg_catalog.format('%s: error %s (%s)', m.provider_status,
+             coalesce(m.carrier_error_code::text, '-'),
+             pgflow.carrier_error_class(m.carrier_error_code))
+     where id = m.id
+    returning * into m;
+    return pgflow._on_carrier_error(m, m.carrier_error_code, p_now);
+  end if;
+  return null;
+end;
+$$;
 CREATE FUNCTION pgflow._audit(p_actor text, p_user_id bigint, p_action text, p_conversation_id bigint, p_contact_id bigint, p_detail jsonb, p_now timestamp with time zone) RETURNS bigint
     LANGUAGE sql
     SET search_path TO ''
@@ -1066,6 +1098,108 @@ CREATE FUNCTION pgflow._normalize_phone(p_raw text) RETURNS text
   from (select nullif(pg_catalog.regexp_replace(p_raw, '[^0-9]', '', 'g'), '') as d) x
   where p_raw !~ '[A-Za-z]'
 $_$;
+CREATE TABLE pgflow.messages (
+    id bigint NOT NULL,
+    conversation_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    enrollment_id bigint,
+    direction text NOT NULL,
+    kind text NOT NULL,
+    body text NOT NULL,
+    step_position integer,
+    delivery_status text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    delivery_error text,
+    provider_message_id text,
+    segments integer DEFAULT 1 NOT NULL,
+    encoding text DEFAULT 'gsm7'::text NOT NULL,
+    dedupe_key text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    send_after timestamp with time zone,
+    sent_at timestamp with time zone,
+    delivered_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    number_slot_at timestamp with time zone,
+    chat_id text,
+    chat_message_id text,
+    intent text,
+    deferred_reason text,
+    provider_status text,
+    carrier_error_code integer,
+    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
+    CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
+    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
+    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
+    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
+    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
+    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
+    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
+    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
+    CONSTRAINT messages_intent_inbound CHECK (((intent IS NULL) OR (direction = 'inbound'::text))),
+    CONSTRAINT messages_intent_valid CHECK ((intent = ANY (ARRAY['opt_out'::text, 'opt_in'::text, 'help'::text, 'human'::text, 'maybe_opt_out'::text, 'none'::text]))),
+    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
+    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
+    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
+);
+CREATE FUNCTION pgflow._on_carrier_error(p_message pgflow.messages, p_code integer, p_now timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_class text := pgflow.carrier_error_class(p_code);
+  v_reason text := pg_catalog.format('the carrier refused a text: error %s (%s)',
+                                     coalesce(p_code::text, '-'), v_class);
+  v_campaign pgflow.campaigns;
+  v_max integer;
+  r record;
+begin
+  select c.* into v_campaign
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = p_message.enrollment_id
+    join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = p_message.conversation_id;
+  if v_class = 'bad_number' then
+    for r in select id from pgflow.enrollments
+              where contact_id = p_message.contact_id and status in ('active', 'paused')
+              order by id
+    loop
+      perform pgflow.stop_enrollment(r.id, v_reason, p_now);
+    end loop;
+    for r in select id from pgflow.conversations
+              where contact_id = p_message.contact_id and status <> 'ended' order by id
+    loop
+      perform pgflow.set_outcome(r.id, 'discarded', v_reason, 'rule', p_now);
+    end loop;
+  elsif v_class = 'opted_out' then
+    perform pgflow.opt_out_contact(p_message.contact_id, 'carrier', null, v_reason, p_now);
+  elsif v_class in ('filtered', 'sender') and v_campaign.id is not null then
+    update pgflow.campaigns set status = 'paused', updated_at = p_now
+     where id = v_campaign.id and status = 'active';
+    if found then
+      insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+      values (p_now, 'campaign', v_campaign.id, 'active', 'paused', v_reason);
+    end if;
+    perform pgflow.open_alert('carrier_' || v_class || ':' || v_campaign.slug, 'critical',
+      pg_catalog.format('campaign %s paused: %s', v_campaign.slug, v_reason),
+      pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                    'error_code', p_code), p_now);
+  elsif v_class = 'transient' then
+    v_max := coalesce(v_campaign.max_attempts, 6);
+    if p_message.attempts < v_max then
+      perform pgflow._set_reason(v_reason || ': trying again');
+      update pgflow.messages
+         set delivery_status = 'queued', provider_message_id = null, provider_status = null,
+             send_after = p_now + p_message.attempts * interval '10 minutes',
+             deferred_reason = v_reason || ': trying again', updated_at = p_now
+       where id = p_message.id;
+      perform pgflow._enqueue_after('send_sms', array[p_message.id], 10,
+                                    p_now + p_message.attempts * interval '10 minutes');
+      return 'retry';
+    end if;
+  end if;
+  return v_class;
+end;
+$$;
 CREATE FUNCTION pgflow._on_inbound(p_message_id bigint, p_engine_replies boolean, p_now timestamp with time zone) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1143,6 +1277,15 @@ begin
   return null;
 end;
 $$;
+CREATE FUNCTION pgflow._provider_rank(p_status text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case p_status
+    when 'accepted' then 0 when 'scheduled' then 0 when 'queued' then 1 when 'sending' then 2
+    when 'sent' then 3 when 'delivered' then 4 when 'undelivered' then 4 when 'failed' then 4
+    when 'canceled' then 4 end
+$$;
 CREATE FUNCTION pgflow._record_retell_analysis(p_conversation_id bigint, p_chat jsonb, p_now timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1175,47 +1318,6 @@ begin
   end if;
 end;
 $$;
-CREATE TABLE pgflow.messages (
-    id bigint NOT NULL,
-    conversation_id bigint NOT NULL,
-    contact_id bigint NOT NULL,
-    enrollment_id bigint,
-    direction text NOT NULL,
-    kind text NOT NULL,
-    body text NOT NULL,
-    step_position integer,
-    delivery_status text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    delivery_error text,
-    provider_message_id text,
-    segments integer DEFAULT 1 NOT NULL,
-    encoding text DEFAULT 'gsm7'::text NOT NULL,
-    dedupe_key text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    send_after timestamp with time zone,
-    sent_at timestamp with time zone,
-    delivered_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    number_slot_at timestamp with time zone,
-    chat_id text,
-    chat_message_id text,
-    intent text,
-    deferred_reason text,
-    CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
-    CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
-    CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
-    CONSTRAINT messages_delivered_has_time CHECK (((delivery_status <> 'delivered'::text) OR (delivered_at IS NOT NULL))),
-    CONSTRAINT messages_delivery_status_valid CHECK ((delivery_status = ANY (ARRAY['pending'::text, 'queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'failed'::text, 'dead_letter'::text, 'suppressed'::text, 'received'::text]))),
-    CONSTRAINT messages_direction_valid CHECK ((direction = ANY (ARRAY['outbound'::text, 'inbound'::text]))),
-    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['gsm7'::text, 'ucs2'::text]))),
-    CONSTRAINT messages_inbound_is_lead CHECK (((direction = 'inbound'::text) = (kind = 'lead'::text))),
-    CONSTRAINT messages_inbound_received CHECK (((direction = 'inbound'::text) = (delivery_status = 'received'::text))),
-    CONSTRAINT messages_intent_inbound CHECK (((intent IS NULL) OR (direction = 'inbound'::text))),
-    CONSTRAINT messages_intent_valid CHECK ((intent = ANY (ARRAY['opt_out'::text, 'opt_in'::text, 'help'::text, 'human'::text, 'maybe_opt_out'::text, 'none'::text]))),
-    CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
-    CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
-    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
-);
 CREATE FUNCTION pgflow._reply_refusal(p_trigger pgflow.messages) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -1725,6 +1827,19 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   end
   from (select 1) one
   left join pgflow.campaigns c on c.slug = p_slug
+$$;
+CREATE FUNCTION pgflow.carrier_error_class(p_code integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case
+    when p_code in (21211, 21614, 21635, 30005, 30006) then 'bad_number'
+    when p_code = 21610 then 'opted_out'
+    when p_code = 30007 then 'filtered'
+    when p_code = 30034 then 'sender'
+    when p_code = 30003 then 'transient'
+    when p_code = 20429 then 'rate_limited'
+    else 'unknown' end
 $$;
 CREATE FUNCTION pgflow.change_console_user(p_email text, p_action text, p_password_hash text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3091,7 +3206,8 @@ begin
      and delivery_status in ('pending', 'queued');
   perform pgflow._end_chats(array(select id from pgflow.conversations
                                    where contact_id = p_contact_id));
-  if v_via is not null then
+  -- a carrier's opt-out (Twilio's 21610) was confirmed by the carrier: none from us
+  if v_via is not null and p_source <> 'carrier' then
     select coalesce(c.opt_out_text,
                     'You are unsubscribed and will receive no more messages. Reply START to resubscribe.')
       into v_text
@@ -3679,7 +3795,9 @@ begin
     perform pgflow._set_reason('sent on attempt ' || p_attempt);
     update pgflow.messages
        set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
-           provider_message_id = v_chat, chat_id = coalesce(v_chat, chat_id)
+           provider_message_id = coalesce(v_chat, p_result ->> 'provider_message_id',
+                                          provider_message_id),
+           chat_id = coalesce(v_chat, chat_id)
      where id = m.id;
     update pgflow.message_attempts
        set finished_at = v_now, outcome = 'sent', status_code = v_status
@@ -3692,6 +3810,8 @@ begin
            provider_chat_id = coalesce(v_chat, provider_chat_id),
            updated_at = v_now
      where id = m.conversation_id;
+    -- a receipt that came before this answer (Twilio) is applied now
+    perform pgflow._apply_provider_status(m.id, v_now);
     return pg_catalog.jsonb_build_object('action', 'sent');
   end if;
   if coalesce((p_result ->> 'retryable')::boolean, false) and p_attempt < v_max then
@@ -3780,6 +3900,57 @@ begin
                                        'user_id', v_user.id, 'role', v_user.role);
 end;
 $$;
+CREATE FUNCTION pgflow.record_twilio_status(p_message_id bigint, p_payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_sid text := p_payload ->> 'MessageSid';
+  v_status text := pg_catalog.lower(p_payload ->> 'MessageStatus');
+  v_code integer;
+  v_delivery bigint;
+  m pgflow.messages;
+  v_result jsonb;
+begin
+  if v_sid is null or v_sid !~ '^(SM|MM)[0-9a-f]{32}$' or v_status is null then
+    return '{"result": "invalid", "detail": "MessageSid and MessageStatus are needed"}';
+  end if;
+  if (p_payload ->> 'ErrorCode') ~ '^[0-9]{1,9}$' then
+    v_code := (p_payload ->> 'ErrorCode')::integer;
+  end if;
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('twilio', v_sid || ':' || v_status, 'status', p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    return '{"result": "duplicate"}';
+  end if;
+  select * into m from pgflow.messages
+   where id = p_message_id and direction = 'outbound' for update;
+  -- ours: the id Twilio gave our send, or (its answer not recorded yet) a text being sent
+  if not found or (m.provider_message_id is not null and m.provider_message_id <> v_sid)
+     or (m.provider_message_id is null and m.delivery_status not in ('sending', 'sent')) then
+    v_result := '{"result": "unknown_message"}';
+  elsif pgflow._provider_rank(v_status) is null then
+    v_result := '{"result": "ignored"}';
+  elsif pgflow._provider_rank(v_status) <= coalesce(pgflow._provider_rank(m.provider_status), -1)
+  then
+    v_result := pg_catalog.jsonb_build_object('result', 'stale', 'status', m.provider_status);
+  else
+    update pgflow.messages
+       set provider_message_id = v_sid, provider_status = v_status,
+           carrier_error_code = coalesce(v_code, carrier_error_code), updated_at = v_now
+     where id = m.id;
+    v_result := pg_catalog.jsonb_build_object('result', 'applied', 'status', v_status,
+      'effect', pgflow._apply_provider_status(m.id, v_now));
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result
+   where id = v_delivery;
+  return v_result || pg_catalog.jsonb_build_object('message_id', p_message_id);
+end;
+$_$;
 CREATE FUNCTION pgflow.reject_lead(p_raw_body text, p_error text, p_detail text, p_source text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -4738,7 +4909,7 @@ CREATE TABLE pgflow.opt_outs (
     text text,
     occurred_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT opt_outs_action_valid CHECK ((action = ANY (ARRAY['opt_out'::text, 'opt_in'::text]))),
-    CONSTRAINT opt_outs_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text])))
+    CONSTRAINT opt_outs_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text, 'carrier'::text])))
 );
 ALTER TABLE pgflow.opt_outs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.opt_outs_id_seq

@@ -67,6 +67,7 @@ from pgflow.db.inbound import (
     record_chat,
     record_opt_out_judgment,
     record_retell_event,
+    record_twilio_status,
     retell_setup_inputs,
 )
 from pgflow.db.intake import (
@@ -174,6 +175,7 @@ __all__ = [
     "record_send",
     "record_sends",
     "record_sign_in",
+    "record_twilio_status",
     "reject_lead",
     "release_interrupted",
     "requeue_dead_letters",

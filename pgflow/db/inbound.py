@@ -15,6 +15,12 @@ def record_retell_event(
     return json_call("record_retell_event", payload, engine_replies, now)
 
 
+def record_twilio_status(message_id: int, payload: dict[str, Any], now: Now = None) -> Call[Row]:
+    """pgflow.record_twilio_status(): one status callback, once per (MessageSid, status);
+    {result: applied | stale | duplicate | unknown_message | ignored | invalid}."""
+    return json_call("record_twilio_status", message_id, payload, now)
+
+
 def record_chat(
     chat: dict[str, Any], event: str = "get_chat", engine_replies: bool = False, now: Now = None
 ) -> Call[Row]:

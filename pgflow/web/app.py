@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from pgflow import db, logs
 from pgflow.config import Settings
-from pgflow.web import events, leads, metrics, probes, retell
+from pgflow.web import events, leads, metrics, probes, retell, twilio
 from pgflow.web.console import console_routes
 from pgflow.web.context import (
     CONNECTION_TIMEOUT,
@@ -36,11 +36,14 @@ ROUTES: tuple[tuple[str, list[str], Handler], ...] = (
     ("/webhooks/leads", ["POST"], leads.post_lead),
     ("/webhooks/retell", ["POST"], retell.post_retell),
     ("/webhooks/events", ["POST"], events.post_event),
+    ("/webhooks/twilio/status", ["POST"], twilio.post_status),
     ("/healthz", ["GET"], probes.healthz),
     ("/readyz", ["GET"], probes.readyz),
     ("/metrics", ["GET"], metrics.metrics),
 )
-WEBHOOKS = frozenset({"/webhooks/leads", "/webhooks/retell", "/webhooks/events"})
+WEBHOOKS = frozenset(
+    {"/webhooks/leads", "/webhooks/retell", "/webhooks/events", "/webhooks/twilio/status"}
+)
 
 
 def create_app(

@@ -165,7 +165,8 @@ begin
      and delivery_status in ('pending', 'queued');
   perform pgflow._end_chats(array(select id from pgflow.conversations
                                    where contact_id = p_contact_id));
-  if v_via is not null then
+  -- a carrier's opt-out (Twilio's 21610) was confirmed by the carrier: none from us
+  if v_via is not null and p_source <> 'carrier' then
     select coalesce(c.opt_out_text,
                     'You are unsubscribed and will receive no more messages. Reply START to resubscribe.')
       into v_text

@@ -34,6 +34,7 @@ grant execute on function
   pgflow.record_retell_event(jsonb, boolean, timestamptz),
   pgflow.reject_lead(text, text, text, text, timestamptz),
   pgflow.record_sign_in(text, boolean, bytea, text, text, timestamptz),
+  pgflow.record_twilio_status(bigint, jsonb, timestamptz),
   pgflow.send_latency(interval, timestamptz),
   pgflow.sends_per_hour(text, integer, timestamptz)
   to pgflow_web;

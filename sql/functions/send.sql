@@ -372,7 +372,9 @@ begin
     perform pgflow._set_reason('sent on attempt ' || p_attempt);
     update pgflow.messages
        set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
-           provider_message_id = v_chat, chat_id = coalesce(v_chat, chat_id)
+           provider_message_id = coalesce(v_chat, p_result ->> 'provider_message_id',
+                                          provider_message_id),
+           chat_id = coalesce(v_chat, chat_id)
      where id = m.id;
     update pgflow.message_attempts
        set finished_at = v_now, outcome = 'sent', status_code = v_status
@@ -385,6 +387,8 @@ begin
            provider_chat_id = coalesce(v_chat, provider_chat_id),
            updated_at = v_now
      where id = m.conversation_id;
+    -- a receipt that came before this answer (Twilio) is applied now
+    perform pgflow._apply_provider_status(m.id, v_now);
     return pg_catalog.jsonb_build_object('action', 'sent');
   end if;
 
