@@ -102,7 +102,9 @@ class PgflowProcess:
                 self._cond.wait(min(left, 0.5))
 
     def started(self) -> Self:
-        self.wait_for_line(self.started_event)
+        # A readiness wait that returns as soon as the line comes: a loaded 2-core machine
+        # has taken over 15 s to import and start a worker (litellm alone is heavy).
+        self.wait_for_line(self.started_event, timeout=60.0)
         return self
 
     def kill(self) -> None:
