@@ -948,26 +948,16 @@ CREATE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_sour
     AS $$
 declare
   v_campaign text;
-  r record;
+  v_contact pgflow.contacts;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
-  -- the lead waits for a person: no AI text reaches it until a person hands it back
-  update pgflow.contacts set held_at = p_now, updated_at = p_now
-   where id = (select contact_id from pgflow.conversations where id = p_conversation_id)
-     and held_at is null;
-  if found then
-    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
-    select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
-      from pgflow.conversations cv where cv.id = p_conversation_id;
-  end if;
-  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
-  for r in select e.id from pgflow.enrollments e
-             join pgflow.conversations cv on cv.contact_id = e.contact_id
-            where cv.id = p_conversation_id and e.status = 'active' order by e.id
-  loop
-    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
-  end loop;
+  -- the lead waits for a person: no AI text and no drip step until a person hands it back
+  -- (a CRM takeover may come before any reply)
+  select ct.* into v_contact from pgflow.contacts ct
+    join pgflow.conversations cv on cv.contact_id = ct.id
+   where cv.id = p_conversation_id for update of ct;
+  perform pgflow._hold(v_contact, null, 'waiting for a person', 'waiting for a person', p_now);
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
@@ -1001,6 +991,33 @@ begin
     pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'reason',
                                   pg_catalog.left(p_reason, 500), 'waiting', v_waiting),
     p_now);
+end;
+$$;
+CREATE FUNCTION pgflow._hold(p_contact pgflow.contacts, p_held_by text, p_reason text, p_pause_reason text, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  r record;
+begin
+  if p_contact.held_at is null
+     or (p_held_by is not null and p_contact.held_by is distinct from p_held_by) then
+    update pgflow.contacts
+       set held_at = coalesce(held_at, p_now), held_by = coalesce(p_held_by, held_by),
+           updated_at = p_now
+     where id = p_contact.id;
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (p_now, 'contact', p_contact.id,
+            case when p_contact.held_at is null then 'with_agent' else 'held' end, 'held',
+            p_reason);
+  end if;
+  for r in select id from pgflow.enrollments
+            where contact_id = p_contact.id and status = 'active' order by id
+  loop
+    perform pgflow.pause_enrollment(r.id, p_pause_reason, p_now);
+  end loop;
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = p_contact.id and status <> 'ended'));
 end;
 $$;
 CREATE FUNCTION pgflow._is_timestamp(p_text text) RETURNS boolean
@@ -3811,7 +3828,9 @@ begin
            updated_at = v_now
      where id = m.conversation_id;
     -- a receipt that came before this answer (Twilio) is applied now
-    perform pgflow._apply_provider_status(m.id, v_now);
+    if m.provider_status is not null then
+      perform pgflow._apply_provider_status(m.id, v_now);
+    end if;
     return pg_catalog.jsonb_build_object('action', 'sent');
   end if;
   if coalesce((p_result ->> 'retryable')::boolean, false) and p_attempt < v_max then
@@ -4379,7 +4398,6 @@ declare
   v_actor text := pgflow._actor(p_actor);
   v_conversation pgflow.conversations;
   v_contact pgflow.contacts;
-  r record;
 begin
   select * into v_conversation from pgflow.conversations where id = p_conversation_id;
   if not found then
@@ -4390,20 +4408,9 @@ begin
     return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
                                          'held_by', v_actor);
   end if;
-  update pgflow.contacts set held_at = coalesce(held_at, v_now), held_by = v_actor,
-         updated_at = v_now
-   where id = v_contact.id;
-  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
-  values (v_now, 'contact', v_contact.id,
-          case when v_contact.held_at is null then 'with_agent' else 'held' end, 'held',
-          'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''));
-  for r in select id from pgflow.enrollments
-            where contact_id = v_contact.id and status = 'active' order by id
-  loop
-    perform pgflow.pause_enrollment(r.id, 'a person took over', v_now);
-  end loop;
-  perform pgflow._end_chats(array(select id from pgflow.conversations
-                                   where contact_id = v_contact.id and status <> 'ended'));
+  perform pgflow._hold(v_contact, v_actor,
+    'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''),
+    'a person took over', v_now);
   perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
     pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
                                   'from', v_contact.held_by), v_now);

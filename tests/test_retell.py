@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from pgflow.phones import mask
+from pgflow.transport.base import parse_retry_after
 from pgflow.transport.retell import (
     RetellClient,
     RetellError,
     SendResult,
-    parse_retry_after,
     sign,
     verify_signature,
 )

@@ -11,18 +11,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import psycopg
 import pytest
 
-from pgflow.transport.twilio import (
-    STATUS_RANK,
-    TwilioClient,
-    TwilioError,
-    error_class,
-    verify_signature,
-)
+from pgflow.transport.twilio import TwilioClient, TwilioError, verify_signature
 from tests.fake_twilio import FakeTwilio
+from tests.helpers import scalar
 from tests.test_fake_twilio import FormCapture
 
+Conn = psycopg.Connection[Any]
 LEAD = "+12125550147"
 LINE = "+14155550100"
 
@@ -113,21 +110,28 @@ def test_a_server_error_is_retryable_but_ambiguous(fake: FakeTwilio, capture: Fo
     [((400, 21211), 21211, "bad_number"), ((400, 30034), 30034, "sender")],
 )
 def test_a_refusal_is_permanent_with_its_code_and_class(
-    fake: FakeTwilio, capture: FormCapture, script: Any, code: int, cls: str
+    fake: FakeTwilio, capture: FormCapture, module_db: Conn, script: Any, code: int, cls: str
 ) -> None:
     fake.script(script)
     with pytest.raises(TwilioError) as refused:
         send(client(fake, capture.base))
     err = refused.value
-    assert (err.retryable, err.twilio_code, err.error_class) == (False, code, cls)
+    assert (err.retryable, err.twilio_code) == (False, code)
+    assert scalar(module_db, "select pgflow.carrier_error_class(%s)", [err.twilio_code]) == cls
     assert LEAD not in str(err)  # no full phone number in an error
 
 
-def test_an_unsubscribed_lead_is_21610_opted_out(fake: FakeTwilio, capture: FormCapture) -> None:
+def test_an_unsubscribed_lead_is_21610_opted_out(
+    fake: FakeTwilio, capture: FormCapture, module_db: Conn
+) -> None:
     fake.unsubscribe(LEAD)
     with pytest.raises(TwilioError) as refused:
         send(client(fake, capture.base))
-    assert (refused.value.twilio_code, refused.value.error_class) == (21610, "opted_out")
+    code = refused.value.twilio_code
+    assert (code, scalar(module_db, "select pgflow.carrier_error_class(%s)", [code])) == (
+        21610,
+        "opted_out",
+    )
 
 
 def test_bad_credentials_need_a_person(fake: FakeTwilio, capture: FormCapture) -> None:
@@ -177,15 +181,21 @@ def test_fetch_reads_a_message_and_refuses_a_made_up_sid(
         asyncio.run(fetch("../Calls"))
 
 
-def test_error_classes_have_a_default_and_receipts_only_move_forward() -> None:
+def test_error_classes_have_a_default_and_receipts_only_move_forward(module_db: Conn) -> None:
+    def error_class(code: int | None) -> str:
+        return str(scalar(module_db, "select pgflow.carrier_error_class(%s)", [code]))
+
+    def rank(status: str) -> int:
+        return int(scalar(module_db, "select pgflow._provider_rank(%s)", [status]))
+
     assert error_class(30006) == "bad_number"
     assert error_class(30003) == "transient"
     assert error_class(30007) == "filtered"
     assert error_class(99999) == "unknown"
     assert error_class(None) == "unknown"
     order = ["queued", "sending", "sent", "delivered"]
-    assert [STATUS_RANK[s] for s in order] == sorted(STATUS_RANK[s] for s in order)
-    assert STATUS_RANK["undelivered"] == STATUS_RANK["delivered"] == STATUS_RANK["failed"]
+    assert [rank(s) for s in order] == sorted(rank(s) for s in order)
+    assert rank("undelivered") == rank("delivered") == rank("failed")
 
 
 def test_a_send_needs_exactly_one_sender(fake: FakeTwilio, capture: FormCapture) -> None:

@@ -133,8 +133,7 @@ def console_cursor() -> Call[str]:
 
 
 def console_campaign_slugs() -> Call[list[str]]:
-    call = function_call("console_campaign_slugs")
-    return Call(call.query, call.params, lambda rows: list(rows[0]["value"] or []))
+    return cast(Call[list[str]], function_call("console_campaign_slugs"))
 
 
 def console_campaigns() -> Call[list[Row]]:

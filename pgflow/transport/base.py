@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email.utils
+import json
+import math
+import re
+import time
 from typing import Any, Protocol, TypedDict, Unpack
 
+import httpx
+
 from pgflow.errors import PgflowError
+from pgflow.phones import mask
+
+_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
 
 
 class TransportError(PgflowError):
@@ -99,3 +109,44 @@ class SmsTransport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# --- what every transport's HTTP client shares ----------------------------------------------
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The response's JSON object, or None (not JSON, or not an object)."""
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def scrub(message: str, secret: str, phones: tuple[str, ...]) -> str:
+    """A message with the secret and every phone number (given or phone-like) masked."""
+    message = message.replace(secret, "***")
+    for phone in phones:
+        if phone:
+            message = message.replace(phone, mask(phone))
+    return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds to wait (delta-seconds or an HTTP date); None if absent."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

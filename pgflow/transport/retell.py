@@ -13,12 +13,9 @@ API key or a full phone number.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import functools
 import hashlib
 import hmac
-import json
-import math
 import re
 import ssl
 import time
@@ -31,8 +28,14 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from pgflow import __version__
-from pgflow.phones import mask
-from pgflow.transport.base import NewChat, SendResult, TransportError
+from pgflow.transport.base import (
+    NewChat,
+    SendResult,
+    TransportError,
+    json_object,
+    parse_retry_after,
+    scrub,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -50,7 +53,6 @@ MAX_MESSAGE_CHARS: Final = 500
 
 ALERT_STATUSES: Final = frozenset({401, 402})
 
-_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
 _SIGNATURE_PART = re.compile(r"^(v|d)=(.*)$")
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -141,7 +143,7 @@ class RetellClient:
         response = await self._request(
             "POST", "/create-sms-chat", "create-sms-chat", phones, payload
         )
-        data = _json_object(response)
+        data = json_object(response)
         chat_id = data.get("chat_id") if data is not None else None
         if data is None or not isinstance(chat_id, str) or not chat_id:
             raise _malformed(response, "create-sms-chat", "no chat_id")
@@ -175,7 +177,7 @@ class RetellClient:
         response = await self._request(
             "POST", "/v3/list-chats", "list-chats", (to_number,), payload
         )
-        data = _json_object(response)
+        data = json_object(response)
         items = data.get("items") if data is not None else None
         for item in items if isinstance(items, list) else []:
             if not isinstance(item, dict) or not isinstance(item.get("chat_id"), str):
@@ -203,7 +205,7 @@ class RetellClient:
         response = await self._request(
             "GET", f"/get-chat/{_path_id(chat_id)}", "get-chat", (), None
         )
-        data = _json_object(response)
+        data = json_object(response)
         if data is None:
             raise _malformed(response, "get-chat", "not a JSON object")
         return data
@@ -216,7 +218,7 @@ class RetellClient:
         response = await self._request(method, path, path.strip("/").split("/")[0], (), payload)
         if response.status_code == 204 or not response.content:
             return None
-        data = _json_object(response)
+        data = json_object(response)
         if data is None:
             raise _malformed(response, path)
         return data
@@ -273,11 +275,7 @@ class RetellClient:
 
     def _scrub(self, message: str, phones: tuple[str, ...]) -> str:
         """Remove the API key and any phone number from a message."""
-        message = message.replace(self._api_key, "***")
-        for phone in phones:
-            if phone:
-                message = message.replace(phone, mask(phone))
-        return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
+        return scrub(message, self._api_key, phones)
 
 
 def _not_really_a_timeout(exc: httpx.TimeoutException) -> bool:
@@ -299,14 +297,6 @@ def _path_id(chat_id: str) -> str:
     return quote(chat_id, safe="")
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _malformed(response: httpx.Response, operation: str, why: str = "") -> RetellError:
     """A success answer we cannot use: permanent (the same call would get the same)."""
     return RetellError(
@@ -319,7 +309,7 @@ def _malformed(response: httpx.Response, operation: str, why: str = "") -> Retel
 
 def _error_detail(response: httpx.Response) -> str:
     """Retell's `{"status": "error", "message": ...}` message, at most 500 chars."""
-    data = _json_object(response)
+    data = json_object(response)
     if data is None:
         return ""
     detail = data.get("message")
@@ -331,26 +321,6 @@ def _error_detail(response: httpx.Response) -> str:
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 3] + "..."
     return text
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds to wait (delta-seconds or an HTTP date); None if absent."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def sign(body: bytes, api_key: str, timestamp_ms: int) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pgflow.transport.retell import RetellClient, RetellError, _json_object
+from pgflow.transport.base import json_object
+from pgflow.transport.retell import RetellClient, RetellError
 
 
 class SandboxClient(RetellClient):
@@ -25,7 +26,7 @@ class SandboxClient(RetellClient):
         response = await self._request(
             "POST", path, "post-message", (), {"content": body, "message_id": message_id}
         )
-        data = _json_object(response) or {}
+        data = json_object(response) or {}
         return str(data.get("message_id") or message_id)
 
     async def say(self, lead: str, line: str, text: str) -> dict[str, Any]:
@@ -37,7 +38,7 @@ class SandboxClient(RetellClient):
             (lead, line),
             {"from_number": lead, "to_number": line, "text": text},
         )
-        data = _json_object(response)
+        data = json_object(response)
         if data is None:
             raise RetellError("sandbox say: malformed answer", status_code=None, retryable=False)
         return data
@@ -47,6 +48,6 @@ class SandboxClient(RetellClient):
         response = await self._request(
             "GET", f"/sandbox/phones/{quote(number, safe='+')}", "phone", (number,), None
         )
-        data = _json_object(response) or {}
+        data = json_object(response) or {}
         texts = data.get("texts")
         return texts if isinstance(texts, list) else []

@@ -11,9 +11,11 @@ What may be sent again, and when:
 - any other 4xx is permanent, with Twilio's error code and its class (`error_class`);
   401/403 (a bad Account SID or token) also need a person (`alert`).
 
-Twilio's codes are "subject to change" (its own words): the raw code is kept and mapped to a
-class with a default for unknown ones. Messages never contain the auth token or a full phone
-number. `verify_signature` checks X-Twilio-Signature with the `twilio` package's validator.
+Twilio's codes are "subject to change" (its own words): the raw code is kept
+(`twilio_code`); what a code means for a lead or a campaign is decided in one place, the SQL
+function pgflow.carrier_error_class (sql/functions/twilio.sql). Messages never contain the
+auth token or a full phone number. `verify_signature` checks X-Twilio-Signature with the
+`twilio` package's validator.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-import json
 import re
 from collections.abc import Mapping
 from types import TracebackType
@@ -32,18 +33,13 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from pgflow import __version__
-from pgflow.phones import mask
-from pgflow.transport.base import TransportError
+from pgflow.transport.base import TransportError, json_object, parse_retry_after, scrub
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "ERROR_CLASSES",
-    "FINAL_STATUSES",
-    "STATUS_RANK",
     "TwilioClient",
     "TwilioError",
     "TwilioMessage",
-    "error_class",
     "verify_signature",
 ]
 
@@ -53,41 +49,8 @@ SIGNATURE_HEADER: Final = "x-twilio-signature"
 MAX_VALIDITY_SECONDS: Final = 36_000  # Twilio's own limit (and default): 10 hours
 MAX_BODY_CHARS: Final = 1_600
 
-# Error code -> what it means for us (notes: Twilio's error table). Unknown codes: "unknown".
-ERROR_CLASSES: Final[Mapping[int, str]] = {
-    20429: "rate_limited",  # never processed: retry
-    21211: "bad_number",  # invalid To
-    21614: "bad_number",  # not a mobile number
-    21635: "bad_number",  # a landline
-    30005: "bad_number",  # unknown handset
-    30006: "bad_number",  # landline or unreachable carrier
-    21610: "opted_out",  # the lead replied STOP to this sender
-    30007: "filtered",  # carrier or Twilio filtering
-    30034: "sender",  # unregistered 10DLC number
-    30003: "transient",  # handset unreachable for now
-}
-# A receipt never moves a message back: a later status has a higher rank.
-STATUS_RANK: Final[Mapping[str, int]] = {
-    "accepted": 0,
-    "scheduled": 0,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
-    "canceled": 4,
-}
-FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled"})
 
-_PHONE_LIKE = re.compile(r"\+?\d{7,15}")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$")
-
-
-def error_class(code: int | None) -> str:
-    """The class of a Twilio error code: bad_number, opted_out, filtered, sender,
-    transient, rate_limited, or unknown."""
-    return "unknown" if code is None else ERROR_CLASSES.get(code, "unknown")
 
 
 class TwilioError(TransportError):
@@ -116,7 +79,6 @@ class TwilioError(TransportError):
             retry_after=retry_after,
         )
         self.twilio_code = twilio_code
-        self.error_class = error_class(twilio_code)
         self.ambiguous = ambiguous
 
 
@@ -232,7 +194,7 @@ class TwilioClient:
             form["MessagingServiceSid"] = str(messaging_service_sid)
         phones = tuple(p for p in (to, from_) if p)
         response = await self._request("POST", f"{self._messages}.json", "send", phones, form)
-        message = TwilioMessage.parse(_json_object(response) or {})
+        message = TwilioMessage.parse(json_object(response) or {})
         if message is None:
             raise TwilioError(
                 f"Twilio send: HTTP {response.status_code}: malformed response (no sid)",
@@ -254,7 +216,7 @@ class TwilioClient:
         response = await self._request(
             "GET", f"{self._messages}.json", "list", (to, from_ or ""), None, params
         )
-        data = _json_object(response) or {}
+        data = json_object(response) or {}
         items = data.get("messages")
         floor = since - dt.timedelta(minutes=1)
         for item in items if isinstance(items, list) else []:
@@ -272,7 +234,7 @@ class TwilioClient:
         if not _SID.match(sid):
             raise ValueError("not a message SID")
         response = await self._request("GET", f"{self._messages}/{sid}.json", "fetch", (), None)
-        message = TwilioMessage.parse(_json_object(response) or {})
+        message = TwilioMessage.parse(json_object(response) or {})
         if message is None:
             raise TwilioError(
                 f"Twilio fetch: HTTP {response.status_code}: malformed response",
@@ -304,7 +266,7 @@ class TwilioClient:
         if response.is_success:
             return response
         status = response.status_code
-        data = _json_object(response) or {}
+        data = json_object(response) or {}
         code = _int(data.get("code"))
         detail = " ".join(str(data.get("message") or data.get("detail") or "").split())[:300]
         message = f"Twilio {operation}: HTTP {status}" + (f" error {code}" if code else "")
@@ -316,17 +278,13 @@ class TwilioClient:
             status_code=status,
             retryable=never_processed or status >= 500,
             alert=status in (401, 403),
-            retry_after=_retry_after(response.headers.get("retry-after")),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
             twilio_code=code,
             ambiguous=method == "POST" and status >= 500,
         )
 
     def _scrub(self, message: str, phones: tuple[str, ...]) -> str:
-        message = message.replace(self._token, "***")
-        for phone in phones:
-            if phone:
-                message = message.replace(phone, mask(phone))
-        return _PHONE_LIKE.sub(lambda m: mask(m.group(0)), message)
+        return scrub(message, self._token, phones)
 
 
 def verify_signature(
@@ -337,14 +295,6 @@ def verify_signature(
     if not signature or not auth_token:
         return False
     return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _text(value: Any) -> str | None:
@@ -369,13 +319,3 @@ def _rfc2822(value: Any) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < 86_400 else None

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Iterator
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -168,3 +169,25 @@ async def record(call: db.Call[T], pool: AsyncConnectionPool[Any], source: str) 
 
 def client_host(request: Request) -> str:
     return request.client.host if request.client else "-"
+
+
+FORM_LIMIT = 64 * 1024
+
+
+class FormError(Exception):
+    pass
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form body, every value of each field; FormError when too large or not
+    a form."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormError("the form was not sent as a form")
+    body, too_large = await read_limited(request, FORM_LIMIT)
+    if too_large:
+        raise FormError("the form is too large")
+    try:
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormError("the form could not be read") from exc

@@ -6,7 +6,6 @@ PGFLOW_PUBLIC_URL, is 403 and writes nothing but a log line."""
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,10 +13,9 @@ from starlette.responses import JSONResponse, Response
 from pgflow import db, logs
 from pgflow.transport.twilio import SIGNATURE_HEADER, verify_signature
 from pgflow.web.context import Web
-from pgflow.web.http import read_limited
+from pgflow.web.http import FormError, read_form
 
 log = logging.getLogger("pgflow.web")
-MAX_BODY = 64 * 1024
 
 
 def _forbidden(reason: str) -> Response:
@@ -34,13 +32,10 @@ async def post_status(web: Web, request: Request) -> Response:
             detail="TWILIO_AUTH_TOKEN and PGFLOW_PUBLIC_URL are needed to check signatures",
         )
         return _forbidden("this server cannot check Twilio's signatures")
-    body, too_large = await read_limited(request, MAX_BODY)
-    if too_large:
-        return JSONResponse({"error": "payload_too_large"}, status_code=413)
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        fields = {}
+        fields = await read_form(request)
+    except FormError as exc:
+        return JSONResponse({"error": "invalid_payload", "detail": str(exc)}, status_code=400)
     params = {k: v if len(v) > 1 else v[0] for k, v in fields.items()}
     url = public + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not verify_signature(token, url, params, request.headers.get(SIGNATURE_HEADER)):
@@ -49,7 +44,7 @@ async def post_status(web: Web, request: Request) -> Response:
     message_id = request.query_params.get("message_id", "")
     if not message_id.isdigit() or len(message_id) > 18:
         return JSONResponse({"error": "invalid_payload", "detail": "message_id"}, status_code=400)
-    payload = {k: (v if isinstance(v, str) else v[0]) for k, v in params.items()}
+    payload = {k: v[0] for k, v in fields.items()}
     try:
         result = await db.record_twilio_status(int(message_id), payload, web.now()).arun_in(
             web.pool

@@ -44,6 +44,41 @@ as $$
     p_conversation)
 $$;
 
+-- The hold itself (sql/STATE_MACHINES.md): held_at set (and held_by, when a person is
+-- named), the move written to events when it changes anything, every active drip of the
+-- lead paused and its live chats ended, so neither a drip step nor the provider's own AI
+-- reaches the lead. Used by take_over (a person) and _escalate (waiting for a person).
+create or replace function pgflow._hold(
+  p_contact pgflow.contacts, p_held_by text, p_reason text, p_pause_reason text,
+  p_now timestamptz
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r record;
+begin
+  if p_contact.held_at is null
+     or (p_held_by is not null and p_contact.held_by is distinct from p_held_by) then
+    update pgflow.contacts
+       set held_at = coalesce(held_at, p_now), held_by = coalesce(p_held_by, held_by),
+           updated_at = p_now
+     where id = p_contact.id;
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (p_now, 'contact', p_contact.id,
+            case when p_contact.held_at is null then 'with_agent' else 'held' end, 'held',
+            p_reason);
+  end if;
+  for r in select id from pgflow.enrollments
+            where contact_id = p_contact.id and status = 'active' order by id
+  loop
+    perform pgflow.pause_enrollment(r.id, p_pause_reason, p_now);
+  end loop;
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = p_contact.id and status <> 'ended'));
+end;
+$$;
+
 -- A person takes over the lead of this conversation: from now on no AI text reaches the
 -- lead on any conversation (agent_turn and the send-time claim refuse, Retell's chats are
 -- ended and its chat_inbound rejected), no drip step goes (active drips are paused), and
@@ -65,7 +100,6 @@ declare
   v_actor text := pgflow._actor(p_actor);
   v_conversation pgflow.conversations;
   v_contact pgflow.contacts;
-  r record;
 begin
   select * into v_conversation from pgflow.conversations where id = p_conversation_id;
   if not found then
@@ -76,20 +110,9 @@ begin
     return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
                                          'held_by', v_actor);
   end if;
-  update pgflow.contacts set held_at = coalesce(held_at, v_now), held_by = v_actor,
-         updated_at = v_now
-   where id = v_contact.id;
-  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
-  values (v_now, 'contact', v_contact.id,
-          case when v_contact.held_at is null then 'with_agent' else 'held' end, 'held',
-          'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''));
-  for r in select id from pgflow.enrollments
-            where contact_id = v_contact.id and status = 'active' order by id
-  loop
-    perform pgflow.pause_enrollment(r.id, 'a person took over', v_now);
-  end loop;
-  perform pgflow._end_chats(array(select id from pgflow.conversations
-                                   where contact_id = v_contact.id and status <> 'ended'));
+  perform pgflow._hold(v_contact, v_actor,
+    'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''),
+    'a person took over', v_now);
   perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
     pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
                                   'from', v_contact.held_by), v_now);

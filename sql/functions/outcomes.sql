@@ -203,26 +203,16 @@ set search_path = ''
 as $$
 declare
   v_campaign text;
-  r record;
+  v_contact pgflow.contacts;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
-  -- the lead waits for a person: no AI text reaches it until a person hands it back
-  update pgflow.contacts set held_at = p_now, updated_at = p_now
-   where id = (select contact_id from pgflow.conversations where id = p_conversation_id)
-     and held_at is null;
-  if found then
-    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
-    select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
-      from pgflow.conversations cv where cv.id = p_conversation_id;
-  end if;
-  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
-  for r in select e.id from pgflow.enrollments e
-             join pgflow.conversations cv on cv.contact_id = e.contact_id
-            where cv.id = p_conversation_id and e.status = 'active' order by e.id
-  loop
-    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
-  end loop;
+  -- the lead waits for a person: no AI text and no drip step until a person hands it back
+  -- (a CRM takeover may come before any reply)
+  select ct.* into v_contact from pgflow.contacts ct
+    join pgflow.conversations cv on cv.contact_id = ct.id
+   where cv.id = p_conversation_id for update of ct;
+  perform pgflow._hold(v_contact, null, 'waiting for a person', 'waiting for a person', p_now);
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',

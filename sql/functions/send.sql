@@ -388,7 +388,9 @@ begin
            updated_at = v_now
      where id = m.conversation_id;
     -- a receipt that came before this answer (Twilio) is applied now
-    perform pgflow._apply_provider_status(m.id, v_now);
+    if m.provider_status is not null then
+      perform pgflow._apply_provider_status(m.id, v_now);
+    end if;
     return pg_catalog.jsonb_build_object('action', 'sent');
   end if;
 

@@ -1,5 +1,49 @@
--- Undo 0025: the receipt functions dropped, record_send and opt_out_contact restored.
+-- Undo 0025: the receipt functions and _hold dropped; record_send, opt_out_contact, take_over and _escalate restored.
 -- depends: 0024_add_provider_status
+
+CREATE OR REPLACE FUNCTION pgflow.take_over(p_conversation_id bigint, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  r record;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_by is not distinct from v_actor then
+    return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
+                                         'held_by', v_actor);
+  end if;
+  update pgflow.contacts set held_at = coalesce(held_at, v_now), held_by = v_actor,
+         updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', v_contact.id,
+          case when v_contact.held_at is null then 'with_agent' else 'held' end, 'held',
+          'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''));
+  for r in select id from pgflow.enrollments
+            where contact_id = v_contact.id and status = 'active' order by id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'a person took over', v_now);
+  end loop;
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = v_contact.id and status <> 'ended'));
+  perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
+                                  'from', v_contact.held_by), v_now);
+  return pg_catalog.jsonb_build_object('result', 'held', 'contact_id', v_contact.id,
+    'conversation_id', p_conversation_id, 'held_by', v_actor, 'previous', v_contact.held_by);
+end;
+$function$;
 
 drop function pgflow.record_twilio_status(bigint,jsonb,timestamp with time zone);
 
@@ -161,5 +205,49 @@ drop function pgflow.carrier_error_class(integer);
 drop function pgflow._provider_rank(text);
 
 drop function pgflow._on_carrier_error(pgflow.messages,integer,timestamp with time zone);
+
+drop function pgflow._hold(pgflow.contacts,text,text,text,timestamp with time zone);
+
+CREATE OR REPLACE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
+declare
+  v_campaign text;
+  r record;
+begin
+  perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
+  perform pgflow._end_chats(array[p_conversation_id]);
+  -- the lead waits for a person: no AI text reaches it until a person hands it back
+  update pgflow.contacts set held_at = p_now, updated_at = p_now
+   where id = (select contact_id from pgflow.conversations where id = p_conversation_id)
+     and held_at is null;
+  if found then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
+      from pgflow.conversations cv where cv.id = p_conversation_id;
+  end if;
+  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.conversations cv on cv.contact_id = e.contact_id
+            where cv.id = p_conversation_id and e.status = 'active' order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
+  end loop;
+  select c.slug into v_campaign from pgflow.conversations cv
+    left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
+  perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
+    pg_catalog.format('conversation %s (%s) needs a person: %s', p_conversation_id,
+                      coalesce(v_campaign, 'inbound'), p_reason),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'source', p_source,
+                                  'reason', p_reason), p_now);
+  if p_ack then
+    perform pgflow._system_message(p_conversation_id,
+      'Thanks - a member of our team will text you shortly.',
+      'handoff_ack:' || p_conversation_id, p_now);
+  end if;
+end;
+$function$;
 
 drop function pgflow._apply_provider_status(bigint,timestamp with time zone);

@@ -1,4 +1,4 @@
--- Twilio's delivery receipts: record_twilio_status (once per MessageSid and status, only forward), the carrier's error classes and what each sets off; record_send keeps a provider's message id and applies a receipt that came first; a carrier's opt-out gets no second confirmation.
+-- Twilio's delivery receipts: record_twilio_status (once per MessageSid and status, only forward), the carrier's error classes and what each sets off; record_send keeps a provider's message id and applies a receipt that came first; a carrier's opt-out gets no second confirmation; the hold (_hold) written once for take_over and _escalate.
 -- depends: 0024_add_provider_status
 
 -- The provider's last status, applied to our delivery_status once the send is recorded
@@ -39,6 +39,79 @@ begin
 end;
 $$;
 revoke execute on function pgflow._apply_provider_status(bigint,timestamp with time zone) from public;
+
+-- Hand a conversation to a person: it ends `escalated`, its chat ends (the provider's agent
+-- stops), the lead waits for a person (contacts.held_at: no AI text reaches it until a
+-- person hands it back), an alert opens for it, and the lead may be told a person will
+-- follow up.
+create or replace function pgflow._escalate(
+  p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamptz
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_campaign text;
+  v_contact pgflow.contacts;
+begin
+  perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
+  perform pgflow._end_chats(array[p_conversation_id]);
+  -- the lead waits for a person: no AI text and no drip step until a person hands it back
+  -- (a CRM takeover may come before any reply)
+  select ct.* into v_contact from pgflow.contacts ct
+    join pgflow.conversations cv on cv.contact_id = ct.id
+   where cv.id = p_conversation_id for update of ct;
+  perform pgflow._hold(v_contact, null, 'waiting for a person', 'waiting for a person', p_now);
+  select c.slug into v_campaign from pgflow.conversations cv
+    left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
+  perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
+    pg_catalog.format('conversation %s (%s) needs a person: %s', p_conversation_id,
+                      coalesce(v_campaign, 'inbound'), p_reason),
+    pg_catalog.jsonb_build_object('conversation_id', p_conversation_id, 'source', p_source,
+                                  'reason', p_reason), p_now);
+  if p_ack then
+    perform pgflow._system_message(p_conversation_id,
+      'Thanks - a member of our team will text you shortly.',
+      'handoff_ack:' || p_conversation_id, p_now);
+  end if;
+end;
+$$;
+
+-- The hold itself (sql/STATE_MACHINES.md): held_at set (and held_by, when a person is
+-- named), the move written to events when it changes anything, every active drip of the
+-- lead paused and its live chats ended, so neither a drip step nor the provider's own AI
+-- reaches the lead. Used by take_over (a person) and _escalate (waiting for a person).
+create or replace function pgflow._hold(
+  p_contact pgflow.contacts, p_held_by text, p_reason text, p_pause_reason text,
+  p_now timestamptz
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r record;
+begin
+  if p_contact.held_at is null
+     or (p_held_by is not null and p_contact.held_by is distinct from p_held_by) then
+    update pgflow.contacts
+       set held_at = coalesce(held_at, p_now), held_by = coalesce(p_held_by, held_by),
+           updated_at = p_now
+     where id = p_contact.id;
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (p_now, 'contact', p_contact.id,
+            case when p_contact.held_at is null then 'with_agent' else 'held' end, 'held',
+            p_reason);
+  end if;
+  for r in select id from pgflow.enrollments
+            where contact_id = p_contact.id and status = 'active' order by id
+  loop
+    perform pgflow.pause_enrollment(r.id, p_pause_reason, p_now);
+  end loop;
+  perform pgflow._end_chats(array(select id from pgflow.conversations
+                                   where contact_id = p_contact.id and status <> 'ended'));
+end;
+$$;
+revoke execute on function pgflow._hold(pgflow.contacts,text,text,text,timestamp with time zone) from public;
 
 -- What a carrier's refusal of one of our texts sets off, by the error's class:
 --   bad_number  the contact's drips stop and its live conversations end `discarded`
@@ -275,7 +348,9 @@ begin
            updated_at = v_now
      where id = m.conversation_id;
     -- a receipt that came before this answer (Twilio) is applied now
-    perform pgflow._apply_provider_status(m.id, v_now);
+    if m.provider_status is not null then
+      perform pgflow._apply_provider_status(m.id, v_now);
+    end if;
     return pg_catalog.jsonb_build_object('action', 'sent');
   end if;
 
@@ -376,3 +451,45 @@ end;
 $$;
 revoke execute on function pgflow.record_twilio_status(bigint,jsonb,timestamp with time zone) from public;
 grant execute on function pgflow.record_twilio_status(bigint,jsonb,timestamp with time zone) to pgflow_web;
+
+-- A person takes over the lead of this conversation: from now on no AI text reaches the
+-- lead on any conversation (agent_turn and the send-time claim refuse, Retell's chats are
+-- ended and its chat_inbound rejected), no drip step goes (active drips are paused), and
+-- the conversation stays open for the person's texts. Taking over from a colleague is
+-- allowed and recorded. Returns {result: held | unchanged, contact_id, held_by, previous}.
+create or replace function pgflow.take_over(
+  p_conversation_id bigint,
+  p_actor text,
+  p_user_id bigint default null,
+  p_reason text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_by is not distinct from v_actor then
+    return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
+                                         'held_by', v_actor);
+  end if;
+  perform pgflow._hold(v_contact, v_actor,
+    'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''),
+    'a person took over', v_now);
+  perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
+                                  'from', v_contact.held_by), v_now);
+  return pg_catalog.jsonb_build_object('result', 'held', 'contact_id', v_contact.id,
+    'conversation_id', p_conversation_id, 'held_by', v_actor, 'previous', v_contact.held_by);
+end;
+$$;

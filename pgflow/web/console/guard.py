@@ -15,8 +15,9 @@ from starlette.responses import RedirectResponse, Response
 
 from pgflow import db, errors, logs
 from pgflow.web.console import auth
-from pgflow.web.console.render import FormError, error_page, plain_error, read_form
+from pgflow.web.console.render import error_page, plain_error
 from pgflow.web.context import Web
+from pgflow.web.http import FormError, read_form
 
 log = logging.getLogger("pgflow.console")
 
@@ -42,13 +43,7 @@ def guarded(web: Web, role: str, page: Page) -> Callable[[Request], Awaitable[Re
         user: auth.User | None = None
         try:
             if web.settings.console_secret is None:
-                return error_page(
-                    request,
-                    503,
-                    "The console is not set up",
-                    "Set PGFLOW_CONSOLE_SECRET (at least 32 random characters) for pgflow "
-                    "serve, then add a user with `pgflow users add EMAIL --role admin`.",
-                )
+                return not_set_up(request)
             user = await auth.current_user(web, request)
             if user is None:
                 if request.method == "GET":
@@ -133,6 +128,17 @@ def guarded(web: Web, role: str, page: Page) -> Callable[[Request], Awaitable[Re
                 return plain_error(500, "Something went wrong")
 
     return endpoint
+
+
+def not_set_up(request: Request) -> Response:
+    """What every console page says before PGFLOW_CONSOLE_SECRET is set."""
+    return error_page(
+        request,
+        503,
+        "The console is not set up",
+        "Set PGFLOW_CONSOLE_SECRET (at least 32 random characters) for pgflow serve, then add"
+        " a user with `pgflow users add EMAIL --role admin`.",
+    )
 
 
 def path_id(request: Request, name: str = "id") -> int:

@@ -14,9 +14,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from pgflow import db, errors, logs, passwords
 from pgflow.web.console import auth
-from pgflow.web.console.guard import Form, decode_cursor, encode_cursor, path_id
-from pgflow.web.console.render import FormError, error_page, one, page, read_form
+from pgflow.web.console.guard import Form, decode_cursor, encode_cursor, not_set_up, path_id
+from pgflow.web.console.render import error_page, one, page
 from pgflow.web.context import Web
+from pgflow.web.http import FormError, read_form
 
 log = logging.getLogger("pgflow.console")
 
@@ -42,13 +43,7 @@ def _safe_next(target: str | None) -> str:
 
 async def sign_in_page(web: Web, request: Request) -> Response:
     if web.settings.console_secret is None:
-        return error_page(
-            request,
-            503,
-            "The console is not set up",
-            "Set PGFLOW_CONSOLE_SECRET (at least 32 random characters) for pgflow serve, "
-            "then add a user with `pgflow users add EMAIL --role admin`.",
-        )
+        return not_set_up(request)
     return _sign_in_form(web, request, None, 200)
 
 

@@ -7,17 +7,14 @@ import datetime as dt
 import html
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from pgflow import __version__
-from pgflow.web.http import read_limited
 
 HERE = Path(__file__).parent
-FORM_LIMIT = 64 * 1024
 
 OUTCOMES = ("success", "qualified", "unqualified", "escalated", "no_response", "discarded")
 
@@ -104,25 +101,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-
-class FormError(Exception):
-    pass
-
-
-async def read_form(request: Request) -> dict[str, list[str]]:
-    """An urlencoded form body, every value of each field; FormError when too large or not
-    a form."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise FormError("the form was not sent as a form")
-    body, too_large = await read_limited(request, FORM_LIMIT)
-    if too_large:
-        raise FormError("the form is too large")
-    try:
-        return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FormError("the form could not be read") from exc
 
 
 def one(form: dict[str, list[str]], key: str) -> str:
