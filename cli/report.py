@@ -20,7 +20,7 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Enrolled, messaged, replied, each outcome, opt-out rate, median time to first reply.
+    """Enrolled, messaged, delivered (Twilio), replied, outcomes, opt-outs, time to reply.
 
     Per step: sent, and the leads who replied after it."""
     start = parse_since(since)
@@ -52,6 +52,7 @@ def print_funnel(item: dict[str, Any]) -> None:
     funnel.add_row("enrolled", str(enrolled), "")
     messaged = int(item["messaged"]) / enrolled if enrolled else None
     funnel.add_row("messaged", str(item["messaged"]), f"{_pct(messaged)} of enrolled")
+    _delivery_rows(funnel, item)
     funnel.add_row("replied", str(item["replied"]), f"{_pct(item['reply_rate'])} of messaged")
     funnel.add_row("opted out", str(item["opted_out"]), f"{_pct(item['opt_out_rate'])} of messaged")
     median = item["median_first_reply_seconds"]
@@ -72,6 +73,26 @@ def print_funnel(item: dict[str, Any]) -> None:
             str(step["position"]), str(step["sent"]), str(step["replied_after"]), _pct(rate)
         )
     console.print(steps)
+
+
+def _delivery_rows(funnel: Table, item: dict[str, Any]) -> None:
+    """Steps delivered and undelivered (by the carrier error's class) and how long delivery
+    took: Twilio reports them; Retell reports no delivery at all."""
+    if item.get("transport") != "twilio":
+        funnel.add_row("steps delivered", "-", f"{item.get('transport', 'retell')}: no receipts")
+        return
+    sent = int(item["steps_sent"])
+    delivered = int(item["delivered"]) / sent if sent else None
+    funnel.add_row("steps delivered", str(item["delivered"]), f"{_pct(delivered)} of sent")
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(item["undelivered_by_class"].items()))
+    funnel.add_row("steps undelivered", str(item["undelivered"]), classes)
+    took = item.get("delivery_seconds") or {}
+    if took.get("p50") is not None:
+        funnel.add_row(
+            "delivery time",
+            _duration(float(took["p50"])),
+            f"p90 {_duration(float(took['p90']))}",
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -94,6 +94,7 @@ SHAPES = {
     "silence_timeout": NOT_A_DURATION,
     "reply_debounce": NOT_A_DURATION,
     "status": "must be draft, active, paused or archived",
+    "transport": "must be retell or twilio",
     "per_second": PER_SECOND,
     "fallbacks": "must be a mapping of placeholder to text",
     "fallbacks.*": "must be text",

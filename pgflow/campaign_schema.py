@@ -92,6 +92,12 @@ CAMPAIGN: dict[str, Any] = {
             "given); a conversation keeps the number it starts on.",
         },
         "status": {"enum": ["draft", "active", "paused", "archived"]},
+        "transport": {
+            "enum": ["retell", "twilio"],
+            "description": "Who carries the texts: retell (its LLM writes the replies, with "
+            "our prompt) or twilio (our agent writes them; delivery receipts; a person can "
+            "text the lead). Default retell.",
+        },
         "timezone": {**TEXT, "description": "IANA zone used when the lead's is unknown."},
         "send_window": {
             "type": "object",

@@ -1,5 +1,5 @@
 """The worker daemon: a pgqueuer consumer running the jobs (send_sms, deliver_alert,
-end_chat, agent_reply, judge_opt_out, classify_outcome).
+end_chat, agent_reply, judge_opt_out, classify_outcome, check_receipt).
 
 Refuses to start on unapplied migrations or missing configuration. SIGTERM/SIGINT stop
 claiming; in-flight jobs finish; then it exits. A heartbeat row in pgflow.workers shows it
@@ -43,6 +43,7 @@ from pgflow import __version__, agent, db, logs, migrations, transport
 from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent, first_line
 from pgflow.jobs.agent_reply import agent_reply
+from pgflow.jobs.check_receipt import check_receipt
 from pgflow.jobs.classify_outcome import classify_outcome
 from pgflow.jobs.context import JobContext
 from pgflow.jobs.deliver_alert import deliver_alert
@@ -204,9 +205,15 @@ class Worker:
             timeout=timeout,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
+        twilio = transport.create_twilio(settings, timeout=timeout)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
         ctx = JobContext(
-            pool, sms, self.worker_id, options.retry_base_seconds, agent=agent.create(settings)
+            pool,
+            sms,
+            self.worker_id,
+            options.retry_base_seconds,
+            agent=agent.create(settings),
+            twilio=twilio,
         )
         beat = asyncio.create_task(self._heartbeats(pool))
         logs.event(
@@ -217,6 +224,7 @@ class Worker:
             concurrency=options.concurrency,
             poll_s=options.poll_seconds,
             transport=sms.name,
+            twilio=twilio is not None,
             agent=ctx.agent.name,
         )
         failures = 0
@@ -257,6 +265,8 @@ class Worker:
             with contextlib.suppress(psycopg.Error, OSError):
                 await self._heartbeat(pool, stopping=True)
             await sms.aclose()
+            if twilio is not None:
+                await twilio.aclose()
             await ctx.agent.aclose()
             await http.aclose()
             await pool.close()
@@ -340,6 +350,7 @@ def _register(
         "agent_reply": lambda job: agent_reply(ctx, job_id(job), job.attempts),
         "judge_opt_out": lambda job: judge_opt_out(ctx, job_id(job), job.attempts),
         "classify_outcome": lambda job: classify_outcome(ctx, job_id(job), job.attempts),
+        "check_receipt": lambda job: check_receipt(ctx, job_id(job), job.attempts),
     }
     for name, run in jobs.items():
         qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))

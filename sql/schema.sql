@@ -81,6 +81,7 @@ CREATE TABLE pgflow.campaigns (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     goal text,
+    transport text DEFAULT 'retell'::text NOT NULL,
     CONSTRAINT campaigns_daily_cap_positive CHECK ((daily_cap > 0)),
     CONSTRAINT campaigns_fallbacks_object CHECK ((jsonb_typeof(fallbacks) = 'object'::text)),
     CONSTRAINT campaigns_from_number_e164 CHECK ((from_number ~ '^\+[1-9][0-9]{6,14}$'::text)),
@@ -90,6 +91,7 @@ CREATE TABLE pgflow.campaigns (
     CONSTRAINT campaigns_slug_shape CHECK ((slug ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
     CONSTRAINT campaigns_status_valid CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'paused'::text, 'archived'::text]))),
     CONSTRAINT campaigns_timezone_valid CHECK (pgflow._is_time_zone(timezone)),
+    CONSTRAINT campaigns_transport_valid CHECK ((transport = ANY (ARRAY['retell'::text, 'twilio'::text]))),
     CONSTRAINT campaigns_window_days_valid CHECK ((((cardinality(window_days) >= 1) AND (cardinality(window_days) <= 7)) AND (window_days <@ '{1,2,3,4,5,6,7}'::smallint[]))),
     CONSTRAINT campaigns_window_order CHECK ((window_start < window_end))
 );
@@ -153,7 +155,6 @@ declare
   v_conversation pgflow.conversations;
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
-  v_enrollment bigint;
   v_message bigint;
   v_answer jsonb;
 begin
@@ -177,34 +178,9 @@ begin
         and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
     return pg_catalog.jsonb_build_object('result', 'suppressed_rejected', 'response', v_reject);
   end if;
-  select * into v_conversation from pgflow.conversations
-   where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
+  v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, p_now);
   if v_conversation.id is null then
-    -- the drip the lead is in on this line, else the last campaign that used it
-    select e.id, e.campaign_id into v_enrollment, v_campaign.id
-      from pgflow.enrollments e
-      join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
-     where e.contact_id = v_contact.id and cn.number = v_line
-     order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
-    select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
-    select * into v_agent from pgflow.agents
-     where id = coalesce(v_campaign.agent_id, v_number.inbound_agent_id,
-                         (select cv.agent_id from pgflow.conversations cv
-                           where cv.contact_id = v_contact.id and cv.from_number = v_line
-                           order by cv.id desc limit 1));
-    if v_agent.id is null then
-      return pg_catalog.jsonb_build_object('result', 'no_agent_rejected', 'response', v_reject);
-    end if;
-    perform pgflow._set_reason('lead wrote first');
-    insert into pgflow.conversations
-      (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
-    values (v_contact.id, v_campaign.id, v_agent.id, v_enrollment, v_line, p_now, p_now)
-    on conflict (contact_id, from_number) where status <> 'ended' do nothing
-    returning * into v_conversation;
-    if v_conversation.id is null then
-      select * into v_conversation from pgflow.conversations
-       where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
-    end if;
+    return pg_catalog.jsonb_build_object('result', 'no_agent_rejected', 'response', v_reject);
   end if;
   select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
   select * into v_agent from pgflow.agents where id = v_conversation.agent_id;
@@ -462,6 +438,8 @@ begin
       'to_number', v_contact.phone,
       'since', coalesce((select pg_catalog.max(a.started_at) from pgflow.message_attempts a
                           where a.message_id = m.id and a.finished_at is null), m.updated_at),
+      'transport', pgflow._line_transport(v_conversation.from_number),
+      'from_number', v_conversation.from_number, 'body', m.body,
       'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null);
   end if;
   v_reason := case
@@ -599,6 +577,10 @@ begin
     'attempt', m.attempts,
     'max_attempts', v_max,
     'kind', m.kind,
+    'transport', pgflow._line_transport(v_conversation.from_number),
+    -- how long the provider may hold the text before it is dropped (Twilio's
+    -- ValidityPeriod): a drip text never arrives after its send window closes
+    'validity_seconds', pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now),
     'from_number', v_conversation.from_number,
     'to_number', v_contact.phone,
     'body', m.body,
@@ -942,6 +924,31 @@ CREATE FUNCTION pgflow._enqueue_notice(p_alert_id bigint, p_notice text) RETURNS
            and (dedupe_key is not null))
   do nothing
 $$;
+CREATE FUNCTION pgflow._enqueue_receipt_checks(p_now timestamp with time zone, p_limit integer) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_ids bigint[];
+begin
+  with due as (
+    select m.id from pgflow.messages m
+     where m.delivery_status = 'sent' and m.transport = 'twilio'
+       and m.sent_at < p_now - interval '2 hours' and m.sent_at > p_now - interval '3 days'
+       and m.provider_message_id is not null
+       and (m.receipt_checked_at is null or m.receipt_checked_at < p_now - interval '6 hours')
+     order by m.sent_at
+     limit p_limit
+       for update skip locked
+  ), marked as (
+    update pgflow.messages m set receipt_checked_at = p_now
+      from due where m.id = due.id
+    returning m.id
+  )
+  select pg_catalog.array_agg(id order by id) into v_ids from marked;
+  return pgflow._enqueue('check_receipt', v_ids, 1);
+end;
+$$;
 CREATE FUNCTION pgflow._escalate(p_conversation_id bigint, p_reason text, p_source text, p_ack boolean, p_now timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1020,6 +1027,49 @@ begin
                                    where contact_id = p_contact.id and status <> 'ended'));
 end;
 $$;
+CREATE FUNCTION pgflow._inbound_conversation(p_contact_id bigint, p_line text, p_now timestamp with time zone) RETURNS pgflow.conversations
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_enrollment bigint;
+  v_agent bigint;
+begin
+  select * into v_conversation from pgflow.conversations
+   where contact_id = p_contact_id and from_number = p_line and status <> 'ended';
+  if v_conversation.id is not null then
+    return v_conversation;
+  end if;
+  select e.id, e.campaign_id into v_enrollment, v_campaign.id
+    from pgflow.enrollments e
+    join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
+   where e.contact_id = p_contact_id and cn.number = p_line
+   order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
+  select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
+  v_agent := coalesce(v_campaign.agent_id,
+                      (select n.inbound_agent_id from pgflow.sending_numbers n
+                        where n.number = p_line),
+                      (select cv.agent_id from pgflow.conversations cv
+                        where cv.contact_id = p_contact_id and cv.from_number = p_line
+                        order by cv.id desc limit 1));
+  if v_agent is null then
+    return v_conversation;
+  end if;
+  perform pgflow._set_reason('lead wrote first');
+  insert into pgflow.conversations
+    (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+  values (p_contact_id, v_campaign.id, v_agent, v_enrollment, p_line, p_now, p_now)
+  on conflict (contact_id, from_number) where status <> 'ended' do nothing
+  returning * into v_conversation;
+  if v_conversation.id is null then
+    select * into v_conversation from pgflow.conversations
+     where contact_id = p_contact_id and from_number = p_line and status <> 'ended';
+  end if;
+  return v_conversation;
+end;
+$$;
 CREATE FUNCTION pgflow._is_timestamp(p_text text) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO ''
@@ -1037,6 +1087,15 @@ exception when others then
   return false;
 end;
 $_$;
+CREATE FUNCTION pgflow._line_transport(p_number text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce((select c.transport from pgflow.campaign_numbers cn
+                     join pgflow.campaigns c on c.id = cn.campaign_id
+                    where cn.number = p_number
+                    order by (c.status <> 'archived') desc, c.id desc limit 1), 'retell')
+$$;
 CREATE FUNCTION pgflow._live_conversation(p_ended pgflow.conversations, p_now timestamp with time zone) RETURNS pgflow.conversations
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1143,6 +1202,8 @@ CREATE TABLE pgflow.messages (
     deferred_reason text,
     provider_status text,
     carrier_error_code integer,
+    transport text,
+    receipt_checked_at timestamp with time zone,
     CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
     CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
     CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
@@ -1156,7 +1217,8 @@ CREATE TABLE pgflow.messages (
     CONSTRAINT messages_intent_valid CHECK ((intent = ANY (ARRAY['opt_out'::text, 'opt_in'::text, 'help'::text, 'human'::text, 'maybe_opt_out'::text, 'none'::text]))),
     CONSTRAINT messages_kind_valid CHECK ((kind = ANY (ARRAY['campaign'::text, 'agent'::text, 'system'::text, 'human'::text, 'lead'::text]))),
     CONSTRAINT messages_segments_positive CHECK ((segments > 0)),
-    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL)))
+    CONSTRAINT messages_sent_has_time CHECK (((delivery_status <> ALL (ARRAY['sent'::text, 'delivered'::text])) OR (sent_at IS NOT NULL))),
+    CONSTRAINT messages_transport_valid CHECK ((transport = ANY (ARRAY['retell'::text, 'twilio'::text])))
 );
 CREATE FUNCTION pgflow._on_carrier_error(p_message pgflow.messages, p_code integer, p_now timestamp with time zone) RETURNS text
     LANGUAGE plpgsql
@@ -1217,7 +1279,7 @@ begin
   return v_class;
 end;
 $$;
-CREATE FUNCTION pgflow._on_inbound(p_message_id bigint, p_engine_replies boolean, p_now timestamp with time zone) RETURNS text
+CREATE FUNCTION pgflow._on_inbound(p_message_id bigint, p_engine_replies boolean, p_now timestamp with time zone, p_carrier_answered text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1239,14 +1301,16 @@ begin
          classify_requested_at = null  -- the conversation goes on: classify it when quiet
    where id = m.conversation_id and status <> 'ended';
   if v_contact.opted_out_at is not null then
-    if v_intent = 'opt_in' then
-      perform pgflow.opt_in_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+    if v_intent = 'opt_in' or p_carrier_answered = 'START' then
+      perform pgflow.opt_in_contact(v_contact.id,
+        case when p_carrier_answered = 'START' then 'carrier' else v_rule end, m.id, m.body, p_now);
       return 'opt_in';
     end if;
     return 'ignored_opted_out';
   end if;
-  if v_intent = 'opt_out' then
-    perform pgflow.opt_out_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+  if v_intent = 'opt_out' or p_carrier_answered = 'STOP' then
+    perform pgflow.opt_out_contact(v_contact.id,
+      case when p_carrier_answered = 'STOP' then 'carrier' else v_rule end, m.id, m.body, p_now);
     return 'opt_out';
   end if;
   perform pgflow._engage(m.conversation_id, m.created_at, p_now);
@@ -1258,6 +1322,9 @@ begin
     perform pgflow._escalate(v_conversation.id, 'the lead asked for a person: '
                              || pg_catalog.left(m.body, 200), 'rule', true, p_now);
     return 'human';
+  end if;
+  if p_carrier_answered = 'HELP' then
+    return 'help';  -- the carrier sent its help text
   end if;
   if v_intent = 'help' then
     select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
@@ -1536,6 +1603,21 @@ begin
     using errcode = 'PF001';
 end;
 $$;
+CREATE FUNCTION pgflow._validity_seconds(p_kind text, p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_now timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_tz text := coalesce(p_contact.timezone, p_campaign.timezone, 'America/New_York');
+  v_end timestamptz;
+begin
+  if p_kind = 'campaign' and p_campaign.window_end is not null then
+    v_end := ((p_now at time zone v_tz)::date + p_campaign.window_end) at time zone v_tz;
+    return least(36000, greatest(60, extract(epoch from v_end - p_now)::integer));
+  end if;
+  return case p_kind when 'agent' then 1800 when 'human' then 14400 else 36000 end;
+end;
+$$;
 CREATE FUNCTION pgflow.add_console_user(p_email text, p_role text, p_password_hash text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1657,6 +1739,8 @@ declare
   v_steps_action text;
   v_pool text[];
   v_old_pool text[];
+  v_conflict text;
+  v_other text;
 begin
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
   loop
@@ -1692,7 +1776,7 @@ begin
     insert into pgflow.campaigns as c
       (slug, name, agent_id, from_number, status, timezone, window_start, window_end,
        window_days, reply_timeout, silence_timeout, daily_cap, max_attempts, help_text,
-       opt_out_text, fallbacks, goal, created_at, updated_at)
+       opt_out_text, fallbacks, goal, transport, created_at, updated_at)
     values (
       v_item ->> 'slug', v_item ->> 'name', v_agent_id, v_item ->> 'from_number',
       coalesce(v_item ->> 'status', 'active'),
@@ -1711,6 +1795,7 @@ begin
         'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'),
       coalesce(v_item -> 'fallbacks', '{}'),
       v_item ->> 'goal',
+      coalesce(v_item ->> 'transport', 'retell'),
       v_now, v_now)
     on conflict (slug) do update set
       name = excluded.name, agent_id = excluded.agent_id, from_number = excluded.from_number,
@@ -1720,17 +1805,18 @@ begin
       reply_timeout = excluded.reply_timeout, silence_timeout = excluded.silence_timeout,
       daily_cap = excluded.daily_cap, max_attempts = excluded.max_attempts,
       help_text = excluded.help_text, opt_out_text = excluded.opt_out_text,
-      fallbacks = excluded.fallbacks, goal = excluded.goal, updated_at = excluded.updated_at
+      fallbacks = excluded.fallbacks, goal = excluded.goal, transport = excluded.transport,
+      updated_at = excluded.updated_at
     where (c.name, c.agent_id, c.from_number, c.timezone, c.window_start, c.window_end,
            c.window_days, c.reply_timeout, c.silence_timeout, c.daily_cap, c.max_attempts,
-           c.help_text, c.opt_out_text, c.fallbacks, c.goal,
+           c.help_text, c.opt_out_text, c.fallbacks, c.goal, c.transport,
            case when v_item ? 'status' then excluded.status else c.status end)
           is distinct from
           (excluded.name, excluded.agent_id, excluded.from_number, excluded.timezone,
            excluded.window_start, excluded.window_end, excluded.window_days,
            excluded.reply_timeout, excluded.silence_timeout, excluded.daily_cap,
            excluded.max_attempts, excluded.help_text, excluded.opt_out_text,
-           excluded.fallbacks, excluded.goal, c.status)
+           excluded.fallbacks, excluded.goal, excluded.transport, c.status)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_changed := v_id is not null;
     select * into v_campaign from pgflow.campaigns where slug = v_item ->> 'slug';
@@ -1788,6 +1874,17 @@ begin
       select v_campaign.id, n, ord::smallint
         from pg_catalog.unnest(v_pool) with ordinality as t(n, ord);
       v_changed := true;
+    end if;
+    -- One provider per number: its inbound texts reach one webhook.
+    select cn.number, c.slug into v_conflict, v_other
+      from pgflow.campaign_numbers cn
+      join pgflow.campaigns c on c.id = cn.campaign_id
+     where cn.number = any (v_pool) and c.id <> v_campaign.id
+       and c.transport <> v_campaign.transport and c.status <> 'archived'
+     order by cn.number, c.slug limit 1;
+    if v_conflict is not null then
+      raise exception 'campaign %: number % is on campaign % with another transport; a number carries one transport (its replies come from one provider)',
+        v_campaign.slug, v_conflict, v_other using errcode = 'PF003';
     end if;
     v_result := pg_catalog.jsonb_set(v_result, '{campaigns}', (v_result -> 'campaigns') ||
       pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,
@@ -2393,9 +2490,11 @@ CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timest
     select e.* from pgflow.enrollments e join c on c.id = e.campaign_id
      where p_since is null or e.enrolled_at >= p_since
   ), steps as (
-    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status
+    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status, m.delivered_at,
+           m.carrier_error_code
       from pgflow.messages m join e on e.id = m.enrollment_id
-     where m.kind = 'campaign' and m.delivery_status in ('sent', 'delivered')
+     where m.kind = 'campaign' and m.sent_at is not null
+       and m.delivery_status in ('sent', 'delivered', 'failed')
   ), cv as (
     select cv.* from pgflow.conversations cv
      where cv.campaign_id in (select id from c)
@@ -2423,8 +2522,27 @@ CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timest
                   where p.campaign_id = c.id and p.first_sent is not null),
     'steps_sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
                     where e.campaign_id = c.id),
+    'transport', c.transport,
     'delivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
                    where e.campaign_id = c.id and s.delivery_status = 'delivered'),
+    'undelivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                     where e.campaign_id = c.id and s.delivery_status = 'failed'),
+    'undelivered_by_class', (
+      select coalesce(pg_catalog.jsonb_object_agg(k.class, k.n), '{}')
+        from (select pgflow.carrier_error_class(s.carrier_error_code) as class,
+                     pg_catalog.count(*) as n
+                from steps s join e on e.id = s.enrollment_id
+               where e.campaign_id = c.id and s.delivery_status = 'failed'
+               group by 1) k),
+    'delivery_seconds', (
+      select pg_catalog.jsonb_build_object(
+               'p50', pg_catalog.round(pg_catalog.percentile_cont(0.5) within group (
+                        order by extract(epoch from s.delivered_at - s.sent_at))::numeric, 1),
+               'p90', pg_catalog.round(pg_catalog.percentile_cont(0.9) within group (
+                        order by extract(epoch from s.delivered_at - s.sent_at))::numeric, 1))
+        from steps s join e on e.id = s.enrollment_id
+       where e.campaign_id = c.id and s.delivery_status = 'delivered'
+         and s.delivered_at >= s.sent_at),
     'replied', (select pg_catalog.count(*) from per_lead p
                  where p.campaign_id = c.id and p.first_reply is not null),
     'opted_out', (select pg_catalog.count(*) from e
@@ -2496,7 +2614,8 @@ begin
     perform pgflow.resolve_alert('escalation:' || r.id, v_now);
   end loop;
   v_conversation := pgflow._current_conversation(v_conversation);
-  if p_engine_replies and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
+  if (p_engine_replies or pgflow._line_transport(v_conversation.from_number) = 'twilio')
+     and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
     select * into v_last from pgflow.messages
      where conversation_id = v_conversation.id
        and (direction = 'inbound' or kind in ('agent', 'human'))
@@ -3162,7 +3281,7 @@ begin
   select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;
   v_via := coalesce(v_via, (select pg_catalog.max(id) from pgflow.conversations
                              where contact_id = p_contact_id));
-  if v_via is not null then
+  if v_via is not null and p_source <> 'carrier' then  -- the carrier confirmed it already
     select coalesce(c.name, 'our') into v_name
       from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
      where cv.id = v_via;
@@ -3381,6 +3500,15 @@ begin
                                        'console_sessions', v_sessions);
 end;
 $_$;
+CREATE FUNCTION pgflow.receipt_to_check(p_message_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object('message_id', m.id, 'sid', m.provider_message_id)
+    from pgflow.messages m
+   where m.id = p_message_id and m.delivery_status = 'sent' and m.transport = 'twilio'
+     and m.provider_message_id is not null
+$$;
 CREATE FUNCTION pgflow.record_agent_reply(p_trigger_id bigint, p_body text, p_action text DEFAULT 'continue'::text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3785,7 +3913,7 @@ $$;
 CREATE FUNCTION pgflow.record_send(p_message_id bigint, p_attempt integer, p_result jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   m pgflow.messages;
@@ -3795,6 +3923,8 @@ declare
   v_status integer := (p_result ->> 'status_code')::integer;
   v_kind text;
   v_chat text := p_result ->> 'chat_id';
+  v_transport text := coalesce(p_result ->> 'transport', 'retell');
+  v_code integer;
 begin
   select * into m from pgflow.messages
    where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
@@ -3814,7 +3944,7 @@ begin
        set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
            provider_message_id = coalesce(v_chat, p_result ->> 'provider_message_id',
                                           provider_message_id),
-           chat_id = coalesce(v_chat, chat_id)
+           chat_id = coalesce(v_chat, chat_id), transport = v_transport
      where id = m.id;
     update pgflow.message_attempts
        set finished_at = v_now, outcome = 'sent', status_code = v_status
@@ -3847,26 +3977,45 @@ begin
      where message_id = m.id and finished_at is null;
     return pg_catalog.jsonb_build_object('action', 'retry', 'delay_seconds', v_delay);
   end if;
+  if (p_result ->> 'carrier_error_code') ~ '^[0-9]{1,9}$' then
+    v_code := (p_result ->> 'carrier_error_code')::integer;
+  end if;
+  if pgflow.carrier_error_class(v_code) in ('bad_number', 'opted_out') then
+    perform pgflow._set_reason('refused: ' || coalesce(v_error, '?'));
+    update pgflow.messages
+       set delivery_status = 'failed', delivery_error = v_error, carrier_error_code = v_code,
+           transport = v_transport, updated_at = v_now
+     where id = m.id
+    returning * into m;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'failed', status_code = v_status, error = v_error
+     where message_id = m.id and finished_at is null;
+    perform pgflow._on_carrier_error(m, v_code, v_now);
+    return pg_catalog.jsonb_build_object('action', 'failed',
+      'class', pgflow.carrier_error_class(v_code));
+  end if;
   perform pgflow._set_reason(case when coalesce((p_result ->> 'retryable')::boolean, false)
                                   then 'gave up after ' || p_attempt || ' attempts'
                                   else 'permanent failure' end);
   update pgflow.messages
-     set delivery_status = 'dead_letter', delivery_error = v_error, updated_at = v_now
+     set delivery_status = 'dead_letter', delivery_error = v_error, carrier_error_code = v_code,
+         updated_at = v_now
    where id = m.id;
   update pgflow.message_attempts
      set finished_at = v_now, outcome = 'dead_letter', status_code = v_status, error = v_error
    where message_id = m.id and finished_at is null;
   if coalesce((p_result ->> 'alert')::boolean, false) then
-    v_kind := case v_status when 401 then 'retell_unauthorized'
-                            when 402 then 'retell_payment_required'
-                            else 'retell_' || coalesce(v_status::text, 'error') end;
+    v_kind := v_transport || case v_status when 401 then '_unauthorized'
+                                           when 402 then '_payment_required'
+                                           else '_' || coalesce(v_status::text, 'error') end;
     perform pgflow.open_alert(v_kind, 'critical',
-      pg_catalog.format('Retell refused a send with HTTP %s: %s', v_status, coalesce(v_error, '')),
+      pg_catalog.format('%s refused a send with HTTP %s: %s',
+                        pg_catalog.initcap(v_transport), v_status, coalesce(v_error, '')),
       pg_catalog.jsonb_build_object('message_id', m.id, 'status_code', v_status), v_now);
   end if;
   return pg_catalog.jsonb_build_object('action', 'dead_letter');
 end;
-$$;
+$_$;
 CREATE FUNCTION pgflow.record_sends(p_items jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3919,6 +4068,89 @@ begin
                                        'user_id', v_user.id, 'role', v_user.role);
 end;
 $$;
+CREATE FUNCTION pgflow.record_twilio_inbound(p_payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_sid text := p_payload ->> 'MessageSid';
+  v_lead text := p_payload ->> 'From';
+  v_line text := p_payload ->> 'To';
+  v_text text := coalesce(p_payload ->> 'Body', '');
+  v_word text := pg_catalog.upper(pg_catalog.btrim(v_text, E' \t\r\n.!'));
+  v_carrier text;
+  v_intent text := (select i.intent from pgflow.inbound_intent(v_text) i);
+  v_delivery bigint;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_message bigint;
+  v_result jsonb;
+begin
+  if v_sid is null or v_sid !~ '^(SM|MM)[0-9a-f]{32}$'
+     or v_lead is null or v_lead !~ '^\+[1-9][0-9]{6,14}$'
+     or v_line is null or v_line !~ '^\+[1-9][0-9]{6,14}$' then
+    return '{"result": "invalid", "detail": "MessageSid, and From and To as E.164 numbers, are needed"}';
+  end if;
+  v_carrier := case
+    when pg_catalog.upper(p_payload ->> 'OptOutType') in ('STOP', 'START', 'HELP')
+      then pg_catalog.upper(p_payload ->> 'OptOutType')
+    when v_word in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT') then 'STOP'
+    when v_word in ('START', 'UNSTOP', 'YES') then 'START'
+    when v_word in ('HELP', 'INFO') then 'HELP' end;
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('twilio', 'inbound:' || v_sid, 'inbound', p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    return '{"result": "duplicate"}';
+  end if;
+  select * into v_contact from pgflow.contacts where phone = v_lead for update;
+  if v_contact.id is null and (v_carrier = 'STOP' or v_intent = 'opt_out'
+       or exists (select 1 from pgflow.sending_numbers n
+                   where n.number = v_line and n.inbound_agent_id is not null)) then
+    insert into pgflow.contacts (phone, created_at, updated_at)
+    values (v_lead, v_now, v_now)
+    on conflict (phone) do update set updated_at = excluded.updated_at
+    returning * into v_contact;
+  end if;
+  if v_contact.id is null then
+    v_result := '{"result": "unknown_number_ignored"}';
+  elsif v_contact.opted_out_at is not null and v_intent <> 'opt_in'
+        and v_carrier is distinct from 'START' then
+    v_result := '{"result": "ignored_opted_out"}';
+  else
+    v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, v_now);
+    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP
+      if v_carrier = 'STOP' or v_intent = 'opt_out' then
+        perform pgflow.opt_out_contact(v_contact.id,
+          case when v_carrier = 'STOP' then 'carrier' else 'keyword' end, null, v_text, v_now);
+        v_result := '{"result": "recorded", "effect": "opt_out"}';
+      else
+        v_result := '{"result": "unknown_number_ignored"}';
+      end if;
+    else
+      perform pgflow._set_reason('lead text (Twilio)');
+      insert into pgflow.messages
+        (conversation_id, contact_id, direction, kind, body, delivery_status, segments,
+         encoding, dedupe_key, provider_message_id, transport, created_at, updated_at)
+      values (v_conversation.id, v_contact.id, 'inbound', 'lead', v_text, 'received',
+              pgflow.sms_segments(v_text), pgflow.sms_encoding(v_text),
+              'twilio:' || v_sid, v_sid, 'twilio', v_now, v_now)
+      on conflict (dedupe_key) do nothing
+      returning id into v_message;
+      v_result := pg_catalog.jsonb_build_object('result', 'recorded',
+        'conversation_id', v_conversation.id, 'message_id', v_message,
+        'effect', case when v_message is not null
+                       then pgflow._on_inbound(v_message, true, v_now, v_carrier) end);
+    end if;
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result
+   where id = v_delivery;
+  return v_result;
+end;
+$_$;
 CREATE FUNCTION pgflow.record_twilio_status(p_message_id bigint, p_payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -4437,6 +4669,7 @@ declare
   v_min_silence interval;
   v_alerts jsonb;
   v_orphans integer;
+  v_receipts integer;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -4500,6 +4733,8 @@ begin
     end if;
   end loop;
   v_orphans := pgflow._requeue_orphans(v_now, p_batch);
+  -- Twilio texts whose final receipt never came: ask Twilio (the check_receipt job).
+  v_receipts := pgflow._enqueue_receipt_checks(v_now, p_batch);
   -- pg_cron watches the workers (and the deliveries, the dead letters, the queue). Alerts
   -- are about real time: a tick run at an injected time (a test, the demo) does not judge.
   if p_now is null then
@@ -4507,9 +4742,21 @@ begin
   end if;
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
-    'requeued', v_orphans, 'alerts', v_alerts -> 'open',
+    'requeued', v_orphans, 'receipt_checks', v_receipts, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
+$$;
+CREATE FUNCTION pgflow.twilio_numbers() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'number', n.number, 'campaigns', n.slugs) order by n.number), '[]')
+    from (select cn.number, pg_catalog.array_agg(c.slug order by c.slug) as slugs
+            from pgflow.campaign_numbers cn
+            join pgflow.campaigns c on c.id = cn.campaign_id
+           where c.transport = 'twilio' and c.status <> 'archived'
+           group by cn.number) n
 $$;
 CREATE FUNCTION pgflow.watch(p_source text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_failure_rate numeric DEFAULT 0.25, p_failure_min integer DEFAULT 5, p_backlog interval DEFAULT '00:05:00'::interval) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4879,8 +5126,7 @@ CREATE TABLE pgflow.message_attempts (
     status_code integer,
     error text,
     CONSTRAINT message_attempts_attempt_positive CHECK ((attempt > 0)),
-    CONSTRAINT message_attempts_finished_has_outcome CHECK (((finished_at IS NULL) = (outcome IS NULL))),
-    CONSTRAINT message_attempts_outcome_valid CHECK ((outcome = ANY (ARRAY['sent'::text, 'retry'::text, 'dead_letter'::text, 'interrupted'::text])))
+    CONSTRAINT message_attempts_finished_has_outcome CHECK (((finished_at IS NULL) = (outcome IS NULL)))
 );
 ALTER TABLE pgflow.message_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.message_attempts_id_seq
@@ -5124,6 +5370,8 @@ ALTER TABLE ONLY pgflow.lead_events
     ADD CONSTRAINT lead_events_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.message_attempts
     ADD CONSTRAINT message_attempts_message_attempt_key UNIQUE (message_id, attempt);
+ALTER TABLE pgflow.message_attempts
+    ADD CONSTRAINT message_attempts_outcome_valid CHECK ((outcome = ANY (ARRAY['sent'::text, 'retry'::text, 'dead_letter'::text, 'interrupted'::text, 'failed'::text]))) NOT VALID;
 ALTER TABLE ONLY pgflow.message_attempts
     ADD CONSTRAINT message_attempts_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.messages
@@ -5193,6 +5441,7 @@ CREATE INDEX lead_events_enrollment_id_idx ON pgflow.lead_events USING btree (en
 CREATE INDEX lead_events_external_idx ON pgflow.lead_events USING btree (source, external_id) WHERE (external_id IS NOT NULL);
 CREATE INDEX lead_events_received_at_idx ON pgflow.lead_events USING btree (received_at);
 CREATE UNIQUE INDEX message_attempts_one_open ON pgflow.message_attempts USING btree (message_id) WHERE (finished_at IS NULL);
+CREATE INDEX messages_awaiting_receipt_idx ON pgflow.messages USING btree (sent_at) WHERE ((delivery_status = 'sent'::text) AND (transport = 'twilio'::text));
 CREATE UNIQUE INDEX messages_chat_message_id_key ON pgflow.messages USING btree (chat_message_id) WHERE (chat_message_id IS NOT NULL);
 CREATE INDEX messages_contact_id_idx ON pgflow.messages USING btree (contact_id, created_at);
 CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conversation_id, created_at);

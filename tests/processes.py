@@ -170,13 +170,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, clock: dt.datetime | None = None) -> Iterator[httpx.Client]:
-    """`pgflow serve`'s app under uvicorn on an ephemeral port in a thread; a client for it.
+def serving(
+    settings: Settings, clock: dt.datetime | None = None, port: int = 0
+) -> Iterator[httpx.Client]:
+    """`pgflow serve`'s app under uvicorn on `port` (0: an ephemeral one) in a thread; a
+    client for it.
 
     `clock` fixes the time ingest_lead sees (None: the database's now())."""
     app = create_app(settings, clock=None if clock is None else (lambda: clock))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)

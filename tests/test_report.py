@@ -113,7 +113,11 @@ def test_report_counts_by_hand(db_url: str, db: Conn) -> None:
         "enrolled": 5,  # A-E (F enrolled before --since)
         "messaged": 4,  # A-D
         "steps_sent": 7,  # step 1 x4, step 2 x2 (B, D), step 3 x1 (D)
+        "transport": "retell",
         "delivered": 0,  # Retell reports no delivery receipts
+        "undelivered": 0,
+        "undelivered_by_class": {},
+        "delivery_seconds": {"p50": None, "p90": None},
         "replied": 3,  # A, B, and C's STOP
         "opted_out": 1,
         "reply_rate": 0.75,

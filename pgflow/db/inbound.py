@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pgflow.db.core import Call, Now, Row, function_call, json_call, rows_call
+from pgflow.db.core import Call, Now, Row, function_call, json_call, json_list_call, rows_call
 
 
 def record_retell_event(
@@ -19,6 +19,19 @@ def record_twilio_status(message_id: int, payload: dict[str, Any], now: Now = No
     """pgflow.record_twilio_status(): one status callback, once per (MessageSid, status);
     {result: applied | stale | duplicate | unknown_message | ignored | invalid}."""
     return json_call("record_twilio_status", message_id, payload, now)
+
+
+def record_twilio_inbound(payload: dict[str, Any], now: Now = None) -> Call[Row]:
+    """pgflow.record_twilio_inbound(): one text from a lead through Twilio, once per
+    MessageSid; {result: recorded | duplicate | invalid | unknown_number_ignored |
+    ignored_opted_out, effect?, conversation_id?}."""
+    return json_call("record_twilio_inbound", payload, now)
+
+
+def receipt_to_check(message_id: int) -> Call[Row | None]:
+    """pgflow.receipt_to_check(): {message_id, sid} of a Twilio text still waiting for its
+    final status, else None."""
+    return cast(Call[Row | None], function_call("receipt_to_check", message_id))
 
 
 def record_chat(
@@ -87,3 +100,9 @@ def retell_setup_inputs() -> Call[list[Row]]:
         " union all select distinct 'agent', retell_agent_id from pgflow.agents"
         " where retell_agent_id is not null order by 1, 2"
     )
+
+
+def twilio_numbers() -> Call[list[Row]]:
+    """pgflow.twilio_numbers(): the sending numbers of the campaigns on the Twilio
+    transport, for `twilio setup`: [{number, campaigns: [slug, ...]}, ...]."""
+    return json_list_call("twilio_numbers")

@@ -1,4 +1,4 @@
-"""What every job shares: the pool, the SMS transport, the agent, who we are, the clock."""
+"""What every job shares: the pool, the SMS transports, the agent, who we are, the clock."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pgflow import db, logs
 from pgflow.agent import Agent, OfflineAgent
 from pgflow.jobs.batch import Attempt, Coalescer, batched
 from pgflow.transport import SmsTransport
+from pgflow.transport.twilio import TwilioClient
 
 Clock = Callable[[], dt.datetime | None]
 
@@ -27,6 +28,8 @@ class JobContext:
     worker_id: uuid.UUID
     retry_base_seconds: float = 30.0
     agent: Agent = dataclasses.field(default_factory=OfflineAgent)
+    # the campaigns on `transport: twilio` send through it (None: no Twilio account set)
+    twilio: TwilioClient | None = None
     clock: Clock = lambda: None  # None: the database's now()
     max_job_attempts: int = 5  # agent and chat jobs give up after this many tries
     # the send jobs that start together claim in one call; results close together are

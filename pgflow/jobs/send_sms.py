@@ -13,6 +13,7 @@ from typing import Any
 from pgqueuer.domain.errors import RetryRequested
 
 from pgflow import db, logs, phones
+from pgflow.jobs import send_twilio
 from pgflow.jobs.batch import Attempt
 from pgflow.jobs.context import JobContext
 from pgflow.transport import SendResult, TransportError
@@ -50,31 +51,33 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
         return str(action)
 
     attempt = int(claim["attempt"])
+    via = _transport(claim)
     result: dict[str, Any]
     try:
-        sent = await _deliver(ctx, claim, message_id)
-        result = {
-            "ok": True,
-            "chat_id": sent.chat_id,
-            "agent_id": sent.agent_id,
-            "status_code": sent.status_code,
-        }
+        if via == "twilio":
+            result = await send_twilio.deliver(ctx, claim, message_id)
+        else:
+            result = _retell_sent(await _deliver(ctx, claim, message_id))
     except TransportError as exc:
-        found = await _find_lost_answer(ctx, claim, message_id) if exc.status_code is None else None
         result = {
             "ok": False,
+            "transport": via,
             "retryable": exc.retryable,
             "alert": exc.alert,
             "status_code": exc.status_code,
             "error": exc.message,
             "retry_after": exc.retry_after,
+            "carrier_error_code": send_twilio.carrier_code(exc),
         }
-        if found is not None:  # Retell took it; only its answer was lost
-            result = {"ok": True, "chat_id": found.chat_id, "status_code": found.status_code}
+        if send_twilio.lost(exc):  # the provider may have it: look before sending again
+            found = await _find_lost_answer(ctx, claim, message_id)
+            if found is not None:  # it took the text; only its answer was lost
+                result = found
     except Exception as exc:  # a bug of ours must not lose the message: retry, then dead-letter
         log.exception("event=sms.unexpected_error message_id=%s", message_id)
         result = {
             "ok": False,
+            "transport": via,
             "retryable": True,
             "alert": False,
             "status_code": None,
@@ -90,9 +93,25 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
         "to": phones.mask(claim["to_number"]),
     }
     if recorded == "sent":
-        logs.event(log, "sms.sent", **fields, chat_id=result.get("chat_id"))
+        logs.event(
+            log,
+            "sms.sent",
+            **fields,
+            transport=via,
+            chat_id=result.get("chat_id"),
+            sid=result.get("provider_message_id"),
+        )
         if _ends_chat(ctx, claim) and result.get("chat_id"):
             await _end_chat(ctx, str(result["chat_id"]), message_id)
+    elif recorded == "failed":  # the carrier refused the number: it acted (record_send)
+        logs.event(
+            log,
+            "sms.refused",
+            logging.WARNING,
+            **fields,
+            code=result.get("carrier_error_code"),
+            error_class=outcome.get("class"),
+        )
     elif recorded == "retry":
         delay = float(outcome["delay_seconds"])
         logs.event(
@@ -119,11 +138,28 @@ async def send_sms(ctx: JobContext, message_id: int) -> str:
     return str(recorded)
 
 
+def _transport(claim: dict[str, Any]) -> str:
+    """The transport of the claim's line: retell (or the sandbox) unless it says twilio."""
+    return "twilio" if claim.get("transport") == "twilio" else "retell"
+
+
+def _retell_sent(sent: SendResult) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "transport": "retell",
+        "chat_id": sent.chat_id,
+        "agent_id": sent.agent_id,
+        "status_code": sent.status_code,
+    }
+
+
 def _ends_chat(ctx: JobContext, claim: dict[str, Any]) -> bool:
     """End the chat a send started: after an opt-out confirmation (nothing may follow it),
     and after a text written while a person holds the lead where the provider's own LLM
     would answer in that chat (Retell): the lead's answer then comes as a new chat, which
     is refused while the person holds it (docs/console.md)."""
+    if _transport(claim) == "twilio":  # Twilio has no chats
+        return False
     if claim.get("end_chat_after"):
         return True
     return bool(claim.get("held")) and not ctx.transport.accepts_text
@@ -159,19 +195,39 @@ async def _deliver(ctx: JobContext, claim: dict[str, Any], message_id: int) -> S
 
 async def _find_lost_answer(
     ctx: JobContext, claim: dict[str, Any], message_id: int
-) -> SendResult | None:
-    """After a send that got no answer (a timeout, a dropped connection), the chat it may
-    have started: found, the send is recorded as sent instead of tried again."""
+) -> dict[str, Any] | None:
+    """After a send that got no answer (a timeout, a dropped connection, Twilio's 5xx), what
+    it may have created: found, the send is recorded as sent instead of tried again. Retell
+    unreachable: the send is tried again (the documented window). Twilio unreachable: the
+    text stays `sending`, and its next claim reconciles before anything is sent."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     try:
-        found = await ctx.transport.find_sent(
-            to_number=claim["to_number"], since=since, message_id=message_id
-        )
-    except TransportError:
-        return None  # Retell unreachable: the send is tried again (the documented window)
+        found = await _lookup(ctx, claim, message_id, since)
+    except TransportError as exc:
+        if _transport(claim) == "twilio":
+            raise _read_failed("sms.unverified", "send unverified", message_id, exc) from exc
+        return None
     if found is not None:
-        logs.event(log, "sms.answer_lost", message_id=message_id, chat_id=found.chat_id)
+        logs.event(
+            log,
+            "sms.answer_lost",
+            message_id=message_id,
+            chat_id=found.get("chat_id"),
+            sid=found.get("provider_message_id"),
+        )
     return found
+
+
+async def _lookup(
+    ctx: JobContext, claim: dict[str, Any], message_id: int, since: dt.datetime
+) -> dict[str, Any] | None:
+    """record_send's result for the text the provider has from this send, else None."""
+    if _transport(claim) == "twilio":
+        return await send_twilio.find(ctx, claim, since)
+    found = await ctx.transport.find_sent(
+        to_number=claim["to_number"], since=since, message_id=message_id
+    )
+    return None if found is None else _retell_sent(found)
 
 
 async def _reconcile(
@@ -181,26 +237,22 @@ async def _reconcile(
     sent (None: done, nothing sent twice); else release the attempt and claim again."""
     attempt = int(claim["attempt"])
     try:
-        found = await ctx.transport.find_sent(
-            to_number=claim["to_number"],
-            since=dt.datetime.fromisoformat(claim["since"]),
-            message_id=message_id,
-        )
+        found = await _lookup(ctx, claim, message_id, dt.datetime.fromisoformat(claim["since"]))
     except TransportError as exc:
         raise _read_failed("sms.reconcile_failed", "reconcile failed", message_id, exc) from exc
     if found is not None:
-        result = {"ok": True, "chat_id": found.chat_id, "status_code": found.status_code}
-        outcome = await ctx.records(Attempt(message_id, attempt, result))
+        outcome = await ctx.records(Attempt(message_id, attempt, found))
         logs.event(
             log,
             "sms.reconciled",
             message_id=message_id,
             attempt=attempt,
-            chat_id=found.chat_id,
+            chat_id=found.get("chat_id"),
+            sid=found.get("provider_message_id"),
             recorded=outcome["action"],
         )
-        if _ends_chat(ctx, claim) and outcome["action"] == "sent":
-            await _end_chat(ctx, found.chat_id, message_id)
+        if _ends_chat(ctx, claim) and outcome["action"] == "sent" and found.get("chat_id"):
+            await _end_chat(ctx, str(found["chat_id"]), message_id)
         return None
     released = await db.release_interrupted(message_id, attempt, ctx.clock()).arun_in(ctx.pool)
     logs.event(
@@ -242,7 +294,7 @@ async def _check_chat(ctx: JobContext, chat_id: str, message_id: int) -> str:
 
 
 def _read_failed(event: str, reason: str, message_id: int, exc: TransportError) -> RetryRequested:
-    """Retell's side could not be read: logged, and the retry (a minute on) to raise."""
+    """The provider's side could not be read: logged, and the retry (a minute on) to raise."""
     logs.event(
         log,
         event,

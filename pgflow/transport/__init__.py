@@ -1,5 +1,6 @@
-"""SMS transports: the interface (`base`) and its implementations: Retell (`retell`) and
-the local sandbox (`sandbox`), chosen by PGFLOW_SMS_TRANSPORT."""
+"""SMS transports: the interface (`base`) and its implementations: Retell (`retell`) or
+the local sandbox (`sandbox`), chosen by PGFLOW_SMS_TRANSPORT, and Twilio (`twilio`), which
+the campaigns with `transport: twilio` send through."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pgflow.errors import ConfigError
 from pgflow.transport.base import SendResult, SmsTransport, TransportError
 from pgflow.transport.retell import RetellClient
 from pgflow.transport.sandbox import SandboxClient
+from pgflow.transport.twilio import TwilioClient
 
 
 def create(
@@ -25,4 +27,19 @@ def create(
     return cls(settings.retell_api_key, settings.retell_base_url, timeout=timeout, limits=limits)
 
 
-__all__ = ["SendResult", "SmsTransport", "TransportError", "create"]
+def create_twilio(
+    settings: Settings, *, timeout: httpx.Timeout | None = None
+) -> TwilioClient | None:
+    """The Twilio client when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PGFLOW_PUBLIC_URL are
+    set (the sandbox sets them itself), else None: a campaign on Twilio then dead-letters
+    its texts with an alert that says what to set."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    public = settings.public_url
+    if not (sid and token and public):
+        return None
+    return TwilioClient(
+        sid, token, public_url=public, base_url=settings.twilio_base_url, timeout=timeout
+    )
+
+
+__all__ = ["SendResult", "SmsTransport", "TransportError", "create", "create_twilio"]

@@ -37,12 +37,19 @@ ROUTES: tuple[tuple[str, list[str], Handler], ...] = (
     ("/webhooks/retell", ["POST"], retell.post_retell),
     ("/webhooks/events", ["POST"], events.post_event),
     ("/webhooks/twilio/status", ["POST"], twilio.post_status),
+    ("/webhooks/twilio/inbound", ["POST"], twilio.post_inbound),
     ("/healthz", ["GET"], probes.healthz),
     ("/readyz", ["GET"], probes.readyz),
     ("/metrics", ["GET"], metrics.metrics),
 )
 WEBHOOKS = frozenset(
-    {"/webhooks/leads", "/webhooks/retell", "/webhooks/events", "/webhooks/twilio/status"}
+    {
+        "/webhooks/leads",
+        "/webhooks/retell",
+        "/webhooks/events",
+        "/webhooks/twilio/status",
+        "/webhooks/twilio/inbound",
+    }
 )
 
 

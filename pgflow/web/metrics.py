@@ -86,6 +86,8 @@ CAMPAIGN_FIGURES = (
     ("enrolled", "Leads enrolled in the campaign."),
     ("messaged", "Leads sent at least one step."),
     ("steps_sent", "Campaign steps sent."),
+    ("delivered", "Campaign steps the carrier reported delivered (Twilio)."),
+    ("undelivered", "Campaign steps the carrier reported undelivered or failed (Twilio)."),
     ("replied", "Leads who replied."),
     ("opted_out", "Leads who opted out."),
     ("reply_rate", "Replied / messaged."),
@@ -120,6 +122,26 @@ class _FunnelCollector:
             for state, value in sorted((campaign.get("outcomes") or {}).items()):
                 states.add_metric([str(campaign["campaign"]), state], value)
         yield states
+        undelivered = GaugeMetricFamily(
+            "pgflow_campaign_undelivered_by_class",
+            "Campaign steps undelivered, by the carrier error's class.",
+            labels=["campaign", "class"],
+        )
+        took = GaugeMetricFamily(
+            "pgflow_campaign_delivery_seconds",
+            "Seconds from sent to the carrier's delivered receipt (Twilio), by quantile.",
+            labels=["campaign", "quantile"],
+        )
+        for campaign in self.funnel:
+            slug = str(campaign["campaign"])
+            for error_class, value in sorted((campaign.get("undelivered_by_class") or {}).items()):
+                undelivered.add_metric([slug, error_class], value)
+            for quantile, key in (("0.5", "p50"), ("0.9", "p90")):
+                value = (campaign.get("delivery_seconds") or {}).get(key)
+                if value is not None:
+                    took.add_metric([slug, quantile], float(value))
+        yield undelivered
+        yield took
 
 
 class _LatencyCollector:

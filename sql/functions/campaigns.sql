@@ -7,13 +7,15 @@
 --    "campaigns": [{slug, name, agent, from_number, status?, timezone?, window_start?,
 --                   window_end?, window_days?, reply_timeout?, silence_timeout?, daily_cap?,
 --                   max_attempts?, help_text?, opt_out_text?, fallbacks?, goal?,
---                   from_numbers?, steps: [{delay, body}]}],
+--                   from_numbers?, transport?, steps: [{delay, body}]}],
 --    "numbers": [...]}
 -- Agents upsert by name, campaigns by slug. Steps are replaced as a whole, but a step some
 -- enrollment has already passed may not change (PF005). Returns what was done per item.
 -- from_numbers is the pool (from_number first; default [from_number]); numbers are
 -- [{number, inbound_agent?, per_second?, daily_segments?}] (a limit key that is absent keeps the number's limit; null removes it). Every number of
--- a pool is registered as a sending number.
+-- a pool is registered as a sending number. transport is retell (the default) or twilio; a
+-- number carries one transport (its inbound texts come from that provider): a number that
+-- campaigns of both would share is refused (PF003).
 create or replace function pgflow.apply_campaigns(p_doc jsonb, p_now timestamptz default null)
 returns jsonb
 language plpgsql
@@ -36,6 +38,8 @@ declare
   v_steps_action text;
   v_pool text[];
   v_old_pool text[];
+  v_conflict text;
+  v_other text;
 begin
   for v_item in select * from pg_catalog.jsonb_array_elements(coalesce(p_doc -> 'agents', '[]'))
   loop
@@ -72,7 +76,7 @@ begin
     insert into pgflow.campaigns as c
       (slug, name, agent_id, from_number, status, timezone, window_start, window_end,
        window_days, reply_timeout, silence_timeout, daily_cap, max_attempts, help_text,
-       opt_out_text, fallbacks, goal, created_at, updated_at)
+       opt_out_text, fallbacks, goal, transport, created_at, updated_at)
     values (
       v_item ->> 'slug', v_item ->> 'name', v_agent_id, v_item ->> 'from_number',
       coalesce(v_item ->> 'status', 'active'),
@@ -91,6 +95,7 @@ begin
         'You are unsubscribed and will receive no more messages. Reply START to resubscribe.'),
       coalesce(v_item -> 'fallbacks', '{}'),
       v_item ->> 'goal',
+      coalesce(v_item ->> 'transport', 'retell'),
       v_now, v_now)
     on conflict (slug) do update set
       name = excluded.name, agent_id = excluded.agent_id, from_number = excluded.from_number,
@@ -100,17 +105,18 @@ begin
       reply_timeout = excluded.reply_timeout, silence_timeout = excluded.silence_timeout,
       daily_cap = excluded.daily_cap, max_attempts = excluded.max_attempts,
       help_text = excluded.help_text, opt_out_text = excluded.opt_out_text,
-      fallbacks = excluded.fallbacks, goal = excluded.goal, updated_at = excluded.updated_at
+      fallbacks = excluded.fallbacks, goal = excluded.goal, transport = excluded.transport,
+      updated_at = excluded.updated_at
     where (c.name, c.agent_id, c.from_number, c.timezone, c.window_start, c.window_end,
            c.window_days, c.reply_timeout, c.silence_timeout, c.daily_cap, c.max_attempts,
-           c.help_text, c.opt_out_text, c.fallbacks, c.goal,
+           c.help_text, c.opt_out_text, c.fallbacks, c.goal, c.transport,
            case when v_item ? 'status' then excluded.status else c.status end)
           is distinct from
           (excluded.name, excluded.agent_id, excluded.from_number, excluded.timezone,
            excluded.window_start, excluded.window_end, excluded.window_days,
            excluded.reply_timeout, excluded.silence_timeout, excluded.daily_cap,
            excluded.max_attempts, excluded.help_text, excluded.opt_out_text,
-           excluded.fallbacks, excluded.goal, c.status)
+           excluded.fallbacks, excluded.goal, excluded.transport, c.status)
     returning id, (xmax = 0) into v_id, v_inserted;
     v_changed := v_id is not null;
     select * into v_campaign from pgflow.campaigns where slug = v_item ->> 'slug';
@@ -169,6 +175,17 @@ begin
       select v_campaign.id, n, ord::smallint
         from pg_catalog.unnest(v_pool) with ordinality as t(n, ord);
       v_changed := true;
+    end if;
+    -- One provider per number: its inbound texts reach one webhook.
+    select cn.number, c.slug into v_conflict, v_other
+      from pgflow.campaign_numbers cn
+      join pgflow.campaigns c on c.id = cn.campaign_id
+     where cn.number = any (v_pool) and c.id <> v_campaign.id
+       and c.transport <> v_campaign.transport and c.status <> 'archived'
+     order by cn.number, c.slug limit 1;
+    if v_conflict is not null then
+      raise exception 'campaign %: number % is on campaign % with another transport; a number carries one transport (its replies come from one provider)',
+        v_campaign.slug, v_conflict, v_other using errcode = 'PF003';
     end if;
     v_result := pg_catalog.jsonb_set(v_result, '{campaigns}', (v_result -> 'campaigns') ||
       pg_catalog.jsonb_build_object('slug', v_campaign.slug, 'id', v_campaign.id,

@@ -123,7 +123,8 @@ $$;
 
 -- The person hands the lead back to the agent: the hold is lifted, the escalation alerts
 -- of the lead's conversations are resolved, and where the engine writes the agent's
--- replies (p_engine_replies) a lead text nobody answered yet gets the agent's answer.
+-- replies (p_engine_replies, or the conversation's line is on Twilio) a lead text nobody
+-- answered yet gets the agent's answer.
 -- A paused drip stays paused (stop-on-reply). PF001 when nobody holds the lead.
 create or replace function pgflow.hand_back(
   p_conversation_id bigint,
@@ -161,7 +162,8 @@ begin
     perform pgflow.resolve_alert('escalation:' || r.id, v_now);
   end loop;
   v_conversation := pgflow._current_conversation(v_conversation);
-  if p_engine_replies and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
+  if (p_engine_replies or pgflow._line_transport(v_conversation.from_number) = 'twilio')
+     and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
     select * into v_last from pgflow.messages
      where conversation_id = v_conversation.id
        and (direction = 'inbound' or kind in ('agent', 'human'))

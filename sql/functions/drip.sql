@@ -469,6 +469,7 @@ declare
   v_min_silence interval;
   v_alerts jsonb;
   v_orphans integer;
+  v_receipts integer;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -536,6 +537,8 @@ begin
   end loop;
 
   v_orphans := pgflow._requeue_orphans(v_now, p_batch);
+  -- Twilio texts whose final receipt never came: ask Twilio (the check_receipt job).
+  v_receipts := pgflow._enqueue_receipt_checks(v_now, p_batch);
 
   -- pg_cron watches the workers (and the deliveries, the dead letters, the queue). Alerts
   -- are about real time: a tick run at an injected time (a test, the demo) does not judge.
@@ -545,7 +548,7 @@ begin
 
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
-    'requeued', v_orphans, 'alerts', v_alerts -> 'open',
+    'requeued', v_orphans, 'receipt_checks', v_receipts, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
 $$;

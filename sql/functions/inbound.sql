@@ -180,7 +180,7 @@ end;
 $$;
 
 -- START / UNSTOP / YES after an opt-out: the suppression is lifted (recorded with its
--- source) and one confirmation goes out. No drip is resumed and nobody is re-enrolled.
+-- source) and one confirmation goes out (none where the carrier sent its own). No drip is resumed and nobody is re-enrolled.
 create or replace function pgflow.opt_in_contact(
   p_contact_id bigint,
   p_source text,
@@ -215,7 +215,7 @@ begin
   select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;
   v_via := coalesce(v_via, (select pg_catalog.max(id) from pgflow.conversations
                              where contact_id = p_contact_id));
-  if v_via is not null then
+  if v_via is not null and p_source <> 'carrier' then  -- the carrier confirmed it already
     select coalesce(c.name, 'our') into v_name
       from pgflow.conversations cv left join pgflow.campaigns c on c.id = cv.campaign_id
      where cv.id = v_via;
@@ -260,14 +260,68 @@ begin
 end;
 $$;
 
+-- The live conversation of a lead who texted our line p_line, opened when there is none:
+-- on the drip the lead is in on this line, else the last campaign that used it, with its
+-- agent, else the number's inbound agent, else the agent the lead last talked to there.
+-- A row with a null id when no agent can answer (the caller refuses the text).
+create or replace function pgflow._inbound_conversation(
+  p_contact_id bigint, p_line text, p_now timestamptz
+) returns pgflow.conversations
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_conversation pgflow.conversations;
+  v_campaign pgflow.campaigns;
+  v_enrollment bigint;
+  v_agent bigint;
+begin
+  select * into v_conversation from pgflow.conversations
+   where contact_id = p_contact_id and from_number = p_line and status <> 'ended';
+  if v_conversation.id is not null then
+    return v_conversation;
+  end if;
+  select e.id, e.campaign_id into v_enrollment, v_campaign.id
+    from pgflow.enrollments e
+    join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
+   where e.contact_id = p_contact_id and cn.number = p_line
+   order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
+  select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
+  v_agent := coalesce(v_campaign.agent_id,
+                      (select n.inbound_agent_id from pgflow.sending_numbers n
+                        where n.number = p_line),
+                      (select cv.agent_id from pgflow.conversations cv
+                        where cv.contact_id = p_contact_id and cv.from_number = p_line
+                        order by cv.id desc limit 1));
+  if v_agent is null then
+    return v_conversation;
+  end if;
+  perform pgflow._set_reason('lead wrote first');
+  insert into pgflow.conversations
+    (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
+  values (p_contact_id, v_campaign.id, v_agent, v_enrollment, p_line, p_now, p_now)
+  on conflict (contact_id, from_number) where status <> 'ended' do nothing
+  returning * into v_conversation;
+  if v_conversation.id is null then
+    select * into v_conversation from pgflow.conversations
+     where contact_id = p_contact_id and from_number = p_line and status <> 'ended';
+  end if;
+  return v_conversation;
+end;
+$$;
+
 -- What one new inbound message sets off, in order: opt-out before anything else; for an
 -- opted-out contact only START counts; otherwise the conversation is engaged (drips
 -- paused), a request for a person escalates it (an alert; the lead is told), HELP gets the
 -- help text, an ambiguous opt-out word gets an LLM judgment, and
 -- where the engine writes the agent's replies (the sandbox) an agent_reply job is queued
 -- after the agent's debounce, so a burst of texts gets one answer.
+-- p_carrier_answered: the keyword the carrier itself answered (Twilio replies to STOP,
+-- START and HELP on its own): that opt-out or opt-in is recorded with source `carrier` and
+-- no confirmation of ours follows, nor our help text: the lead gets one answer, not two.
 create or replace function pgflow._on_inbound(
-  p_message_id bigint, p_engine_replies boolean, p_now timestamptz
+  p_message_id bigint, p_engine_replies boolean, p_now timestamptz,
+  p_carrier_answered text default null
 ) returns text
 language plpgsql
 set search_path = ''
@@ -291,14 +345,16 @@ begin
    where id = m.conversation_id and status <> 'ended';
 
   if v_contact.opted_out_at is not null then
-    if v_intent = 'opt_in' then
-      perform pgflow.opt_in_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+    if v_intent = 'opt_in' or p_carrier_answered = 'START' then
+      perform pgflow.opt_in_contact(v_contact.id,
+        case when p_carrier_answered = 'START' then 'carrier' else v_rule end, m.id, m.body, p_now);
       return 'opt_in';
     end if;
     return 'ignored_opted_out';
   end if;
-  if v_intent = 'opt_out' then
-    perform pgflow.opt_out_contact(v_contact.id, v_rule, m.id, m.body, p_now);
+  if v_intent = 'opt_out' or p_carrier_answered = 'STOP' then
+    perform pgflow.opt_out_contact(v_contact.id,
+      case when p_carrier_answered = 'STOP' then 'carrier' else v_rule end, m.id, m.body, p_now);
     return 'opt_out';
   end if;
 
@@ -311,6 +367,9 @@ begin
     perform pgflow._escalate(v_conversation.id, 'the lead asked for a person: '
                              || pg_catalog.left(m.body, 200), 'rule', true, p_now);
     return 'human';
+  end if;
+  if p_carrier_answered = 'HELP' then
+    return 'help';  -- the carrier sent its help text
   end if;
   if v_intent = 'help' then
     select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;

@@ -497,7 +497,9 @@ end;
 $$;
 
 -- The funnel of each campaign (or one), counting its leads enrolled since p_since:
--- enrolled, messaged (a step sent), steps sent and delivered, replied (a lead may write
+-- its transport; enrolled, messaged (a step sent), steps sent, delivered (a carrier's
+-- receipt: Twilio only) and undelivered (by the carrier error's class) with the time from
+-- sent to delivered (p50, p90), replied (a lead may write
 -- before any step reached them), the reply rate (of the messaged), opted out, the
 -- outcomes of their conversations, the median time from the first step to the first reply,
 -- and per step: sent, and the leads whose first reply came after it.
@@ -513,9 +515,11 @@ as $$
     select e.* from pgflow.enrollments e join c on c.id = e.campaign_id
      where p_since is null or e.enrolled_at >= p_since
   ), steps as (
-    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status
+    select m.enrollment_id, m.step_position, m.sent_at, m.delivery_status, m.delivered_at,
+           m.carrier_error_code
       from pgflow.messages m join e on e.id = m.enrollment_id
-     where m.kind = 'campaign' and m.delivery_status in ('sent', 'delivered')
+     where m.kind = 'campaign' and m.sent_at is not null
+       and m.delivery_status in ('sent', 'delivered', 'failed')
   ), cv as (
     select cv.* from pgflow.conversations cv
      where cv.campaign_id in (select id from c)
@@ -543,8 +547,27 @@ as $$
                   where p.campaign_id = c.id and p.first_sent is not null),
     'steps_sent', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
                     where e.campaign_id = c.id),
+    'transport', c.transport,
     'delivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
                    where e.campaign_id = c.id and s.delivery_status = 'delivered'),
+    'undelivered', (select pg_catalog.count(*) from steps s join e on e.id = s.enrollment_id
+                     where e.campaign_id = c.id and s.delivery_status = 'failed'),
+    'undelivered_by_class', (
+      select coalesce(pg_catalog.jsonb_object_agg(k.class, k.n), '{}')
+        from (select pgflow.carrier_error_class(s.carrier_error_code) as class,
+                     pg_catalog.count(*) as n
+                from steps s join e on e.id = s.enrollment_id
+               where e.campaign_id = c.id and s.delivery_status = 'failed'
+               group by 1) k),
+    'delivery_seconds', (
+      select pg_catalog.jsonb_build_object(
+               'p50', pg_catalog.round(pg_catalog.percentile_cont(0.5) within group (
+                        order by extract(epoch from s.delivered_at - s.sent_at))::numeric, 1),
+               'p90', pg_catalog.round(pg_catalog.percentile_cont(0.9) within group (
+                        order by extract(epoch from s.delivered_at - s.sent_at))::numeric, 1))
+        from steps s join e on e.id = s.enrollment_id
+       where e.campaign_id = c.id and s.delivery_status = 'delivered'
+         and s.delivered_at >= s.sent_at),
     'replied', (select pg_catalog.count(*) from per_lead p
                  where p.campaign_id = c.id and p.first_reply is not null),
     'opted_out', (select pg_catalog.count(*) from e

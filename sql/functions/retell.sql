@@ -306,7 +306,6 @@ declare
   v_conversation pgflow.conversations;
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
-  v_enrollment bigint;
   v_message bigint;
   v_answer jsonb;
 begin
@@ -332,34 +331,9 @@ begin
     return pg_catalog.jsonb_build_object('result', 'suppressed_rejected', 'response', v_reject);
   end if;
 
-  select * into v_conversation from pgflow.conversations
-   where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
+  v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, p_now);
   if v_conversation.id is null then
-    -- the drip the lead is in on this line, else the last campaign that used it
-    select e.id, e.campaign_id into v_enrollment, v_campaign.id
-      from pgflow.enrollments e
-      join pgflow.campaign_numbers cn on cn.campaign_id = e.campaign_id
-     where e.contact_id = v_contact.id and cn.number = v_line
-     order by (e.status in ('active', 'paused')) desc, e.enrolled_at desc, e.id desc limit 1;
-    select * into v_campaign from pgflow.campaigns where id = v_campaign.id;
-    select * into v_agent from pgflow.agents
-     where id = coalesce(v_campaign.agent_id, v_number.inbound_agent_id,
-                         (select cv.agent_id from pgflow.conversations cv
-                           where cv.contact_id = v_contact.id and cv.from_number = v_line
-                           order by cv.id desc limit 1));
-    if v_agent.id is null then
-      return pg_catalog.jsonb_build_object('result', 'no_agent_rejected', 'response', v_reject);
-    end if;
-    perform pgflow._set_reason('lead wrote first');
-    insert into pgflow.conversations
-      (contact_id, campaign_id, agent_id, enrollment_id, from_number, created_at, updated_at)
-    values (v_contact.id, v_campaign.id, v_agent.id, v_enrollment, v_line, p_now, p_now)
-    on conflict (contact_id, from_number) where status <> 'ended' do nothing
-    returning * into v_conversation;
-    if v_conversation.id is null then
-      select * into v_conversation from pgflow.conversations
-       where contact_id = v_contact.id and from_number = v_line and status <> 'ended';
-    end if;
+    return pg_catalog.jsonb_build_object('result', 'no_agent_rejected', 'response', v_reject);
   end if;
   select * into v_campaign from pgflow.campaigns where id = v_conversation.campaign_id;
   select * into v_agent from pgflow.agents where id = v_conversation.agent_id;

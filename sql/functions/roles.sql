@@ -34,6 +34,7 @@ grant execute on function
   pgflow.record_retell_event(jsonb, boolean, timestamptz),
   pgflow.reject_lead(text, text, text, text, timestamptz),
   pgflow.record_sign_in(text, boolean, bytea, text, text, timestamptz),
+  pgflow.record_twilio_inbound(jsonb, timestamptz),
   pgflow.record_twilio_status(bigint, jsonb, timestamptz),
   pgflow.send_latency(interval, timestamptz),
   pgflow.sends_per_hour(text, integer, timestamptz)
@@ -58,6 +59,8 @@ grant execute on function
   pgflow.record_opt_out_judgment(bigint, boolean, timestamptz),
   pgflow.record_send(bigint, integer, jsonb, double precision, timestamptz),
   pgflow.record_sends(jsonb, double precision, timestamptz),
+  pgflow.record_twilio_status(bigint, jsonb, timestamptz),
+  pgflow.receipt_to_check(bigint),
   pgflow.release_interrupted(bigint, integer, timestamptz),
   pgflow.watch(text, timestamptz, numeric, integer, interval),
   pgflow.worker_heartbeat(uuid, text, integer, text, boolean, timestamptz)
@@ -96,6 +99,7 @@ grant execute on function
   pgflow.set_outcome(bigint, text, text, text, timestamptz),
   pgflow.stop_enrollment(bigint, text, timestamptz),
   pgflow.tick(timestamptz, integer),
+  pgflow.twilio_numbers(),
   pgflow.watch(text, timestamptz, numeric, integer, interval)
   to pgflow_operator;
 

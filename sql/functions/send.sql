@@ -63,6 +63,8 @@ begin
       'to_number', v_contact.phone,
       'since', coalesce((select pg_catalog.max(a.started_at) from pgflow.message_attempts a
                           where a.message_id = m.id and a.finished_at is null), m.updated_at),
+      'transport', pgflow._line_transport(v_conversation.from_number),
+      'from_number', v_conversation.from_number, 'body', m.body,
       'end_chat_after', m.kind = 'system' and v_contact.opted_out_at is not null);
   end if;
 
@@ -205,6 +207,10 @@ begin
     'attempt', m.attempts,
     'max_attempts', v_max,
     'kind', m.kind,
+    'transport', pgflow._line_transport(v_conversation.from_number),
+    -- how long the provider may hold the text before it is dropped (Twilio's
+    -- ValidityPeriod): a drip text never arrives after its send window closes
+    'validity_seconds', pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now),
     'from_number', v_conversation.from_number,
     'to_number', v_contact.phone,
     'body', m.body,
@@ -330,10 +336,14 @@ end;
 $$;
 
 -- Record the outcome of attempt p_attempt, in one call. p_result:
---   {"ok": true, "chat_id": "...", "agent_id": "...", "status_code": 200}
---   {"ok": false, "retryable": bool, "alert": bool, "status_code": int|null,
---    "error": "...", "retry_after": seconds|null}
--- Returns {"action": sent | retry | dead_letter | stale, "delay_seconds"?}.
+--   {"ok": true, "transport": "retell", "chat_id": "...", "agent_id": "...", "status_code": 200}
+--   {"ok": true, "transport": "twilio", "provider_message_id": "SM...", "status_code": 201}
+--   {"ok": false, "transport": ..., "retryable": bool, "alert": bool, "status_code": int|null,
+--    "error": "...", "retry_after": seconds|null, "carrier_error_code": int|null}
+-- Returns {"action": sent | retry | dead_letter | failed | stale, "delay_seconds"?}.
+-- A refusal whose carrier code says the number is bad or opted out (Twilio's 21211,
+-- 21610, ...) is no dead letter to requeue: the text is `failed` and the code acts
+-- (pgflow._on_carrier_error).
 -- Backoff: p_retry_base * 2^(attempt-1), capped at 1 h, jittered +-20 %, at least Retry-After.
 -- A send that started a new chat makes it the conversation's current chat, ongoing; the
 -- message keeps its chat id.
@@ -354,6 +364,8 @@ declare
   v_status integer := (p_result ->> 'status_code')::integer;
   v_kind text;
   v_chat text := p_result ->> 'chat_id';
+  v_transport text := coalesce(p_result ->> 'transport', 'retell');
+  v_code integer;
 begin
   select * into m from pgflow.messages
    where id = p_message_id and delivery_status = 'sending' and attempts = p_attempt
@@ -374,7 +386,7 @@ begin
        set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
            provider_message_id = coalesce(v_chat, p_result ->> 'provider_message_id',
                                           provider_message_id),
-           chat_id = coalesce(v_chat, chat_id)
+           chat_id = coalesce(v_chat, chat_id), transport = v_transport
      where id = m.id;
     update pgflow.message_attempts
        set finished_at = v_now, outcome = 'sent', status_code = v_status
@@ -409,21 +421,41 @@ begin
     return pg_catalog.jsonb_build_object('action', 'retry', 'delay_seconds', v_delay);
   end if;
 
+  if (p_result ->> 'carrier_error_code') ~ '^[0-9]{1,9}$' then
+    v_code := (p_result ->> 'carrier_error_code')::integer;
+  end if;
+  if pgflow.carrier_error_class(v_code) in ('bad_number', 'opted_out') then
+    perform pgflow._set_reason('refused: ' || coalesce(v_error, '?'));
+    update pgflow.messages
+       set delivery_status = 'failed', delivery_error = v_error, carrier_error_code = v_code,
+           transport = v_transport, updated_at = v_now
+     where id = m.id
+    returning * into m;
+    update pgflow.message_attempts
+       set finished_at = v_now, outcome = 'failed', status_code = v_status, error = v_error
+     where message_id = m.id and finished_at is null;
+    perform pgflow._on_carrier_error(m, v_code, v_now);
+    return pg_catalog.jsonb_build_object('action', 'failed',
+      'class', pgflow.carrier_error_class(v_code));
+  end if;
+
   perform pgflow._set_reason(case when coalesce((p_result ->> 'retryable')::boolean, false)
                                   then 'gave up after ' || p_attempt || ' attempts'
                                   else 'permanent failure' end);
   update pgflow.messages
-     set delivery_status = 'dead_letter', delivery_error = v_error, updated_at = v_now
+     set delivery_status = 'dead_letter', delivery_error = v_error, carrier_error_code = v_code,
+         updated_at = v_now
    where id = m.id;
   update pgflow.message_attempts
      set finished_at = v_now, outcome = 'dead_letter', status_code = v_status, error = v_error
    where message_id = m.id and finished_at is null;
   if coalesce((p_result ->> 'alert')::boolean, false) then
-    v_kind := case v_status when 401 then 'retell_unauthorized'
-                            when 402 then 'retell_payment_required'
-                            else 'retell_' || coalesce(v_status::text, 'error') end;
+    v_kind := v_transport || case v_status when 401 then '_unauthorized'
+                                           when 402 then '_payment_required'
+                                           else '_' || coalesce(v_status::text, 'error') end;
     perform pgflow.open_alert(v_kind, 'critical',
-      pg_catalog.format('Retell refused a send with HTTP %s: %s', v_status, coalesce(v_error, '')),
+      pg_catalog.format('%s refused a send with HTTP %s: %s',
+                        pg_catalog.initcap(v_transport), v_status, coalesce(v_error, '')),
       pg_catalog.jsonb_build_object('message_id', m.id, 'status_code', v_status), v_now);
   end if;
   return pg_catalog.jsonb_build_object('action', 'dead_letter');

@@ -194,3 +194,192 @@ begin
   return v_result || pg_catalog.jsonb_build_object('message_id', p_message_id);
 end;
 $$;
+
+-- The transport of one of our lines: the transport of the campaigns that send from it (a
+-- number carries one: apply_campaigns refuses a mix), retell for a line no campaign uses.
+create or replace function pgflow._line_transport(p_number text) returns text
+language sql stable
+set search_path = ''
+as $$
+  select coalesce((select c.transport from pgflow.campaign_numbers cn
+                     join pgflow.campaigns c on c.id = cn.campaign_id
+                    where cn.number = p_number
+                    order by (c.status <> 'archived') desc, c.id desc limit 1), 'retell')
+$$;
+
+-- How long a provider may hold one text before dropping it (Twilio's ValidityPeriod,
+-- 1..36000 s): a drip text until its send window closes in the lead's zone (it never
+-- arrives at night), an agent's answer 30 minutes (a late answer confuses), a person's
+-- text 4 hours, a system text (an opt-out confirmation, help) the whole 10 hours.
+create or replace function pgflow._validity_seconds(
+  p_kind text, p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_now timestamptz
+) returns integer
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  v_tz text := coalesce(p_contact.timezone, p_campaign.timezone, 'America/New_York');
+  v_end timestamptz;
+begin
+  if p_kind = 'campaign' and p_campaign.window_end is not null then
+    v_end := ((p_now at time zone v_tz)::date + p_campaign.window_end) at time zone v_tz;
+    return least(36000, greatest(60, extract(epoch from v_end - p_now)::integer));
+  end if;
+  return case p_kind when 'agent' then 1800 when 'human' then 14400 else 36000 end;
+end;
+$$;
+
+-- Our Twilio lines, for `pgflow twilio setup`: [{number, campaigns: [slug, ...]}], the
+-- sending numbers of every campaign on the Twilio transport that is not archived.
+create or replace function pgflow.twilio_numbers() returns jsonb
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'number', n.number, 'campaigns', n.slugs) order by n.number), '[]')
+    from (select cn.number, pg_catalog.array_agg(c.slug order by c.slug) as slugs
+            from pgflow.campaign_numbers cn
+            join pgflow.campaigns c on c.id = cn.campaign_id
+           where c.transport = 'twilio' and c.status <> 'archived'
+           group by cn.number) n
+$$;
+
+-- One text from a lead through Twilio (POST /webhooks/twilio/inbound, its signature
+-- checked by the web layer), in one call: stored once per MessageSid, then the same path
+-- as any reply (pgflow._on_inbound: opt-out first, stop-on-reply, a person's hold, HELP,
+-- the agent's answer written by the engine). Twilio answers STOP, START and HELP itself
+-- (its OptOutType field, or one of its default keywords alone): that opt-out is recorded
+-- with source `carrier` and no second confirmation. A STOP from a number we never texted
+-- is still recorded (no later import may text it). {result: recorded | duplicate |
+-- invalid | unknown_number_ignored | ignored_opted_out, effect?, conversation_id?}.
+create or replace function pgflow.record_twilio_inbound(p_payload jsonb, p_now timestamptz default null)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_sid text := p_payload ->> 'MessageSid';
+  v_lead text := p_payload ->> 'From';
+  v_line text := p_payload ->> 'To';
+  v_text text := coalesce(p_payload ->> 'Body', '');
+  v_word text := pg_catalog.upper(pg_catalog.btrim(v_text, E' \t\r\n.!'));
+  v_carrier text;
+  v_intent text := (select i.intent from pgflow.inbound_intent(v_text) i);
+  v_delivery bigint;
+  v_contact pgflow.contacts;
+  v_conversation pgflow.conversations;
+  v_message bigint;
+  v_result jsonb;
+begin
+  if v_sid is null or v_sid !~ '^(SM|MM)[0-9a-f]{32}$'
+     or v_lead is null or v_lead !~ '^\+[1-9][0-9]{6,14}$'
+     or v_line is null or v_line !~ '^\+[1-9][0-9]{6,14}$' then
+    return '{"result": "invalid", "detail": "MessageSid, and From and To as E.164 numbers, are needed"}';
+  end if;
+  v_carrier := case
+    when pg_catalog.upper(p_payload ->> 'OptOutType') in ('STOP', 'START', 'HELP')
+      then pg_catalog.upper(p_payload ->> 'OptOutType')
+    when v_word in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT') then 'STOP'
+    when v_word in ('START', 'UNSTOP', 'YES') then 'START'
+    when v_word in ('HELP', 'INFO') then 'HELP' end;
+  insert into pgflow.webhook_deliveries (provider, delivery_key, event_type, payload, received_at)
+  values ('twilio', 'inbound:' || v_sid, 'inbound', p_payload, v_now)
+  on conflict (provider, delivery_key) do nothing
+  returning id into v_delivery;
+  if v_delivery is null then
+    return '{"result": "duplicate"}';
+  end if;
+
+  select * into v_contact from pgflow.contacts where phone = v_lead for update;
+  if v_contact.id is null and (v_carrier = 'STOP' or v_intent = 'opt_out'
+       or exists (select 1 from pgflow.sending_numbers n
+                   where n.number = v_line and n.inbound_agent_id is not null)) then
+    insert into pgflow.contacts (phone, created_at, updated_at)
+    values (v_lead, v_now, v_now)
+    on conflict (phone) do update set updated_at = excluded.updated_at
+    returning * into v_contact;
+  end if;
+  if v_contact.id is null then
+    v_result := '{"result": "unknown_number_ignored"}';
+  elsif v_contact.opted_out_at is not null and v_intent <> 'opt_in'
+        and v_carrier is distinct from 'START' then
+    v_result := '{"result": "ignored_opted_out"}';
+  else
+    v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, v_now);
+    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP
+      if v_carrier = 'STOP' or v_intent = 'opt_out' then
+        perform pgflow.opt_out_contact(v_contact.id,
+          case when v_carrier = 'STOP' then 'carrier' else 'keyword' end, null, v_text, v_now);
+        v_result := '{"result": "recorded", "effect": "opt_out"}';
+      else
+        v_result := '{"result": "unknown_number_ignored"}';
+      end if;
+    else
+      perform pgflow._set_reason('lead text (Twilio)');
+      insert into pgflow.messages
+        (conversation_id, contact_id, direction, kind, body, delivery_status, segments,
+         encoding, dedupe_key, provider_message_id, transport, created_at, updated_at)
+      values (v_conversation.id, v_contact.id, 'inbound', 'lead', v_text, 'received',
+              pgflow.sms_segments(v_text), pgflow.sms_encoding(v_text),
+              'twilio:' || v_sid, v_sid, 'twilio', v_now, v_now)
+      on conflict (dedupe_key) do nothing
+      returning id into v_message;
+      v_result := pg_catalog.jsonb_build_object('result', 'recorded',
+        'conversation_id', v_conversation.id, 'message_id', v_message,
+        'effect', case when v_message is not null
+                       then pgflow._on_inbound(v_message, true, v_now, v_carrier) end);
+    end if;
+  end if;
+  update pgflow.webhook_deliveries
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result
+   where id = v_delivery;
+  return v_result;
+end;
+$$;
+
+-- The receipt sweeper (from the tick): Twilio texts sent over two hours ago with no final
+-- status (a callback lost after Twilio's one retry) get a check_receipt job that asks
+-- Twilio. Each text is asked at most every six hours, and not after three days (some
+-- carriers never confirm: `sent` is then its last word). The number queued.
+create or replace function pgflow._enqueue_receipt_checks(p_now timestamptz, p_limit integer)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_ids bigint[];
+begin
+  with due as (
+    select m.id from pgflow.messages m
+     where m.delivery_status = 'sent' and m.transport = 'twilio'
+       and m.sent_at < p_now - interval '2 hours' and m.sent_at > p_now - interval '3 days'
+       and m.provider_message_id is not null
+       and (m.receipt_checked_at is null or m.receipt_checked_at < p_now - interval '6 hours')
+     order by m.sent_at
+     limit p_limit
+       for update skip locked
+  ), marked as (
+    update pgflow.messages m set receipt_checked_at = p_now
+      from due where m.id = due.id
+    returning m.id
+  )
+  select pg_catalog.array_agg(id order by id) into v_ids from marked;
+  return pgflow._enqueue('check_receipt', v_ids, 1);
+end;
+$$;
+
+-- What the check_receipt job asks Twilio about: the text's SID while it still waits for a
+-- final status ({message_id, sid}; null when there is nothing to ask).
+create or replace function pgflow.receipt_to_check(p_message_id bigint) returns jsonb
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select pg_catalog.jsonb_build_object('message_id', m.id, 'sid', m.provider_message_id)
+    from pgflow.messages m
+   where m.id = p_message_id and m.delivery_status = 'sent' and m.transport = 'twilio'
+     and m.provider_message_id is not null
+$$;
