@@ -202,6 +202,22 @@ def reply(
         f" ({result['segments']} segment(s)); the worker sends it",
         highlight=False,
     )
+    carrier = "twilio" if result.get("transport") == "twilio" else "retell"
+    if carrier == "retell" and settings().sandbox:
+        carrier = "sandbox"
+    console.print(CARRIES[carrier], highlight=False)
+
+
+# What a person's text can and cannot do on each transport (docs/operations.md).
+CARRIES = {
+    "twilio": "Twilio carries it as written and reports its delivery; the lead's answers "
+    "reach the console, and the agent stays quiet until you hand the lead back.",
+    "sandbox": "The sandbox posts it into the lead's live chat, as written.",
+    "retell": "Retell carries it as the first text of a new chat, which is then ended so "
+    "Retell's AI says nothing more. Retell passes no text while you hold the lead: an "
+    "answer shows as a note, not its words, and no delivery is reported. For two-way "
+    "texting by a person, put the campaign on transport: twilio.",
+}
 
 
 @app.command()

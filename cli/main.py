@@ -21,6 +21,7 @@ from . import (
     sandbox,
     serve,
     status,
+    twilio,
     users,
     worker,
 )
@@ -60,6 +61,7 @@ app.add_typer(conversations.app, name="conversations")
 app.add_typer(numbers.app, name="numbers")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")
+app.add_typer(twilio.app, name="twilio")
 app.add_typer(users.app, name="users")
 app.command(name="status")(status.status)
 app.command(name="report")(report.report)

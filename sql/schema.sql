@@ -2800,7 +2800,8 @@ begin
     pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
     v_now);
   return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
-    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body));
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body),
+    'transport', pgflow._line_transport(v_conversation.from_number));
 end;
 $$;
 CREATE FUNCTION pgflow.inbound_intent(p_text text, OUT intent text, OUT rule text) RETURNS record

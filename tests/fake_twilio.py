@@ -30,6 +30,12 @@ What it does like Twilio (see /work/shared/notes/twilio.md, section B):
 - List filters To, From, DateSent, DateSent<, DateSent> (GMT, day granularity, inclusive;
   a message not yet sent has no date_sent and matches no DateSent filter), newest first,
   PageSize/Page/PageToken paging with next_page_uri.
+- IncomingPhoneNumbers: the account's numbers (`add_number`, each with its sms_url,
+  sms_method, ...) listed with the PhoneNumber filter (a part of a number matches, `*` is
+  any digit, as Twilio documents) and FriendlyName, PageSize/Page paging; one fetched or
+  updated by its PN sid (form fields SmsUrl, SmsMethod, StatusCallback, VoiceUrl, ...: a
+  bad URL is 400/21502, a method not GET/POST 400/20001; an empty value clears a URL).
+  Every key `IncomingPhoneNumberInstance` reads is there, unset URLs as "" like Twilio.
 - An inbound STOP/STOPALL/UNSUBSCRIBE/CANCEL/END/QUIT (`text_in`) unsubscribes the sender
   (later sends to it get 21610); START/YES/UNSTOP resubscribes. The unsubscribed list is
   per recipient, whatever the sender (Twilio scopes it per sender or Messaging Service).
@@ -126,6 +132,7 @@ ERROR_MESSAGES: dict[int, str] = {
     "number: {from_} via SMS.",
     21614: "'To' number is not a valid mobile number",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    21502: "Invalid callback url",
     21624: "Invalid validity period value",
     30003: "Unreachable destination handset",
     30004: "Message blocked",
@@ -164,6 +171,28 @@ SHORT_CODE = re.compile(r"^\d{5,6}$")
 CHANNEL = re.compile(r"^[a-z]+:")  # whatsapp:+1..., messenger:...
 MESSAGES_ROUTE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 MESSAGE_ROUTE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json$")
+NUMBERS_ROUTE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/IncomingPhoneNumbers\.json$")
+NUMBER_ROUTE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/IncomingPhoneNumbers/([^/]+)\.json$")
+# The update fields of an IncomingPhoneNumber the fake keeps -> the resource's key.
+NUMBER_URLS = {
+    "SmsUrl": "sms_url",
+    "SmsFallbackUrl": "sms_fallback_url",
+    "StatusCallback": "status_callback",
+    "VoiceUrl": "voice_url",
+    "VoiceFallbackUrl": "voice_fallback_url",
+}
+NUMBER_METHODS = {
+    "SmsMethod": "sms_method",
+    "SmsFallbackMethod": "sms_fallback_method",
+    "StatusCallbackMethod": "status_callback_method",
+    "VoiceMethod": "voice_method",
+    "VoiceFallbackMethod": "voice_fallback_method",
+}
+NUMBER_TEXTS = {
+    "FriendlyName": "friendly_name",
+    "SmsApplicationSid": "sms_application_sid",
+    "VoiceApplicationSid": "voice_application_sid",
+}
 
 GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
@@ -315,6 +344,50 @@ class _Message:
         }
 
 
+@dataclasses.dataclass
+class _Number:
+    """One IncomingPhoneNumber; `settings` holds its resource keys that an update changes."""
+
+    sid: str
+    account_sid: str
+    phone_number: str
+    settings: dict[str, str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    seq: int
+
+    def resource(self) -> dict[str, Any]:
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{self.sid}"
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "bundle_sid": None,
+            "capabilities": {"fax": False, "mms": True, "sms": True, "voice": True},
+            "date_created": rfc2822(self.created_at),
+            "date_updated": rfc2822(self.updated_at),
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "emergency_status": "Inactive",
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": self.phone_number,
+            "sid": self.sid,
+            "status": "in-use",
+            "subresource_uris": {
+                "assigned_add_ons": f"{base}/AssignedAddOns.json",
+            },
+            "trunk_sid": None,
+            "type": "local",
+            "uri": f"{base}.json",
+            "voice_caller_id_lookup": False,
+            "voice_receive_mode": "voice",
+            **self.settings,
+        }
+
+
 class _Refused(Exception):
     def __init__(self, status: int, code: int, message: str | None = None) -> None:
         super().__init__(message)
@@ -361,6 +434,7 @@ class FakeTwilio:
         self._cond = threading.Condition()
         self._requests: list[TwilioRequest] = []
         self._messages: dict[str, _Message] = {}
+        self._numbers: dict[str, _Number] = {}  # sid -> number
         self._callbacks: list[Callback] = []
         self._inbound: list[Callback] = []
         self._outcomes: dict[str, tuple[str, int | None]] = {}
@@ -459,6 +533,62 @@ class FakeTwilio:
         with self._cond:
             return set(self._unsubscribed)
 
+    def add_number(
+        self,
+        phone_number: str,
+        *,
+        sms_url: str = "",
+        sms_method: str = "POST",
+        friendly_name: str | None = None,
+        **settings: str,
+    ) -> str:
+        """Put `phone_number` (E.164) in the account, its texts going to `sms_url` ("" for
+        none, as Twilio writes it); other resource keys by name (status_callback=...,
+        sms_application_sid=...). Returns its sid (PN...)."""
+        if not E164.match(phone_number):
+            raise ValueError(f"{phone_number!r} is not an E.164 number")
+        known = {*NUMBER_URLS.values(), *NUMBER_METHODS.values(), *NUMBER_TEXTS.values()}
+        unknown = set(settings) - known
+        if unknown:
+            raise ValueError(f"not an IncomingPhoneNumber setting: {sorted(unknown)}")
+        now = self.clock()
+        values = dict.fromkeys((*NUMBER_URLS.values(), *NUMBER_TEXTS.values()), "")
+        values.update(dict.fromkeys(NUMBER_METHODS.values(), "POST"))
+        values["friendly_name"] = friendly_name or phone_number
+        values.update(settings, sms_url=sms_url, sms_method=sms_method)
+        with self._cond:
+            if any(n.phone_number == phone_number for n in self._numbers.values()):
+                raise ValueError(f"{phone_number} is already in the account")
+            self._seq += 1
+            number = _Number(
+                new_sid("PN"), self.account_sid, phone_number, values, now, now, self._seq
+            )
+            self._numbers[number.sid] = number
+        return number.sid
+
+    def number(self, phone_number: str) -> dict[str, Any]:
+        """The account's IncomingPhoneNumber resource for `phone_number`, as the API shows it."""
+        with self._cond:
+            for number in self._numbers.values():
+                if number.phone_number == phone_number:
+                    return number.resource()
+        raise KeyError(phone_number)
+
+    @property
+    def numbers(self) -> dict[str, dict[str, Any]]:
+        """phone number -> its IncomingPhoneNumber resource, in the order they were added."""
+        with self._cond:
+            return {n.phone_number: n.resource() for n in self._numbers.values()}
+
+    def number_requests(self, method: str | None = None) -> list[TwilioRequest]:
+        """Every request to IncomingPhoneNumbers (list, fetch, update); `method`: only those."""
+        return [
+            r
+            for r in self.requests
+            if (NUMBERS_ROUTE.match(r.path) or NUMBER_ROUTE.match(r.path))
+            and (method is None or r.method == method)
+        ]
+
     def script(self, *faults: Fault) -> None:
         """Queue answers for the next message creates, used in order (see module doc)."""
         for fault in faults:
@@ -470,7 +600,8 @@ class FakeTwilio:
             self._script.extend(faults)
 
     def reset(self) -> None:
-        """Forget requests, messages, callbacks, outcomes, unsubscribes and the script."""
+        """Forget requests, messages, callbacks, outcomes, unsubscribes and the script (the
+        account's numbers stay, as its API keys do)."""
         with self._cond:
             self._requests.clear()
             self._messages.clear()
@@ -720,6 +851,9 @@ class FakeTwilio:
 
     def _route(self, handler: Handler, request: TwilioRequest) -> None:
         self._authenticate(request)
+        if NUMBERS_ROUTE.match(request.path) or NUMBER_ROUTE.match(request.path):
+            self._route_numbers(handler, request)
+            return
         many, one = MESSAGES_ROUTE.match(request.path), MESSAGE_ROUTE.match(request.path)
         route = many or one
         if route is None or route.group(1) != self.account_sid:
@@ -737,6 +871,89 @@ class FakeTwilio:
             handler.respond(200, resource)
         else:
             raise _Refused(405, 20004)
+
+    def _route_numbers(self, handler: Handler, request: TwilioRequest) -> None:
+        many, one = NUMBERS_ROUTE.match(request.path), NUMBER_ROUTE.match(request.path)
+        route = many or one
+        if route is None or route.group(1) != self.account_sid:
+            raise _Refused(404, 20404, ERROR_MESSAGES[20404].format(path=request.path))
+        if many and request.method == "GET":
+            handler.respond(200, self._list_numbers(request))
+            return
+        if one is None or request.method not in ("GET", "POST"):
+            raise _Refused(405, 20004)
+        with self._cond:
+            number = self._numbers.get(one.group(2))
+            if number is None:
+                raise _Refused(404, 20404, ERROR_MESSAGES[20404].format(path=request.path))
+            if request.method == "POST":
+                self._update_number(number, request.form)
+            resource = number.resource()
+        handler.respond(200, resource)
+
+    def _update_number(self, number: _Number, form: dict[str, str]) -> None:
+        """Validate an update like Twilio, then apply all of it (or nothing)."""
+        changed: dict[str, str] = {}
+        for field, key in NUMBER_URLS.items():
+            if field in form:
+                value = form[field].strip()
+                parts = urlsplit(value)
+                if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+                    raise _Refused(400, 21502, f"{ERROR_MESSAGES[21502]}: {field}")
+                changed[key] = value
+        for field, key in NUMBER_METHODS.items():
+            if field in form:
+                method = form[field].strip().upper()
+                if method not in ("GET", "POST"):
+                    raise _Refused(400, 20001, f"Invalid parameter: {field}")
+                changed[key] = method
+        for field, key in NUMBER_TEXTS.items():
+            if field in form:
+                changed[key] = form[field]
+        number.settings.update(changed)
+        number.updated_at = self.clock()
+        self._cond.notify_all()
+
+    def _list_numbers(self, request: TwilioRequest) -> dict[str, Any]:
+        query = request.query
+        try:
+            size = int(query.get("PageSize") or DEFAULT_PAGE_SIZE)
+            page = int(query.get("Page") or 0)
+        except ValueError as exc:
+            raise _Refused(400, 20001, f"Invalid parameter: {exc}") from None
+        if not 1 <= size <= MAX_PAGE_SIZE or page < 0:
+            raise _Refused(400, 20001, "Invalid PageSize or Page")
+        filters = {k: query[k] for k in ("PhoneNumber", "FriendlyName") if query.get(k)}
+        # a part of a number matches, `*` is any digit; "+" and spaces are not digits
+        digits = re.sub(r"[^0-9*]", "", filters.get("PhoneNumber", ""))
+        pattern = re.compile(re.escape(digits).replace(r"\*", "[0-9]"))
+
+        def keep(n: _Number) -> bool:
+            return ("PhoneNumber" not in filters or bool(pattern.search(n.phone_number))) and (
+                "FriendlyName" not in filters
+                or n.settings["friendly_name"] == filters["FriendlyName"]
+            )
+
+        with self._cond:
+            found = sorted((n for n in self._numbers.values() if keep(n)), key=lambda n: n.seq)
+            start = page * size
+            records = [n.resource() for n in found[start : start + size]]
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+
+        def uri(page_no: int) -> str:
+            return f"{base}?{urlencode({**filters, 'PageSize': str(size), 'Page': str(page_no)})}"
+
+        return {
+            "end": start + max(len(records) - 1, 0),
+            "first_page_uri": uri(0),
+            "incoming_phone_numbers": records,
+            "next_page_uri": uri(page + 1) if start + size < len(found) else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": uri(page),
+        }
 
     def _create(self, handler: Handler, request: TwilioRequest) -> None:
         with self._cond:

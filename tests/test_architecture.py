@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pgflow.campaign_check",
             "pgflow.jobs",
             "pgflow.retell_setup",
+            "pgflow.twilio_setup",
         ),
     ),
     ("runtimes", ("pgflow.worker", "pgflow.web", "pgflow.sandbox", "pgflow.demo")),

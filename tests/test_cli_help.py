@@ -89,6 +89,7 @@ def test_the_walk_reaches_every_group_and_command() -> None:
     paths = {" ".join(p) for p in command_paths(pgflow_app)}
     assert {"", "db", "db migrate", "dead-letters requeue", "conversations set-outcome"} <= paths
     assert {"leads import", "numbers set", "retell setup", "sandbox say", "status"} <= paths
+    assert "twilio setup" in paths
     assert {"conversations reply", "conversations handback", "users add", "users list"} <= paths
     assert len(paths) >= 30
 

@@ -140,6 +140,9 @@ def test_reply_queues_a_human_message_and_is_refused_after_an_opt_out(
         f"message {message} queued on conversation {talk} (1 segment(s));"
         " the worker sends it" in sent.output
     )
+    said = " ".join(sent.output.split())  # what the transport can do, whatever the width
+    assert "Retell passes no text while you hold the lead" in said
+    assert "put the campaign on transport: twilio" in said
     assert rows(
         db, "select direction, body, delivery_status from pgflow.messages where kind = 'human'"
     ) == [("outbound", text, "queued")]
@@ -226,3 +229,13 @@ def test_set_outcome_and_the_review_queue(db_url: str, db: Conn) -> None:
     ).fetchone() == ("success", "human", "booked by phone")
     assert "nothing waits for review" in run(db_url, "review").output
     assert json.loads(run(db_url, "review", "--json").output) == []
+
+
+def test_reply_on_a_twilio_line_says_twilio_carries_it_as_written(db_url: str, db: Conn) -> None:
+    apply_campaign(db, transport="twilio")
+    ingest(db, "2125550147", at("2026-11-23 15:00"))
+    sent = act(db_url, "dana", "reply", "2125550147", "Dana here: 3pm works?")
+    assert sent.exit_code == 0, sent.output
+    said = " ".join(sent.output.split())
+    assert "Twilio carries it as written and reports its delivery" in said
+    assert "Retell" not in said

@@ -23,6 +23,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from tests.fake_twilio import API_VERSION, SIGNATURE_HEADER, FakeTwilio, segments
@@ -45,9 +46,9 @@ PAGE_KEYS = {
 }
 
 
-def sdk_keys() -> set[str]:
-    """The payload keys `MessageInstance.__init__` reads: a resource's whole shape."""
-    return set(re.findall(r'payload\.get\(\s*"(\w+)"', inspect.getsource(MessageInstance)))
+def sdk_keys(instance: type = MessageInstance) -> set[str]:
+    """The payload keys `instance.__init__` reads: a resource's whole shape."""
+    return set(re.findall(r'payload\.get\(\s*"(\w+)"', inspect.getsource(instance)))
 
 
 def sdk_client(fake: FakeTwilio, token: str | None = None, timeout: float = 5.0) -> Client:
@@ -283,6 +284,96 @@ def test_unsubscribed_recipient_gets_21610_until_resubscribed(
 
     fake.resubscribe(LEAD)
     assert client.messages.create(to=LEAD, from_=LINE, body="hi").status == "queued"
+
+
+# --- incoming phone numbers -----------------------------------------------------------------
+
+RETELL_HOOK = "https://api.retellai.com/twilio-sms-webhook/agent_x"
+OUR_HOOK = "https://sms.example.com/webhooks/twilio/inbound"
+NUMBER_PAGE_KEYS = (PAGE_KEYS - {"messages"}) | {"incoming_phone_numbers"}
+
+
+def test_numbers_are_listed_and_updated_through_the_sdk(fake: FakeTwilio, client: Client) -> None:
+    voice = "https://voice.example.com/status"
+    sid = fake.add_number(LINE, sms_url=RETELL_HOOK, status_callback=voice)
+    other = fake.add_number("+14155550199")  # a new number: no SMS URL ("", as Twilio has it)
+
+    [found] = client.incoming_phone_numbers.list(phone_number=LINE)
+    assert isinstance(found, IncomingPhoneNumberInstance)
+    assert (found.sid, found.phone_number, found.sms_url, found.sms_method) == (
+        sid,
+        LINE,
+        RETELL_HOOK,
+        "POST",
+    )
+    assert (found.status_callback, found.sms_fallback_url, found.sms_application_sid) == (
+        voice,
+        "",
+        "",
+    )
+    assert client.incoming_phone_numbers.list(phone_number=OTHER) == []
+    # Twilio's filter: a part of a number matches, `*` is any digit
+    assert {n.sid for n in client.incoming_phone_numbers.list(phone_number="415555")} == {
+        sid,
+        other,
+    }
+    assert [n.sid for n in client.incoming_phone_numbers.list(phone_number="+1415555019*")] == [
+        other
+    ]
+    # a page size of 1: the SDK follows next_page_uri
+    assert [n.sid for n in client.incoming_phone_numbers.list(page_size=1)] == [sid, other]
+
+    updated = client.incoming_phone_numbers(sid).update(sms_url=OUR_HOOK, sms_method="POST")
+    assert isinstance(updated, IncomingPhoneNumberInstance)
+    assert (updated.sid, updated.sms_url, updated.sms_method) == (sid, OUR_HOOK, "POST")
+    assert updated.status_callback == voice  # what the update does not name stays
+    assert client.incoming_phone_numbers(sid).fetch().sms_url == OUR_HOOK
+    assert fake.number(LINE)["sms_url"] == OUR_HOOK
+    assert fake.numbers[LINE]["status_callback"] == voice
+    [update] = fake.number_requests("POST")
+    assert update.path.endswith(f"/Accounts/{fake.account_sid}/IncomingPhoneNumbers/{sid}.json")
+    assert update.form == {"SmsUrl": OUR_HOOK, "SmsMethod": "POST"}
+    reads = fake.number_requests("GET")
+    assert reads[0].query["PhoneNumber"] == LINE  # the SDK's "+" arrives as a "+"
+    assert len(reads) == 7  # 5 lists (the last in 2 pages) and a fetch
+
+    raw = httpx.get(
+        f"{fake.url}/{API_VERSION}/Accounts/{fake.account_sid}/IncomingPhoneNumbers.json",
+        params={"PhoneNumber": LINE},
+        auth=(fake.account_sid, fake.auth_token),
+    ).json()
+    assert set(raw) == NUMBER_PAGE_KEYS
+    [resource] = raw["incoming_phone_numbers"]
+    # every key the SDK reads, and the subresource_uris Twilio also sends
+    assert set(resource) == sdk_keys(IncomingPhoneNumberInstance) | {"subresource_uris"}
+    assert resource["capabilities"]["sms"] is True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"sms_url": "not a url"}, 400, 21502),
+        ({"sms_url": "ftp://example.com/sms"}, 400, 21502),
+        ({"sms_method": "PUT"}, 400, 20001),
+    ],
+)
+def test_a_bad_number_update_is_refused_and_changes_nothing(
+    fake: FakeTwilio, client: Client, kwargs: dict[str, Any], status: int, code: int
+) -> None:
+    sid = fake.add_number(LINE, sms_url=RETELL_HOOK)
+    with pytest.raises(TwilioRestException) as refused:
+        client.incoming_phone_numbers(sid).update(**{"sms_url": OUR_HOOK, **kwargs})
+    assert (refused.value.status, refused.value.code) == (status, code)
+    assert fake.number(LINE)["sms_url"] == RETELL_HOOK
+
+
+def test_an_unknown_number_sid_is_404(fake: FakeTwilio, client: Client) -> None:
+    with pytest.raises(TwilioRestException) as missing:
+        client.incoming_phone_numbers("PN" + "0" * 32).update(sms_url=OUR_HOOK)
+    assert (missing.value.status, missing.value.code) == (404, 20404)
+    fake.add_number(LINE)
+    with pytest.raises(ValueError, match="already in the account"):
+        fake.add_number(LINE)
 
 
 # --- status callbacks -----------------------------------------------------------------------

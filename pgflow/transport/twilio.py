@@ -37,9 +37,11 @@ from pgflow.transport.base import TransportError, json_object, parse_retry_after
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "INBOUND_PATH",
     "TwilioClient",
     "TwilioError",
     "TwilioMessage",
+    "TwilioNumber",
     "verify_signature",
 ]
 
@@ -48,6 +50,7 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=15.0, write=5.0, pool=5
 SIGNATURE_HEADER: Final = "x-twilio-signature"
 MAX_VALIDITY_SECONDS: Final = 36_000  # Twilio's own limit (and default): 10 hours
 MAX_BODY_CHARS: Final = 1_600
+INBOUND_PATH: Final = "/webhooks/twilio/inbound"
 
 
 _SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$")
@@ -112,6 +115,28 @@ class TwilioMessage:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class TwilioNumber:
+    """Where an IncomingPhoneNumber's texts go (an unset value, "" or null, is None). Its
+    `status_callback` is for voice calls: a text's status goes to the send's StatusCallback.
+    An `sms_application_sid` overrides the sms_* URLs."""
+
+    sid: str
+    phone_number: str
+    sms_url: str | None
+    sms_method: str | None
+    sms_application_sid: str | None
+    status_callback: str | None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> TwilioNumber | None:
+        sid, number = _text(data.get("sid")) or "", _text(data.get("phone_number"))
+        if not (_SID.match(sid) and sid.startswith("PN") and number):
+            return None
+        fields = ("sms_url", "sms_method", "sms_application_sid", "status_callback")
+        return cls(sid, number, *(_text(data.get(name)) or None for name in fields))
+
+
 class TwilioClient:
     """Twilio's Messages API over one pooled `httpx.AsyncClient` (HTTP Basic auth with the
     Account SID and auth token); use `async with` or `aclose()`."""
@@ -137,6 +162,7 @@ class TwilioClient:
         self.public_url = public_url.rstrip("/")
         self.base_url = base_url.rstrip("/")
         self._messages = f"/2010-04-01/Accounts/{quote(account_sid, safe='')}/Messages"
+        self._numbers = f"/2010-04-01/Accounts/{quote(account_sid, safe='')}/IncomingPhoneNumbers"
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=(account_sid, auth_token),
@@ -166,6 +192,11 @@ class TwilioClient:
     def status_callback(self, message_id: int) -> str:
         """Where Twilio reports this message's status: our public URL, with our id."""
         return f"{self.public_url}/webhooks/twilio/status?{urlencode({'message_id': message_id})}"
+
+    @property
+    def inbound_url(self) -> str:
+        """Where Twilio posts the texts our numbers receive (each number's SmsUrl)."""
+        return f"{self.public_url}{INBOUND_PATH}"
 
     async def send(
         self,
@@ -243,6 +274,34 @@ class TwilioClient:
             )
         return message
 
+    async def find_number(self, phone_number: str) -> TwilioNumber | None:
+        """This account's number `phone_number` (E.164); None when it has no such number.
+        Twilio's PhoneNumber filter also matches parts of numbers: only the exact one counts."""
+        params = {"PhoneNumber": phone_number, "PageSize": "50"}
+        response = await self._request(
+            "GET", f"{self._numbers}.json", "number lookup", (phone_number,), None, params
+        )
+        items = (json_object(response) or {}).get("incoming_phone_numbers")
+        if not isinstance(items, list):
+            raise _malformed("number lookup", response)
+        found = [TwilioNumber.parse(item) for item in items if isinstance(item, dict)]
+        return next((n for n in found if n and n.phone_number == phone_number), None)
+
+    async def set_number_sms_url(
+        self, sid: str, sms_url: str, method: str = "POST"
+    ) -> TwilioNumber:
+        """Point number `sid` (PN...)'s incoming texts at `sms_url`: nothing else changes."""
+        if not (_SID.match(sid) and sid.startswith("PN")):
+            raise ValueError("not a phone number SID (PN...)")
+        form = {"SmsUrl": sms_url, "SmsMethod": method}
+        response = await self._request(
+            "POST", f"{self._numbers}/{sid}.json", "number update", (), form
+        )
+        number = TwilioNumber.parse(json_object(response) or {})
+        if number is None:
+            raise _malformed("number update", response)
+        return number
+
     async def _request(
         self,
         method: str,
@@ -295,6 +354,14 @@ def verify_signature(
     if not signature or not auth_token:
         return False
     return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+
+
+def _malformed(operation: str, response: httpx.Response) -> TwilioError:
+    return TwilioError(
+        f"Twilio {operation}: HTTP {response.status_code}: malformed response",
+        status_code=response.status_code,
+        retryable=False,
+    )
 
 
 def _text(value: Any) -> str | None:

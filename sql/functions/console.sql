@@ -187,6 +187,8 @@ $$;
 -- live conversation on that line, else on this one (an escalated conversation is
 -- answered where it ended). p_key (the form's one-time key) makes a resubmitted form
 -- once-only. Raises PF004 for an opted-out lead, PF003 for an empty or too long text.
+-- The answer names the line's transport (what carries the text: the CLI says what that
+-- transport can do).
 create or replace function pgflow.human_reply(
   p_conversation_id bigint,
   p_body text,
@@ -249,7 +251,8 @@ begin
     pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
     v_now);
   return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
-    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body));
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body),
+    'transport', pgflow._line_transport(v_conversation.from_number));
 end;
 $$;
 

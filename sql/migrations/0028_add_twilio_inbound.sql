@@ -1,4 +1,4 @@
--- Twilio as a transport: the inbound webhook (record_twilio_inbound, the carrier's own STOP/START/HELP answer counted once), a transport and a ValidityPeriod on each claim, a carrier's refusal of the number acting at send time, the receipt sweeper from the tick, delivery in the funnel, hand back on Twilio lines, twilio_numbers for the setup.
+-- Twilio as a transport: the inbound webhook (record_twilio_inbound, the carrier's own STOP/START/HELP answer counted once), a transport and a ValidityPeriod on each claim, a carrier's refusal of the number acting at send time, the receipt sweeper from the tick, delivery in the funnel, hand back and a person's reply aware of Twilio lines, twilio_numbers for the setup.
 -- depends: 0027_index_receipts
 
 -- chat_inbound (and the older sms_inbound): a lead texted one of our numbers and Retell
@@ -944,6 +944,81 @@ begin
                                   'agent_reply_queued', v_queued), v_now);
   return pg_catalog.jsonb_build_object('result', 'handed_back', 'contact_id', v_contact.id,
     'conversation_id', v_conversation.id, 'agent_reply_queued', v_queued);
+end;
+$$;
+
+-- A person's text to the lead, queued like any message: the send-time claim checks it
+-- again (never after STOP; the number's limits; the send window when the lead never
+-- wrote), segments are counted. Writing takes the lead over first. It goes on the lead's
+-- live conversation on that line, else on this one (an escalated conversation is
+-- answered where it ended). p_key (the form's one-time key) makes a resubmitted form
+-- once-only. Raises PF004 for an opted-out lead, PF003 for an empty or too long text.
+-- The answer names the line's transport (what carries the text: the CLI says what that
+-- transport can do).
+create or replace function pgflow.human_reply(
+  p_conversation_id bigint,
+  p_body text,
+  p_actor text,
+  p_user_id bigint default null,
+  p_key text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_body text := pg_catalog.btrim(coalesce(p_body, ''), E' \t\r\n');
+  v_key text := 'human:' || coalesce(nullif(pg_catalog.btrim(p_key), ''),
+                                     pg_catalog.gen_random_uuid()::text);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_id bigint;
+begin
+  if v_body = '' then
+    raise exception 'a reply must not be empty' using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_body) > 1600 then
+    raise exception 'a reply is at most 1600 characters (this one has %)',
+      pg_catalog.length(v_body) using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_key) > 120 then
+    raise exception 'the reply key is too long' using errcode = 'PF003';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select id into v_id from pgflow.messages where dedupe_key = v_key;
+  if v_id is not null then
+    return pg_catalog.jsonb_build_object('result', 'duplicate', 'message_id', v_id);
+  end if;
+  if v_contact.opted_out_at is not null then
+    raise exception 'the lead opted out (%): nothing more may be sent to them',
+      v_contact.opt_out_source using errcode = 'PF004';
+  end if;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if v_contact.held_by is distinct from v_actor then
+    perform pgflow.take_over(v_conversation.id, v_actor, p_user_id, 'replied to the lead', v_now);
+  end if;
+  perform 1 from pgflow.conversations where id = v_conversation.id for update;
+  perform pgflow._set_reason('a person replied');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (v_conversation.id, v_contact.id, 'outbound', 'human', v_body, 'queued',
+          pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body), v_key, v_now, v_now)
+  returning id into v_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 18);
+  perform pgflow._audit(v_actor, p_user_id, 'reply', v_conversation.id, v_contact.id,
+    pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
+    v_now);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body),
+    'transport', pgflow._line_transport(v_conversation.from_number));
 end;
 $$;
 
