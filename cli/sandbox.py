@@ -1,5 +1,5 @@
-"""`pgflow sandbox`: the local SMS transport that speaks Retell's API (serve), and the lead's
-side of it (say)."""
+"""`pgflow sandbox`: the local SMS transport that speaks Retell's and Twilio's APIs (serve),
+and the lead's side of it (say)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from pgflow import db, logs, phones
-from pgflow.config import SANDBOX_API_KEY, SANDBOX_BASE_URL
+from pgflow.config import SANDBOX_API_KEY, SANDBOX_BASE_URL, SANDBOX_TWILIO_ACCOUNT_SID
 from pgflow.sandbox.faults import parse_script
 from pgflow.sandbox.server import Sandbox, serve_forever
 from pgflow.transport import TransportError
@@ -20,7 +20,8 @@ from pgflow.transport.sandbox import SandboxClient
 from .common import configure_logging, console, e164, fail, print_json, settings
 
 app = typer.Typer(
-    help="The local sandbox SMS transport (Retell's API on 127.0.0.1).", no_args_is_help=True
+    help="The local sandbox SMS transport (Retell's and Twilio's APIs on 127.0.0.1).",
+    no_args_is_help=True,
 )
 log = logging.getLogger("pgflow.sandbox")
 
@@ -32,20 +33,50 @@ def serve(
     webhook_url: str = typer.Option(
         "http://127.0.0.1:8080/webhooks/retell", help="Where chat events are POSTed (signed)."
     ),
-    script: str = typer.Option("", help="Faults for the next sends, e.g. 500,429,drop."),
+    public_url: str | None = typer.Option(
+        None,
+        help="The base URL of `pgflow serve` for Twilio's inbound webhooks (default: "
+        "PGFLOW_PUBLIC_URL, else the origin of --webhook-url).",
+    ),
+    twilio_number: list[str] = typer.Option(
+        [],
+        "--twilio-number",
+        metavar="PHONE",
+        help="Our number whose texts Twilio carries (repeatable). A number we send from "
+        "through Twilio's API, or whose SmsUrl is set, becomes one too.",
+    ),
+    script: str = typer.Option("", help="Faults for the next Retell sends, e.g. 500,429,drop."),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
-    """Serve Retell's API locally until SIGTERM.
+    """Serve Retell's and Twilio's APIs locally until SIGTERM.
 
-    Point RETELL_BASE_URL here, or set PGFLOW_SMS_TRANSPORT=sandbox."""
+    Point RETELL_BASE_URL and TWILIO_BASE_URL here, or set PGFLOW_SMS_TRANSPORT=sandbox.
+    Twilio's Account SID and auth token are TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.
+    In sandbox mode they default to the sandbox's own, the token to RETELL_API_KEY."""
     config = settings()
     configure_logging(log_level, config)
     key = config.retell_api_key or SANDBOX_API_KEY
-    sandbox = Sandbox(key, host=host, port=port, webhook_url=webhook_url)
+    base = public_url or config.public_url
+    sandbox = Sandbox(
+        key,
+        host=host,
+        port=port,
+        webhook_url=webhook_url,
+        public_url=base,
+        twilio_account_sid=config.twilio_account_sid or SANDBOX_TWILIO_ACCOUNT_SID,
+        twilio_auth_token=config.twilio_auth_token or key,
+        twilio_numbers=[e164(number) for number in twilio_number],
+    )
     sandbox.script(*parse_script(script))
     serve_forever(
         sandbox,
-        announce=lambda url: logs.event(log, "sandbox.started", url=url, webhook_url=webhook_url),
+        announce=lambda url: logs.event(
+            log,
+            "sandbox.started",
+            url=url,
+            webhook_url=webhook_url,
+            public_url=sandbox.public_url,
+        ),
     )
 
 
@@ -77,9 +108,13 @@ def say(
     console.print(f"{phones.mask(lead)} -> {line}: {text}", highlight=False)
     if result.get("result") == "rejected":
         console.print("dropped: the engine rejected this text (e.g. the contact opted out)")
+    elif result.get("result") == "failed":
+        status = result.get("webhook_status")
+        why = f"HTTP {status}" if status else "no answer"
+        console.print(f"not taken: Twilio's webhook to the engine got {why}")
     for answer in answers:
         console.print(f"{line} -> {phones.mask(lead)}: {answer['text']}", highlight=False)
-    if wait and not answers and result.get("result") != "rejected":
+    if wait and not answers and result.get("result") not in ("rejected", "failed"):
         console.print(f"no answer within {wait:g}s")
 
 

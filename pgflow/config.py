@@ -11,10 +11,14 @@ from urllib.parse import urlsplit
 from pgflow.errors import ConfigError
 
 DEFAULT_RETELL_BASE_URL = "https://api.retellai.com"
-# The local sandbox (`pgflow sandbox serve`) speaks Retell's API here, with this key, so a
-# sandbox set-up needs no configuration at all.
+DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
+# The local sandbox (`pgflow sandbox serve`) speaks Retell's and Twilio's APIs here, with
+# this key (Twilio's auth token too) and this Account SID, and calls `pgflow serve` back on
+# SANDBOX_PUBLIC_URL, so a sandbox set-up needs no configuration at all.
 SANDBOX_BASE_URL = "http://127.0.0.1:8090"
 SANDBOX_API_KEY = "pgflow-sandbox"
+SANDBOX_TWILIO_ACCOUNT_SID = "AC5a0db0c55a0db0c55a0db0c55a0db0c5"
+SANDBOX_PUBLIC_URL = "http://127.0.0.1:8080"
 TRANSPORTS = ("retell", "sandbox")
 LOG_FORMATS = ("json", "text")
 MIN_SECRET_LENGTH = 32
@@ -53,7 +57,7 @@ class Settings:
     public_url: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
-    twilio_base_url: str = "https://api.twilio.com"
+    twilio_base_url: str = DEFAULT_TWILIO_BASE_URL
 
     @property
     def sandbox(self) -> bool:
@@ -103,12 +107,20 @@ class Settings:
                 "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         sandbox = transport == "sandbox"
+        # In sandbox mode one local server answers for Retell and Twilio: Twilio's settings
+        # follow Retell's (the sandbox's key is also its auth token), explicit values win.
+        retell_api_key = get("RETELL_API_KEY") or (SANDBOX_API_KEY if sandbox else None)
+        retell_base_url = (
+            get("RETELL_BASE_URL") or (SANDBOX_BASE_URL if sandbox else DEFAULT_RETELL_BASE_URL)
+        ).rstrip("/")
+        twilio_base_url = get("TWILIO_BASE_URL") or (
+            retell_base_url if sandbox else DEFAULT_TWILIO_BASE_URL
+        )
+        public_url = get("PGFLOW_PUBLIC_URL") or (SANDBOX_PUBLIC_URL if sandbox else "")
         return cls(
             database_url=database_url,
-            retell_api_key=get("RETELL_API_KEY") or (SANDBOX_API_KEY if sandbox else None),
-            retell_base_url=(
-                get("RETELL_BASE_URL") or (SANDBOX_BASE_URL if sandbox else DEFAULT_RETELL_BASE_URL)
-            ).rstrip("/"),
+            retell_api_key=retell_api_key,
+            retell_base_url=retell_base_url,
             llm_model=get("PGFLOW_LLM_MODEL"),
             llm_api_base=get("PGFLOW_LLM_API_BASE"),
             lead_token=get("PGFLOW_LEAD_TOKEN"),
@@ -117,8 +129,10 @@ class Settings:
             sms_transport=transport,
             log_format=log_format,
             console_secret=secret,
-            public_url=(get("PGFLOW_PUBLIC_URL") or "").rstrip("/") or None,
-            twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
-            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
-            twilio_base_url=(get("TWILIO_BASE_URL") or "https://api.twilio.com").rstrip("/"),
+            public_url=public_url.rstrip("/") or None,
+            twilio_account_sid=(
+                get("TWILIO_ACCOUNT_SID") or (SANDBOX_TWILIO_ACCOUNT_SID if sandbox else None)
+            ),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN") or (retell_api_key if sandbox else None),
+            twilio_base_url=twilio_base_url.rstrip("/"),
         )

@@ -4,7 +4,8 @@
   end-chat, v3/list-chats;
 - the Retell LLMs, chat agents and phone numbers `pgflow retell setup` reads and writes;
 - the sandbox's own: our text into a chat (`POST /sandbox/chats/{id}/messages`), the lead's
-  text (`POST /sandbox/say`), a phone's texts (`GET /sandbox/phones/{number}`), and faults
+  text (`POST /sandbox/say`: through Twilio's side when the line is a Twilio line), a phone's
+  texts (`GET /sandbox/phones/{number}`), and faults
   for the next sends (`POST /sandbox/script`).
 
 Every call needs `Authorization: Bearer <api key>`, as Retell's; a scripted fault answers a
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,6 +37,7 @@ class RetellApi:
         script: faults.Script,
         recorder: Recorder,
         stopping: threading.Event,
+        say: Callable[[str, str, str], dict[str, Any]] | None = None,
     ) -> None:
         self.api_key = api_key
         self.live = live
@@ -42,6 +45,7 @@ class RetellApi:
         self.script = script
         self.recorder = recorder
         self.stopping = stopping  # set when the sandbox stops: scripted waits end
+        self.say = say or live.say  # the lead's text: Retell's chats, or another provider
 
     def __call__(self, handler: Handler) -> None:
         request = self.recorder.record(handler)
@@ -113,7 +117,7 @@ class RetellApi:
             lead, line, text = body.get("from_number"), body.get("to_number"), body.get("text")
             if not all(isinstance(v, str) for v in (lead, line, text)):
                 raise Refusal(400, "from_number, to_number and text are required strings")
-            return 200, self.live.say(str(lead), str(line), str(text))
+            return 200, self.say(str(lead), str(line), str(text))
         if method == "GET" and route.startswith("/sandbox/phones/"):
             number = route.removeprefix("/sandbox/phones/")
             return 200, {"number": number, "texts": self.book.phone(number)}

@@ -78,7 +78,8 @@ class Chat:
 
 @dataclasses.dataclass(frozen=True)
 class PhoneText:
-    """One text on a lead's phone: to the lead (from an agent) or from the lead."""
+    """One text on a lead's phone: to the lead (from an agent, or a provider's auto-reply)
+    or from the lead."""
 
     direction: str  # "to_lead" | "from_lead"
     text: str
@@ -86,6 +87,8 @@ class PhoneText:
     chat_id: str | None
     at_ms: int
     note: str | None = None  # e.g. "rejected": the provider dropped the lead's text
+    transport: str = "retell"  # or "twilio": which of the sandbox's APIs carried it
+    message_sid: str | None = None  # Twilio's SM... id, for a text through Twilio
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

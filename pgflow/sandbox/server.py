@@ -1,12 +1,19 @@
-"""The sandbox: a real HTTP server on 127.0.0.1 that speaks Retell's API, so the real client,
-webhooks and signatures run without Retell. `pgflow demo` and `pgflow sandbox serve` run it
-with PGFLOW_SMS_TRANSPORT=sandbox; the tests' fake Retell is this server.
+"""The sandbox: a real HTTP server on 127.0.0.1 that speaks Retell's API and Twilio's
+Messaging API, so the real clients, webhooks and signatures run without either. `pgflow
+demo` and `pgflow sandbox serve` run it with PGFLOW_SMS_TRANSPORT=sandbox; the tests' fake
+Retell is this server.
 
 `Sandbox` puts the parts together and is what the demo, the CLI and the tests hold:
 `http` (the server, every request recorded), `api` (Retell's endpoints and the sandbox's
 own), `faults` (scripted failures of create-sms-chat), `lead` (the chats as they happen:
-the lead's texts and ours), `chats` (what the sandbox remembers) and `webhooks` (chat
-events to `webhook_url`, signed with the API key, like Retell's)."""
+the lead's texts and ours), `chats` (what the sandbox remembers, the phones too) and
+`webhooks` (chat events to `webhook_url`, signed with the API key, like Retell's); and
+`twilio` (Twilio's endpoints, callbacks to `public_url`, signed with the auth token).
+
+Credentials: Retell's key is `api_key`; Twilio's Account SID defaults to
+SANDBOX_TWILIO_ACCOUNT_SID and its auth token to `api_key` (what the settings default to
+in sandbox mode); `public_url` (where `pgflow serve` listens, for Twilio's inbound
+webhooks) defaults to the origin of `webhook_url`."""
 
 from __future__ import annotations
 
@@ -16,17 +23,20 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
+from pgflow.config import SANDBOX_TWILIO_ACCOUNT_SID
 from pgflow.sandbox.api import RetellApi, is_create
 from pgflow.sandbox.chats import ChatBook
 from pgflow.sandbox.faults import Script, Step
-from pgflow.sandbox.http import RecordedRequest, Recorder, Server
+from pgflow.sandbox.http import Handler, RecordedRequest, Recorder, Server
 from pgflow.sandbox.lead import LiveChats, Responder
+from pgflow.sandbox.twilio import TwilioApi
 from pgflow.sandbox.webhooks import Delivery, WebhookSender
 
 
 class Sandbox:
-    """A Retell look-alike on 127.0.0.1 (see the module docstring)."""
+    """A Retell and Twilio look-alike on 127.0.0.1 (see the module docstring)."""
 
     def __init__(
         self,
@@ -41,6 +51,10 @@ class Sandbox:
         numbers: list[str] | None = None,
         responder: Responder | None = None,
         unique_ids: bool = True,
+        twilio_account_sid: str = SANDBOX_TWILIO_ACCOUNT_SID,
+        twilio_auth_token: str | None = None,
+        public_url: str | None = None,
+        twilio_numbers: list[str] | None = None,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -55,8 +69,19 @@ class Sandbox:
         self.live = LiveChats(self.book, self.webhooks, responder)
         self.faults = Script()
         self.recorder = Recorder(self.log_path)
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self.twilio = TwilioApi(
+            twilio_account_sid,
+            twilio_auth_token or api_key,
+            self.book,
+            self.recorder,
+            lambda: self.public_url,
+            twilio_numbers,
+        )
         self._stopping = threading.Event()  # wakes handlers sleeping in a scripted delay
-        self._api = RetellApi(api_key, self.live, self.faults, self.recorder, self._stopping)
+        self._api = RetellApi(
+            api_key, self.live, self.faults, self.recorder, self._stopping, say=self.say
+        )
         self._server: Server | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -65,17 +90,22 @@ class Sandbox:
         if self._server is not None:
             raise RuntimeError("the sandbox is already started")
         self._stopping.clear()
-        self._server = Server((self.host, self.port), self._api)
+        self._server = Server((self.host, self.port), self._serve)
         self.port = self._server.port
         self._server.start()
         self.webhooks.start()
+        self.twilio.hooks.start()
         return self
+
+    def _serve(self, handler: Handler) -> None:
+        (self.twilio if self.twilio.handles(handler.path) else self._api)(handler)
 
     def stop(self) -> None:
         if self._server is None:
             return
         self._stopping.set()
         self.webhooks.stop()
+        self.twilio.hooks.stop()
         self._server.stop()
         self._server = None
 
@@ -105,6 +135,19 @@ class Sandbox:
         self.webhooks.url = url
 
     @property
+    def public_url(self) -> str | None:
+        """Where `pgflow serve` listens, for Twilio's inbound webhooks (default: the origin
+        of `webhook_url`); a Twilio line's own SmsUrl wins."""
+        if self._public_url is not None:
+            return self._public_url
+        parts = urlsplit(self.webhooks.url or "")
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+    @public_url.setter
+    def public_url(self, url: str | None) -> None:
+        self._public_url = url.rstrip("/") if url else None
+
+    @property
     def responder(self) -> Responder | None:
         return self.live.responder
 
@@ -123,10 +166,12 @@ class Sandbox:
         self.faults.set_default(step)
 
     def reset(self) -> None:
-        """Forget requests, chats, phones, the script and the default."""
+        """Forget requests, chats, phones, the script and the default; Twilio's messages,
+        callbacks, opt-outs and scripted outcomes (numbers and lines stay)."""
         self.recorder.clear()
         self.faults.clear()
         self.book.clear()
+        self.twilio.reset()
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -190,7 +235,10 @@ class Sandbox:
     # --- the chats ------------------------------------------------------------------------
 
     def say(self, lead: str, line: str, text: str) -> dict[str, Any]:
-        """The lead texts one of our numbers (see `LiveChats.say`)."""
+        """The lead texts one of our numbers: through Twilio when it is a Twilio line (see
+        `TwilioApi.say`), else into Retell's chats (see `LiveChats.say`)."""
+        if self.twilio.is_line(line):
+            return self.twilio.say(lead, line, text)
         return self.live.say(lead, line, text)
 
     def post_agent_message(self, chat_id: str, content: str, message_id: str | None) -> str:
