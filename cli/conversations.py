@@ -77,7 +77,7 @@ def set_outcome(
     with db.connect(settings().database_url, application="cli") as conn:
         target = _target(conn, number, conversation)
         try:
-            result = db.set_outcome(target, status, reason, "human").run(conn)
+            result = db.settle(target, status, reason, actor()).run(conn)  # audited
         except errors.NotFound:
             fail(f"no conversation {target}")
     if as_json:

@@ -14,7 +14,14 @@ from pgflow.errors import PgflowError
 from .common import console, err_console
 from .report import print_funnel
 
-COLORS = {"sam": "blue", "pat": "red", "lee": "yellow", "kim": "magenta", "ari": "cyan"}
+COLORS = {
+    "sam": "blue",
+    "pat": "red",
+    "lee": "yellow",
+    "kim": "magenta",
+    "ari": "cyan",
+    "jo": "green",
+}
 
 
 class RichDisplay:
@@ -32,7 +39,7 @@ class RichDisplay:
         console.print(f"[dim]{elapsed:6.1f}s[/dim]  [bold]{_escape(text)}[/bold]", highlight=False)
 
     def summary(self, leads: list[Lead], state: dict[int, dict[str, Any]]) -> None:
-        table = Table(title="the five leads", title_justify="left")
+        table = Table(title=f"the {len(leads)} leads", title_justify="left")
         for column in ("lead", "phone", "time zone", "role", "outcome", "by", "sent", "why"):
             table.add_column(column)
         for lead in leads:
@@ -77,12 +84,12 @@ def demo(
 ) -> None:
     """The whole flow on local defaults, as a live timeline.
 
-    A local database (or DATABASE_URL), the demo campaign, the sandbox transport (Retell's API, locally), the web server and the worker; five leads, a reply, a STOP, a silence, a request for a person, a qualified lead; then the funnel."""  # noqa: E501
+    A local database (or DATABASE_URL), the demo campaigns, the sandbox transport (Retell's and Twilio's APIs, locally), the web server and the worker; six leads, a reply, a STOP, a silence, a request for a person, a qualified lead, a person answering a lead on Twilio from the CLI; then the funnel."""  # noqa: E501
     console.print(
         Panel.fit(
-            "[bold]pgflow-sms demo[/bold]: five leads through the real endpoints, queue and "
-            "worker,\nRetell played by the local sandbox, the clock moved forward where a "
-            "drip waits days.",
+            "[bold]pgflow-sms demo[/bold]: six leads through the real endpoints, queue and "
+            "worker,\nRetell and Twilio played by the local sandbox, the clock moved forward "
+            "where a drip waits days.",
             border_style="blue",
         )
     )

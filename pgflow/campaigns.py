@@ -102,6 +102,7 @@ def _campaign(item: dict[str, Any]) -> dict[str, Any]:
             "from_number": pool[0],
             "from_numbers": pool,
             "status": item.get("status"),
+            "transport": item.get("transport"),
             "timezone": stripped(item.get("timezone")),
             "window_start": time_of_day(window.get("start")),
             "window_end": time_of_day(window.get("end")),

@@ -21,7 +21,7 @@ import pytest
 
 from pgflow import campaigns
 from pgflow.db import demo as demo_db
-from pgflow.demo import CAMPAIGN, local
+from pgflow.demo import CAMPAIGN, TWILIO_CAMPAIGN, local
 from tests.factories import apply_campaign, at, ingest, mark_sent
 from tests.processes import ROOT, wait_until
 
@@ -112,15 +112,20 @@ def test_the_demo_tells_the_whole_story(
         "OUTCOME qualified",
         "step 1 deferred",
         "Retell refused",
+        "step 1 delivered (Twilio's receipt)",
+        "a person answers from the CLI",
+        "Twilio carries it as written",
+        "person delivered (Twilio's receipt)",
+        "OUTCOME success (human)",
         "Where to look next",
     ):
         assert line in run.stdout, line
     contacts = demo_contacts(db)
-    assert len(contacts) == 5
+    assert len(contacts) == 6
     outcomes = db.execute(
         "select ct.first_name, cv.conversion_status, cv.outcome_source"
         " from pgflow.conversations cv join pgflow.contacts ct on ct.id = cv.contact_id"
-        " where cv.contact_id = any(%s) order by ct.id",
+        " where cv.contact_id = any(%s) order by ct.id, cv.id",
         [contacts],
     ).fetchall()
     assert outcomes == [
@@ -129,6 +134,8 @@ def test_the_demo_tells_the_whole_story(
         ("Lee", "no_response", "rule"),
         ("Kim", "escalated", "rule"),
         ("Ari", "qualified", "rule"),
+        ("Jo", "escalated", "rule"),  # Jo asked for a person on Twilio...
+        ("Jo", "success", "human"),  # ...who answered, and settled Jo's next conversation
     ]
     # no duplicate sends: each message reached the transport successfully once at most
     assert db.execute(
@@ -154,7 +161,7 @@ def test_the_demo_tells_the_whole_story(
         " where m.contact_id = any(%s) and m.kind = 'campaign' and m.sent_at is not null",
         [contacts],
     ).fetchall()
-    assert len(steps) == 6  # step 1 x4, Lee's steps 2 and 3
+    assert len(steps) == 7  # step 1 x5, Lee's steps 2 and 3
     for zone, sent_at, start, end, days in steps:
         local = sent_at.astimezone(zoneinfo.ZoneInfo(zone))
         assert local.isoweekday() in days
@@ -174,6 +181,21 @@ def test_the_demo_tells_the_whole_story(
     assert db.execute(
         "select delivery_status, attempts from pgflow.messages where id = %s", [retried[0][0]]
     ).fetchone() == ("sent", 2)
+    # Jo, on Twilio: every text of ours delivered (receipts), the person's text as written,
+    # and no agent text after it; the person's actions in the audit trail
+    jo = contacts[5]
+    assert db.execute(
+        "select kind, delivery_status, transport from pgflow.messages"
+        " where contact_id = %s and direction = 'outbound' order by id",
+        [jo],
+    ).fetchall() == [
+        ("campaign", "delivered", "twilio"),
+        ("system", "delivered", "twilio"),  # "a member of our team will text you shortly"
+        ("human", "delivered", "twilio"),
+    ]
+    assert db.execute(
+        "select actor, action from pgflow.audit_log where contact_id = %s order by id", [jo]
+    ).fetchall() == [("cli:dana", "takeover"), ("cli:dana", "reply"), ("cli:dana", "set_outcome")]
     assert took < 120  # the demo's own figure is reported by the closing note, not asserted
 
 
@@ -272,18 +294,22 @@ def test_without_a_database_the_demo_says_what_it_needs_in_one_line(
 
 def test_the_demo_campaign_is_the_example_campaign_sending_every_day() -> None:
     """The demo applies its packaged campaign file, not examples/: it must stay what it is
-    derived from, examples/solar.yaml with solar-q4 copied as the demo's campaign (every day
-    of the week), everything else (agents, numbers, steps, timeouts) the example's."""
+    derived from, examples/solar.yaml with solar-q4 and solar-q4-twilio copied as the demo's
+    campaigns (every day of the week), everything else (agents, numbers, steps, timeouts,
+    transports) the example's."""
     example = campaigns.load(CHECKOUT / "examples" / "solar.yaml").doc
     packaged = campaigns.load(local.CAMPAIGN_FILE).doc
-    (source,) = [item for item in example["campaigns"] if item["slug"] == "solar-q4"]
-    copy = {
-        **source,
-        "slug": CAMPAIGN,
-        "name": f"{source['name']} (demo)",
-        "window_days": [1, 2, 3, 4, 5, 6, 7],
-    }
-    assert packaged == {**example, "campaigns": [copy]}
+    copies = [
+        {
+            **source,
+            "slug": f"{source['slug']}-demo",
+            "name": f"{source['name']} (demo)",
+            "window_days": [1, 2, 3, 4, 5, 6, 7],
+        }
+        for source in example["campaigns"]
+    ]
+    assert [c["slug"] for c in copies] == [CAMPAIGN, TWILIO_CAMPAIGN]
+    assert packaged == {**example, "campaigns": copies}
 
 
 def test_the_demo_reads_only_package_data() -> None:

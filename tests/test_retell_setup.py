@@ -39,7 +39,10 @@ def actions(answer: dict[str, Any]) -> list[tuple[str, str]]:
 def test_setup_plans_then_creates_then_changes_nothing(db_url: str, db: Conn) -> None:
     doc = campaign_doc("solar")
     db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(doc)])
-    with FakeRetell(numbers=["+14155550100"]) as fake:
+    # a Twilio campaign's line is Twilio's: retell setup leaves it alone
+    twilio = campaign_doc("hydro", transport="twilio", from_number="+14155550111")
+    db.execute("select pgflow.apply_campaigns(%s)", [Jsonb(twilio)])
+    with FakeRetell(numbers=["+14155550100", "+14155550111"]) as fake:
         plan = setup(fake, db_url, "--dry-run")
         assert plan["dry_run"] is True
         assert actions(plan) == [
@@ -67,6 +70,7 @@ def test_setup_plans_then_creates_then_changes_nothing(db_url: str, db: Conn) ->
         assert number["inbound_sms_webhook_url"] == HOOK
         binding = [{"agent_id": agent["agent_id"], "weight": 1}]
         assert number["inbound_sms_agents"] == number["outbound_sms_agents"] == binding
+        assert not fake.book.numbers["+14155550111"].get("inbound_sms_webhook_url")
 
         again = setup(fake, db_url)
         assert {a for _, a in actions(again)} == {"unchanged"}

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 from pgqueuer.domain.errors import RetryRequested
 
+from pgflow import campaigns
 from pgflow import db as pdb
 from pgflow.config import Settings
 from pgflow.errors import PgflowError
@@ -27,8 +29,8 @@ from pgflow.transport.retell import RetellClient
 from pgflow.transport.twilio import TwilioClient
 from tests.factories import apply_campaign, at, count, ingest
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import row, scalar
-from tests.processes import free_port, serving, wait_until
+from tests.helpers import row, rows, scalar
+from tests.processes import ROOT, free_port, serving, wait_until
 
 Conn = psycopg.Connection[Any]
 T = TypeVar("T")
@@ -342,3 +344,12 @@ def test_a_number_carries_one_transport(db: Conn) -> None:
     with pytest.raises(PgflowError, match="another transport"):
         apply_campaign(db, "roofing", transport="retell")
     assert pdb.twilio_numbers().run(db) == [{"number": LINE, "campaigns": ["solar"]}]
+
+
+def test_the_example_file_puts_its_twilio_campaign_on_twilio(db: Conn) -> None:
+    doc = campaigns.load(Path(ROOT) / "examples" / "solar.yaml").doc
+    pdb.apply_campaigns(doc).run(db)
+    assert rows(db, "select slug, transport from pgflow.campaigns order by slug") == [
+        ("solar-q4", "retell"),
+        ("solar-q4-twilio", "twilio"),
+    ]

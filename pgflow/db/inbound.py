@@ -94,9 +94,13 @@ def live_conversations(limit: int = 200) -> Call[list[Row]]:
 
 
 def retell_setup_inputs() -> Call[list[Row]]:
-    """Our sending numbers and the Retell agent ids our agents name, for `retell setup`."""
+    """Our sending numbers but the Twilio lines (a Twilio campaign's numbers: their texts
+    must not reach Retell), and the Retell agent ids our agents name, for `retell setup`."""
     return rows_call(
-        "select 'number' as kind, number as value from pgflow.sending_numbers"
+        "select 'number' as kind, n.number as value from pgflow.sending_numbers n"
+        " where not exists (select 1 from pgflow.campaign_numbers cn"
+        " join pgflow.campaigns c on c.id = cn.campaign_id where cn.number = n.number"
+        " and c.transport = 'twilio' and c.status <> 'archived')"
         " union all select distinct 'agent', retell_agent_id from pgflow.agents"
         " where retell_agent_id is not null order by 1, 2"
     )

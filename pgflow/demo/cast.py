@@ -1,6 +1,7 @@
-"""The cast: five leads, each with a role and the outcome it should end in, a time zone
-where it is day inside the campaign's send window right now (night, for Kim), and a phone
-number no contact has yet (+1 NXX 555-01xx: fictional numbers)."""
+"""The cast: six leads (Jo on the Twilio campaign), each with a role and the outcome it
+should end in, a time zone where it is day inside the campaign's send window right now
+(night, for Kim), and a phone number no contact has yet (+1 NXX 555-01xx: fictional
+numbers)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Lead:
     zone: str
     phone: str = ""
     contact_id: int = 0
+    twilio: bool = False  # on the campaign whose texts Twilio carries
 
     @property
     def masked(self) -> str:
@@ -89,7 +91,7 @@ class Window:
 
 
 def choose_leads(window: Window, conn: psycopg.Connection[Any]) -> list[Lead]:
-    """The five leads, in the order they arrive, each with a zone and an unused number."""
+    """The six leads, in the order they arrive, each with a zone and an unused number."""
     everywhere = sorted(zoneinfo.available_timezones())
     day = next((z for z in (*DAY_ZONES, *everywhere) if window.fits(z, night=False)), None)
     night = next((z for z in (*NIGHT_ZONES, *everywhere) if window.fits(z, night=True)), None)
@@ -101,6 +103,7 @@ def choose_leads(window: Window, conn: psycopg.Connection[Any]) -> list[Lead]:
         Lead("lee", "Lee", "never answers", "no_response", day),
         Lead("kim", "Kim", "night there; asks for a person", "escalated", night),
         Lead("ari", "Ari", "interested, books nothing", "qualified", day),
+        Lead("jo", "Jo", "on Twilio; a person answers, books", "success", day, twilio=True),
     ]
     candidates = [f"+1{a}55501{n:02d}" for a in AREA_CODES for n in range(100)]
     random.shuffle(candidates)

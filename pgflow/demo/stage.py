@@ -1,5 +1,5 @@
-"""The servers the story plays on: the sandbox (Retell's API on 127.0.0.1, real signed
-webhooks) in this process, `pgflow serve` and `pgflow worker` as child processes on free
+"""The servers the story plays on: the sandbox (Retell's and Twilio's APIs on 127.0.0.1, real
+signed webhooks) in this process, `pgflow serve` and `pgflow worker` as child processes on free
 ports, their logs in the run's folder. Everything started here dies with the demo."""
 
 from __future__ import annotations
@@ -77,18 +77,23 @@ class Stage:
         self.children: list[Child] = []
         self.sandbox: Sandbox | None = None
         self.web_url = ""
+        self.database_url = ""
         self.http = httpx.Client(timeout=15)
         # signs the console's cookies for this run only (a new one each demo)
         self.console_secret = secrets.token_urlsafe(32)
 
-    def start(self, url: str, run_dir: Path) -> None:
-        """Everything up and ready against the database at `url`."""
+    def start(self, url: str, run_dir: Path, twilio_numbers: list[str] | None = None) -> None:
+        """Everything up and ready against the database at `url`; `twilio_numbers` are the
+        lines the sandbox plays Twilio on (their texts and receipts reach /webhooks/twilio/*)."""
         web_port = self.port or free_port()
         self.web_url = f"http://127.0.0.1:{web_port}"
+        self.database_url = url
         self.sandbox = Sandbox(
             SANDBOX_API_KEY,
             webhook_url=f"{self.web_url}/webhooks/retell",
             webhook_retry_delay=0.5,
+            public_url=self.web_url,
+            twilio_numbers=twilio_numbers,
         ).start()
         self.sandbox.script(500)  # Retell's first answer fails: one send is retried
         env = self.child_env(url)
@@ -105,6 +110,24 @@ class Stage:
         )
         self.wait_ready(run_dir)
 
+    def run_cli(self, args: list[str], user: str) -> str:
+        """A `pgflow` command as the OS user `user` would run it (the CLI's actor is
+        cli:<user>), against the demo's database; its output on one line. Raises when it
+        fails."""
+        env = {**self.child_env(self.database_url), "LOGNAME": user, "USER": user}
+        run = subprocess.run(
+            [sys.executable, "-m", "pgflow.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_WAIT,
+            check=False,
+        )
+        said = " ".join(run.stdout.split())
+        if run.returncode != 0:
+            raise DemoError(f"pgflow {args[0]} {args[1]} failed: {said} {run.stderr[-500:]}")
+        return said
+
     @property
     def sandbox_url(self) -> str:
         return self.sandbox.url if self.sandbox is not None else ""
@@ -119,6 +142,8 @@ class Stage:
             PGFLOW_LEAD_TOKEN=LEAD_TOKEN,
             PGFLOW_EVENTS_TOKEN=EVENTS_TOKEN,
             PGFLOW_CONSOLE_SECRET=self.console_secret,
+            # where Twilio (the sandbox) calls us: its signatures are over this URL
+            PGFLOW_PUBLIC_URL=self.web_url,
             PGFLOW_LOG_FORMAT="json",
             PYTHONUNBUFFERED="1",
         )

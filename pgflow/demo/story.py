@@ -1,4 +1,4 @@
-"""The story itself: the set-up, the five leads' beats, the clock moved forward where a drip
+"""The story itself: the set-up, the six leads' beats, the clock moved forward where a drip
 waits days, then the summary, the funnel, the checks and where to look next."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from pgflow.demo.timeline import Display, State, Timeline
 # The story runs on the demo's own copy of the example campaign (solar-q4 of
 # examples/solar.yaml), which may send every day of the week: see CAMPAIGN_FILE.
 CAMPAIGN = "solar-q4-demo"
+TWILIO_CAMPAIGN = "solar-q4-twilio-demo"  # the same, its texts carried by Twilio
+PERSON = "dana"  # the OS user the demo's person replies as (the actor is cli:dana)
 DEMO_USER = "demo@pgflow.local"
 
 
@@ -44,7 +46,7 @@ class Options:
 
 
 class Story:
-    """The demo itself: set-up, the five leads, the checks, the summary."""
+    """The demo itself: set-up, the six leads, the checks, the summary."""
 
     def __init__(self, display: Display, options: Options) -> None:
         self.display = display
@@ -57,6 +59,7 @@ class Story:
         self.run_started = dt.datetime.now(dt.UTC)
         self.leads: list[Lead] = []
         self.line = ""
+        self.twilio_line = ""
         self.watch: Timeline | None = None
         self.model = os.environ.get("PGFLOW_LLM_MODEL", "").strip() or None
 
@@ -109,14 +112,19 @@ class Story:
         if row is None:
             raise DemoError(f"campaign {CAMPAIGN} is missing from {shown(CAMPAIGN_FILE)}")
         self.line = str(row["from_number"])
+        twilio = demo_db.campaign(TWILIO_CAMPAIGN).run(self.db)
+        if twilio is None:
+            raise DemoError(f"campaign {TWILIO_CAMPAIGN} is missing from {shown(CAMPAIGN_FILE)}")
+        self.twilio_line = str(twilio["from_number"])
+        self.display.step(f"Jo's campaign, {TWILIO_CAMPAIGN}, is the same on transport: twilio")
         self.leads = choose_leads(Window.of(row), self.db)
         self.watch = Timeline(self.display, self.db, self.leads, self.started, self.stage.check)
         logs = run_dir()
-        self.stage.start(self.url, logs)
+        self.stage.start(self.url, logs, twilio_numbers=[self.twilio_line])
         agent = f"the model {self.model}" if self.model else "the offline agent"
         self.display.step(
-            f"sandbox Retell on {self.stage.sandbox_url}, web on {self.stage.web_url}, "
-            f"a worker; {agent}"
+            f"sandbox Retell and Twilio on {self.stage.sandbox_url}, web on "
+            f"{self.stage.web_url}, a worker; {agent}"
         )
         self.display.step(f"logs in {logs}")
 
@@ -124,12 +132,14 @@ class Story:
 
     def play(self) -> None:
         by = {lead.key: lead for lead in self.leads}
-        self.tl.note("five leads arrive on POST /webhooks/leads")
+        self.tl.note("six leads arrive on POST /webhooks/leads")
         for lead in self.leads:
             self.arrive(lead)
         self.tl.wait(
-            lambda s: all(s[by[k].contact_id]["sent"] >= 1 for k in ("sam", "pat", "lee", "ari")),
-            "step 1 for the four leads in their daytime",
+            lambda s: all(
+                s[by[k].contact_id]["sent"] >= 1 for k in ("sam", "pat", "lee", "ari", "jo")
+            ),
+            "step 1 for the five leads in their daytime",
         )
         self.tl.note("the leads answer (the sandbox plays their phones)")
         self.say(by["pat"], "STOP")
@@ -154,6 +164,7 @@ class Story:
             ),
             "the agent's second replies",
         )
+        self.person_answers(by["jo"])
         self.tl.note("Sam books on the calendar: POST /webhooks/events")
         booked = self.stage.http.post(
             f"{self.stage.web_url}/webhooks/events",
@@ -173,7 +184,7 @@ class Story:
         response = self.stage.http.post(
             f"{self.stage.web_url}/webhooks/leads",
             json={
-                "campaign": CAMPAIGN,
+                "campaign": TWILIO_CAMPAIGN if lead.twilio else CAMPAIGN,
                 "phone": lead.phone,
                 "first_name": lead.name,
                 "timezone": lead.zone,
@@ -205,10 +216,47 @@ class Story:
 
     def say(self, lead: Lead, text: str) -> None:
         assert self.stage.sandbox is not None
-        result = self.stage.sandbox.say(lead.phone, self.line, text)
+        line = self.twilio_line if lead.twilio else self.line
+        result = self.stage.sandbox.say(lead.phone, line, text)
         if result["result"] != "delivered":
             raise DemoError(f"the sandbox dropped {lead.name}'s text: {result}")
         self.tl.pump()
+
+    def person_answers(self, jo: Lead) -> None:
+        """Jo is on Twilio: the carrier's receipt; Jo asks for a person; a person answers from
+        the CLI (the text goes out as written, its receipt comes back); Jo's answer reaches
+        the person and the agent stays quiet; the person settles it (success)."""
+        jo_id = jo.contact_id
+        self.tl.wait(lambda s: s[jo_id]["delivered"] >= 1, "Twilio's receipt for Jo's step 1")
+        self.say(jo, "Can I talk to a real person instead?")
+        self.tl.wait(
+            lambda s: s[jo_id]["conversion_status"] == "escalated" and s[jo_id]["pending"] == 0,
+            "Jo's escalation: the lead waits for a person",
+        )
+        text = "Hi Jo, this is Dana from SunCo. I can call you today at 3pm - does that work?"
+        self.tl.note(f"a person answers from the CLI: pgflow conversations reply {jo.masked} ...")
+        said = self.stage.run_cli(["conversations", "reply", jo.phone, text], PERSON)
+        self.tl.note(said)
+        self.tl.wait(lambda s: s[jo_id]["person_delivered"] >= 1, "the person's text delivered")
+        self.say(jo, "Perfect, 3pm works. Thanks Dana!")
+        self.tl.wait(
+            lambda s: s[jo_id]["answers_waiting"] == 0,
+            "Jo's answer recorded for the person; the agent stays quiet",
+        )
+        self.tl.note("the person settles it from the CLI: pgflow conversations set-outcome")
+        said = self.stage.run_cli(
+            [
+                "conversations",
+                "set-outcome",
+                jo.phone,
+                "success",
+                "--reason",
+                "Dana booked a call for 3pm by text",
+            ],
+            PERSON,
+        )
+        self.tl.note(said)
+        self.tl.wait(lambda s: s[jo_id]["conversion_status"] == "success", "Jo's outcome")
 
     def move_clock(self, lee: Lead, ari: Lead) -> None:
         """Days pass in seconds: pgflow.tick() runs at injected times. A day on, Lee's step 2
@@ -239,7 +287,8 @@ class Story:
     def finish(self) -> list[str]:
         state = self.tl.state()
         self.display.summary(self.leads, state)
-        self.display.funnel(db.funnel(CAMPAIGN, self.run_started).run(self.db))
+        funnel = db.funnel(None, self.run_started).run(self.db)
+        self.display.funnel([f for f in funnel if f["campaign"] in (CAMPAIGN, TWILIO_CAMPAIGN)])
         problems = self.check(state)
         sign_in = self.console_user() if self.options.keep_running else None
         self.display.pointers(self.pointers(sign_in))
@@ -267,6 +316,8 @@ class Story:
         lines += [
             f"{'pgflow conversations show ' + repr(self.leads[0].phone):<50} # Sam's transcript",
             f"{'pgflow report --campaign ' + CAMPAIGN:<50} # the funnel",
+            f"{'pgflow report --campaign ' + TWILIO_CAMPAIGN:<50} # with Twilio's receipts",
+            f"{'pgflow conversations show ' + repr(self.leads[-1].phone):<50} # Jo and the person",
             f"{'pgflow conversations list':<50} # live conversations",
             f"{'pgflow conversations review':<50} # outcomes waiting for a person",
             f"{'pgflow status':<50} # health at a glance",
@@ -292,6 +343,12 @@ class Story:
             got = state[lead.contact_id]["conversion_status"] or "(not ended)"
             if got != lead.expected:
                 problems.append(f"{lead.name}: expected {lead.expected}, got {got}")
+        for lead in self.leads:
+            row = state[lead.contact_id]
+            if lead.twilio and row["person_delivered"] < 1:
+                problems.append(f"{lead.name}: the person's text was not delivered")
+            if row["agent_after_person"]:
+                problems.append(f"{lead.name}: the agent texted while a person held the lead")
         return problems
 
     def keep_running(self) -> None:

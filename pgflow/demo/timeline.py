@@ -100,7 +100,17 @@ def describe(row: dict[str, Any]) -> tuple[str, str] | None:
     if entity == "alert":
         return f"alert: {reason}", "magenta"
     if entity == "contact":
-        return (f"opted out ({reason})", "red") if new == "opted_out" else ("resubscribed", "green")
+        if new == "opted_out":
+            return f"opted out ({reason})", "red"
+        if new == "subscribed":
+            return "resubscribed", "green"
+        if new == "held" and old == "with_agent":
+            return f"held for a person: the agent stays quiet ({reason})", "magenta"
+        if new == "held":
+            return f"a person holds the lead ({reason})", "magenta"
+        if new == "with_agent":
+            return f"back with the agent ({reason})", "cyan"
+        return None
     if entity == "enrollment":
         if new == "paused":
             return "drip paused: the lead replied", "cyan"
@@ -108,6 +118,8 @@ def describe(row: dict[str, Any]) -> tuple[str, str] | None:
             return f"drip {new} ({reason})", "dim"
         return None
     if entity == "conversation":
+        if new == "engaged" and old == "open" and row.get("held"):
+            return "engaged: the drip stops; a person holds the lead, the agent stays quiet", "cyan"
         if new == "engaged" and old == "open":
             return "engaged: the drip stops, the agent takes over", "cyan"
         if new == "ended":
@@ -121,9 +133,12 @@ def describe(row: dict[str, Any]) -> tuple[str, str] | None:
     kind = row["kind"]
     if row["direction"] == "inbound":
         return f'<- "{body}"', "bold"
-    who = {"campaign": f"step {row['step_position']}", "agent": "agent", "system": "system"}.get(
-        kind, kind
-    )
+    who = {
+        "campaign": f"step {row['step_position']}",
+        "agent": "agent",
+        "system": "system",
+        "human": "person",
+    }.get(kind, kind)
     if old is None and new == "queued":
         return (
             (f'-> {who} queued: "{body}"', "")
@@ -133,6 +148,10 @@ def describe(row: dict[str, Any]) -> tuple[str, str] | None:
     if new == "sent":
         attempt = f" on attempt {row['attempts']}" if (row["attempts"] or 1) > 1 else ""
         return f"-> {who} sent{attempt}", "green"
+    if new == "delivered":
+        return f"-> {who} delivered (Twilio's receipt)", "green"
+    if new == "failed":
+        return f"x {who} undelivered ({row['delivery_error']})", "red"
     if old == "sending" and new == "queued":
         return f"x Retell refused ({reason}); the worker retries", "yellow"
     if new == "suppressed":
