@@ -82,15 +82,20 @@ def test_apply_is_idempotent(db_url: str, db: Conn) -> None:
     assert '"action": "updated"' not in again.output
     assert '"action": "created"' not in again.output
     counts = [count(db, t) for t in ("agents", "campaigns", "campaign_steps", "sending_numbers")]
-    assert counts == [2, 1, 3, 1]
+    assert counts == [2, 2, 5, 2]  # solar-q4 (3 steps) and solar-q4-twilio (2), a number each
     assert row(
         db,
         "select a.name from pgflow.sending_numbers n join pgflow.agents a"
         " on a.id = n.inbound_agent_id",
     ) == ("front-desk",)
     assert row(
-        db, "select status, daily_cap, window_days, reply_timeout::text from pgflow.campaigns"
-    ) == ("active", 3, [1, 2, 3, 4, 5, 6], "3 days")
+        db,
+        "select status, daily_cap, window_days, reply_timeout::text, transport"
+        " from pgflow.campaigns where slug = 'solar-q4'",
+    ) == ("active", 3, [1, 2, 3, 4, 5, 6], "3 days", "retell")
+    assert scalar(db, "select transport from pgflow.campaigns where slug = 'solar-q4-twilio'") == (
+        "twilio"
+    )
 
 
 def test_dry_run_changes_nothing(db_url: str, db: Conn) -> None:

@@ -288,6 +288,7 @@ def test_a_persons_reply_is_queued_once_and_takes_the_lead_over(db: Conn) -> Non
         "message_id": message,
         "conversation_id": conversation,
         "segments": 1,
+        "transport": "retell",  # what carries it (the CLI says what that transport can do)
     }
     assert row(
         db,
