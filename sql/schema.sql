@@ -1230,6 +1230,7 @@ declare
                                      coalesce(p_code::text, '-'), v_class);
   v_campaign pgflow.campaigns;
   v_max integer;
+  v_filtered integer;
   r record;
 begin
   select c.* into v_campaign
@@ -1252,13 +1253,34 @@ begin
   elsif v_class = 'opted_out' then
     perform pgflow.opt_out_contact(p_message.contact_id, 'carrier', null, v_reason, p_now);
   elsif v_class in ('filtered', 'sender') and v_campaign.id is not null then
+    if v_class = 'filtered' then
+      select pg_catalog.count(*) into v_filtered
+        from pgflow.messages m
+        join pgflow.conversations cv on cv.id = m.conversation_id
+        left join pgflow.enrollments e on e.id = m.enrollment_id
+       where coalesce(e.campaign_id, cv.campaign_id) = v_campaign.id
+         and m.direction = 'outbound' and m.carrier_error_code = 30007
+         and m.updated_at > p_now - interval '1 hour';
+      perform pgflow.open_alert('carrier_filtered:' || v_campaign.slug, 'warning',
+        pg_catalog.format('campaign %s: %s of its texts filtered by the carrier in the last hour (%s pauses it)',
+                          v_campaign.slug, v_filtered, 3),
+        pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                      'error_code', p_code, 'last_hour', v_filtered), p_now);
+      if v_filtered < 3 then
+        return v_class;
+      end if;
+      v_reason := pg_catalog.format('%s texts filtered by the carrier (error 30007) within an hour',
+                                    v_filtered);
+    end if;
     update pgflow.campaigns set status = 'paused', updated_at = p_now
      where id = v_campaign.id and status = 'active';
     if found then
       insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
       values (p_now, 'campaign', v_campaign.id, 'active', 'paused', v_reason);
     end if;
-    perform pgflow.open_alert('carrier_' || v_class || ':' || v_campaign.slug, 'critical',
+    perform pgflow.open_alert(
+      case v_class when 'filtered' then 'carrier_paused:' else 'carrier_sender:' end
+        || v_campaign.slug, 'critical',
       pg_catalog.format('campaign %s paused: %s', v_campaign.slug, v_reason),
       pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
                                     'error_code', p_code), p_now);
@@ -5443,6 +5465,7 @@ CREATE INDEX lead_events_external_idx ON pgflow.lead_events USING btree (source,
 CREATE INDEX lead_events_received_at_idx ON pgflow.lead_events USING btree (received_at);
 CREATE UNIQUE INDEX message_attempts_one_open ON pgflow.message_attempts USING btree (message_id) WHERE (finished_at IS NULL);
 CREATE INDEX messages_awaiting_receipt_idx ON pgflow.messages USING btree (sent_at) WHERE ((delivery_status = 'sent'::text) AND (transport = 'twilio'::text));
+CREATE INDEX messages_carrier_error_idx ON pgflow.messages USING btree (carrier_error_code, updated_at) WHERE (carrier_error_code IS NOT NULL);
 CREATE UNIQUE INDEX messages_chat_message_id_key ON pgflow.messages USING btree (chat_message_id) WHERE (chat_message_id IS NOT NULL);
 CREATE INDEX messages_contact_id_idx ON pgflow.messages USING btree (contact_id, created_at);
 CREATE INDEX messages_conversation_id_idx ON pgflow.messages USING btree (conversation_id, created_at);

@@ -15,7 +15,7 @@ from pgflow import db as pdb
 from pgflow.config import Settings
 from tests.factories import apply_campaign, at, count, ingest
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import row, scalar
+from tests.helpers import row, rows, scalar
 from tests.processes import serving
 
 Conn = psycopg.Connection[Any]
@@ -114,12 +114,33 @@ def test_21610_suppresses_the_contact_without_a_confirmation(db: Conn) -> None:
     assert count(db, "messages", "kind = 'system'") == 0  # Twilio already told the lead
 
 
-def test_filtering_pauses_the_campaign_and_alerts(db: Conn) -> None:
+def test_one_filtered_text_warns_and_a_burst_pauses_the_campaign(db: Conn) -> None:
     lead = sent_step(db)
     status(db, lead["message_id"], "undelivered", 30007)
+    assert scalar(db, "select status from pgflow.campaigns") == "active"
+    assert rows(db, "select kind, severity from pgflow.alerts where resolved_at is null") == [
+        ("carrier_filtered:solar", "warning")
+    ]
+    for n, phone in enumerate(("+12125550148", "+12125550149"), start=2):
+        ingest(db, phone, NOW, first_name="Lee")
+        message = scalar(db, "select max(id) from pgflow.messages where kind = 'campaign'")
+        assert pdb.claim_message(message, None, None, NOW).run(db)["action"] == "send"
+        sid = "SM" + str(n) * 32
+        result = {"ok": True, "provider_message_id": sid, "status_code": 201}
+        assert pdb.record_send(message, 1, result, 30.0, NOW).run(db)["action"] == "sent"
+        status(db, message, "undelivered", 30007, sid=sid)
+    assert scalar(db, "select status from pgflow.campaigns") == "paused"  # 3 within an hour
+    assert rows(
+        db, "select kind, severity from pgflow.alerts where resolved_at is null order by id"
+    ) == [("carrier_filtered:solar", "warning"), ("carrier_paused:solar", "critical")]
+
+
+def test_an_unregistered_sender_pauses_the_campaign_at_once(db: Conn) -> None:
+    lead = sent_step(db)
+    status(db, lead["message_id"], "undelivered", 30034)
     assert scalar(db, "select status from pgflow.campaigns") == "paused"
     assert scalar(db, "select kind from pgflow.alerts where resolved_at is null") == (
-        "carrier_filtered:solar"
+        "carrier_sender:solar"
     )
 
 

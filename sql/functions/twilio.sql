@@ -33,7 +33,12 @@ $$;
 -- What a carrier's refusal of one of our texts sets off, by the error's class:
 --   bad_number  the contact's drips stop and its live conversations end `discarded`
 --   opted_out   the contact is suppressed (source `carrier`: Twilio already confirmed)
---   filtered, sender  the campaign pauses and a critical alert opens
+--   filtered    a warning alert per campaign (carrier_filtered:<slug>); a burst (3 of the
+--               campaign's texts filtered within an hour) pauses the campaign with a
+--               critical alert (carrier_paused:<slug>): one filtered text is the carrier's
+--               judgment of one text, a burst is the campaign's content or reputation
+--   sender      (the number is not registered for A2P) the campaign pauses at once and a
+--               critical alert opens (carrier_sender:<slug>)
 --   transient   the text is queued again after a pause, within the campaign's attempts
 create or replace function pgflow._on_carrier_error(
   p_message pgflow.messages, p_code integer, p_now timestamptz
@@ -47,6 +52,7 @@ declare
                                      coalesce(p_code::text, '-'), v_class);
   v_campaign pgflow.campaigns;
   v_max integer;
+  v_filtered integer;
   r record;
 begin
   select c.* into v_campaign
@@ -69,13 +75,34 @@ begin
   elsif v_class = 'opted_out' then
     perform pgflow.opt_out_contact(p_message.contact_id, 'carrier', null, v_reason, p_now);
   elsif v_class in ('filtered', 'sender') and v_campaign.id is not null then
+    if v_class = 'filtered' then
+      select pg_catalog.count(*) into v_filtered
+        from pgflow.messages m
+        join pgflow.conversations cv on cv.id = m.conversation_id
+        left join pgflow.enrollments e on e.id = m.enrollment_id
+       where coalesce(e.campaign_id, cv.campaign_id) = v_campaign.id
+         and m.direction = 'outbound' and m.carrier_error_code = 30007
+         and m.updated_at > p_now - interval '1 hour';
+      perform pgflow.open_alert('carrier_filtered:' || v_campaign.slug, 'warning',
+        pg_catalog.format('campaign %s: %s of its texts filtered by the carrier in the last hour (%s pauses it)',
+                          v_campaign.slug, v_filtered, 3),
+        pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                      'error_code', p_code, 'last_hour', v_filtered), p_now);
+      if v_filtered < 3 then
+        return v_class;
+      end if;
+      v_reason := pg_catalog.format('%s texts filtered by the carrier (error 30007) within an hour',
+                                    v_filtered);
+    end if;
     update pgflow.campaigns set status = 'paused', updated_at = p_now
      where id = v_campaign.id and status = 'active';
     if found then
       insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
       values (p_now, 'campaign', v_campaign.id, 'active', 'paused', v_reason);
     end if;
-    perform pgflow.open_alert('carrier_' || v_class || ':' || v_campaign.slug, 'critical',
+    perform pgflow.open_alert(
+      case v_class when 'filtered' then 'carrier_paused:' else 'carrier_sender:' end
+        || v_campaign.slug, 'critical',
       pg_catalog.format('campaign %s paused: %s', v_campaign.slug, v_reason),
       pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
                                     'error_code', p_code), p_now);

@@ -709,6 +709,67 @@ end;
 $function$;
 revoke execute on function pgflow._on_inbound(bigint,boolean,timestamp with time zone) from public;
 
+CREATE OR REPLACE FUNCTION pgflow._on_carrier_error(p_message pgflow.messages, p_code integer, p_now timestamp with time zone)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
+declare
+  v_class text := pgflow.carrier_error_class(p_code);
+  v_reason text := pg_catalog.format('the carrier refused a text: error %s (%s)',
+                                     coalesce(p_code::text, '-'), v_class);
+  v_campaign pgflow.campaigns;
+  v_max integer;
+  r record;
+begin
+  select c.* into v_campaign
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = p_message.enrollment_id
+    join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = p_message.conversation_id;
+  if v_class = 'bad_number' then
+    for r in select id from pgflow.enrollments
+              where contact_id = p_message.contact_id and status in ('active', 'paused')
+              order by id
+    loop
+      perform pgflow.stop_enrollment(r.id, v_reason, p_now);
+    end loop;
+    for r in select id from pgflow.conversations
+              where contact_id = p_message.contact_id and status <> 'ended' order by id
+    loop
+      perform pgflow.set_outcome(r.id, 'discarded', v_reason, 'rule', p_now);
+    end loop;
+  elsif v_class = 'opted_out' then
+    perform pgflow.opt_out_contact(p_message.contact_id, 'carrier', null, v_reason, p_now);
+  elsif v_class in ('filtered', 'sender') and v_campaign.id is not null then
+    update pgflow.campaigns set status = 'paused', updated_at = p_now
+     where id = v_campaign.id and status = 'active';
+    if found then
+      insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+      values (p_now, 'campaign', v_campaign.id, 'active', 'paused', v_reason);
+    end if;
+    perform pgflow.open_alert('carrier_' || v_class || ':' || v_campaign.slug, 'critical',
+      pg_catalog.format('campaign %s paused: %s', v_campaign.slug, v_reason),
+      pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                    'error_code', p_code), p_now);
+  elsif v_class = 'transient' then
+    v_max := coalesce(v_campaign.max_attempts, 6);
+    if p_message.attempts < v_max then
+      perform pgflow._set_reason(v_reason || ': trying again');
+      update pgflow.messages
+         set delivery_status = 'queued', provider_message_id = null, provider_status = null,
+             send_after = p_now + p_message.attempts * interval '10 minutes',
+             deferred_reason = v_reason || ': trying again', updated_at = p_now
+       where id = p_message.id;
+      perform pgflow._enqueue_after('send_sms', array[p_message.id], 10,
+                                    p_now + p_message.attempts * interval '10 minutes');
+      return 'retry';
+    end if;
+  end if;
+  return v_class;
+end;
+$function$;
+
 drop function pgflow._line_transport(text);
 
 drop function pgflow._inbound_conversation(bigint,text,timestamp with time zone);

@@ -1,4 +1,4 @@
--- Twilio as a transport: the inbound webhook (record_twilio_inbound, the carrier's own STOP/START/HELP answer counted once), a transport and a ValidityPeriod on each claim, a carrier's refusal of the number acting at send time, the receipt sweeper from the tick, delivery in the funnel, hand back and a person's reply aware of Twilio lines, twilio_numbers for the setup.
+-- Twilio as a transport: the inbound webhook (record_twilio_inbound, the carrier's own STOP/START/HELP answer counted once), a transport and a ValidityPeriod on each claim, a carrier's refusal of the number acting at send time, a burst of filtered texts (not one) pausing a campaign, the receipt sweeper from the tick, delivery in the funnel, hand back and a person's reply aware of Twilio lines, twilio_numbers for the setup.
 -- depends: 0027_index_receipts
 
 -- chat_inbound (and the older sms_inbound): a lead texted one of our numbers and Retell
@@ -435,6 +435,100 @@ as $$
                     order by (c.status <> 'archived') desc, c.id desc limit 1), 'retell')
 $$;
 revoke execute on function pgflow._line_transport(text) from public;
+
+-- What a carrier's refusal of one of our texts sets off, by the error's class:
+--   bad_number  the contact's drips stop and its live conversations end `discarded`
+--   opted_out   the contact is suppressed (source `carrier`: Twilio already confirmed)
+--   filtered    a warning alert per campaign (carrier_filtered:<slug>); a burst (3 of the
+--               campaign's texts filtered within an hour) pauses the campaign with a
+--               critical alert (carrier_paused:<slug>): one filtered text is the carrier's
+--               judgment of one text, a burst is the campaign's content or reputation
+--   sender      (the number is not registered for A2P) the campaign pauses at once and a
+--               critical alert opens (carrier_sender:<slug>)
+--   transient   the text is queued again after a pause, within the campaign's attempts
+create or replace function pgflow._on_carrier_error(
+  p_message pgflow.messages, p_code integer, p_now timestamptz
+) returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_class text := pgflow.carrier_error_class(p_code);
+  v_reason text := pg_catalog.format('the carrier refused a text: error %s (%s)',
+                                     coalesce(p_code::text, '-'), v_class);
+  v_campaign pgflow.campaigns;
+  v_max integer;
+  v_filtered integer;
+  r record;
+begin
+  select c.* into v_campaign
+    from pgflow.conversations cv
+    left join pgflow.enrollments e on e.id = p_message.enrollment_id
+    join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+   where cv.id = p_message.conversation_id;
+  if v_class = 'bad_number' then
+    for r in select id from pgflow.enrollments
+              where contact_id = p_message.contact_id and status in ('active', 'paused')
+              order by id
+    loop
+      perform pgflow.stop_enrollment(r.id, v_reason, p_now);
+    end loop;
+    for r in select id from pgflow.conversations
+              where contact_id = p_message.contact_id and status <> 'ended' order by id
+    loop
+      perform pgflow.set_outcome(r.id, 'discarded', v_reason, 'rule', p_now);
+    end loop;
+  elsif v_class = 'opted_out' then
+    perform pgflow.opt_out_contact(p_message.contact_id, 'carrier', null, v_reason, p_now);
+  elsif v_class in ('filtered', 'sender') and v_campaign.id is not null then
+    if v_class = 'filtered' then
+      select pg_catalog.count(*) into v_filtered
+        from pgflow.messages m
+        join pgflow.conversations cv on cv.id = m.conversation_id
+        left join pgflow.enrollments e on e.id = m.enrollment_id
+       where coalesce(e.campaign_id, cv.campaign_id) = v_campaign.id
+         and m.direction = 'outbound' and m.carrier_error_code = 30007
+         and m.updated_at > p_now - interval '1 hour';
+      perform pgflow.open_alert('carrier_filtered:' || v_campaign.slug, 'warning',
+        pg_catalog.format('campaign %s: %s of its texts filtered by the carrier in the last hour (%s pauses it)',
+                          v_campaign.slug, v_filtered, 3),
+        pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                      'error_code', p_code, 'last_hour', v_filtered), p_now);
+      if v_filtered < 3 then
+        return v_class;
+      end if;
+      v_reason := pg_catalog.format('%s texts filtered by the carrier (error 30007) within an hour',
+                                    v_filtered);
+    end if;
+    update pgflow.campaigns set status = 'paused', updated_at = p_now
+     where id = v_campaign.id and status = 'active';
+    if found then
+      insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+      values (p_now, 'campaign', v_campaign.id, 'active', 'paused', v_reason);
+    end if;
+    perform pgflow.open_alert(
+      case v_class when 'filtered' then 'carrier_paused:' else 'carrier_sender:' end
+        || v_campaign.slug, 'critical',
+      pg_catalog.format('campaign %s paused: %s', v_campaign.slug, v_reason),
+      pg_catalog.jsonb_build_object('campaign', v_campaign.slug, 'message_id', p_message.id,
+                                    'error_code', p_code), p_now);
+  elsif v_class = 'transient' then
+    v_max := coalesce(v_campaign.max_attempts, 6);
+    if p_message.attempts < v_max then
+      perform pgflow._set_reason(v_reason || ': trying again');
+      update pgflow.messages
+         set delivery_status = 'queued', provider_message_id = null, provider_status = null,
+             send_after = p_now + p_message.attempts * interval '10 minutes',
+             deferred_reason = v_reason || ': trying again', updated_at = p_now
+       where id = p_message.id;
+      perform pgflow._enqueue_after('send_sms', array[p_message.id], 10,
+                                    p_now + p_message.attempts * interval '10 minutes');
+      return 'retry';
+    end if;
+  end if;
+  return v_class;
+end;
+$$;
 
 drop function pgflow._on_inbound(bigint,boolean,timestamp with time zone);
 
