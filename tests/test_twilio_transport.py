@@ -14,6 +14,8 @@ import httpx
 import psycopg
 import pytest
 
+from pgflow import transport
+from pgflow.config import Settings
 from pgflow.transport.twilio import TwilioClient, TwilioError, verify_signature
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import scalar
@@ -214,3 +216,30 @@ def test_a_send_needs_exactly_one_sender(fake: FakeTwilio, capture: FormCapture)
 
     with pytest.raises(ValueError, match="exactly one"):
         asyncio.run(both())
+
+
+def test_the_worker_has_a_twilio_client_only_with_its_three_settings() -> None:
+    full = Settings.from_env(
+        dotenv=None,
+        env={
+            "DATABASE_URL": "postgresql://x/y",
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": "t",
+            "PGFLOW_PUBLIC_URL": "https://sms.example.com/",
+        },
+    )
+    client = transport.create_twilio(full)
+    assert client is not None
+    assert (
+        client.status_callback(7) == "https://sms.example.com/webhooks/twilio/status?message_id=7"
+    )
+    asyncio.run(client.aclose())
+    for missing in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PGFLOW_PUBLIC_URL"):
+        env = {
+            "DATABASE_URL": "postgresql://x/y",
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": "t",
+            "PGFLOW_PUBLIC_URL": "https://sms.example.com",
+        }
+        del env[missing]
+        assert transport.create_twilio(Settings.from_env(env, dotenv=None)) is None, missing
