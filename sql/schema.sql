@@ -97,7 +97,7 @@ CREATE TABLE pgflow.campaigns (
 );
 CREATE TABLE pgflow.contacts (
     id bigint NOT NULL,
-    phone text NOT NULL,
+    phone text,
     first_name text,
     last_name text,
     email text,
@@ -112,11 +112,15 @@ CREATE TABLE pgflow.contacts (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     held_at timestamp with time zone,
     held_by text,
+    state text,
+    forgotten_at timestamp with time zone,
     CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
     CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
     CONSTRAINT contacts_held_by_needs_hold CHECK (((held_by IS NULL) OR (held_at IS NOT NULL))),
     CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
     CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT contacts_phone_or_forgotten CHECK (((phone IS NOT NULL) OR (forgotten_at IS NOT NULL))),
+    CONSTRAINT contacts_state_code CHECK ((state ~ '^[A-Z]{2}$'::text)),
     CONSTRAINT contacts_timezone_valid CHECK (pgflow._is_time_zone(timezone))
 );
 CREATE FUNCTION pgflow._agent_variables(p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_agent pgflow.agents, p_sms_body text) RETURNS jsonb
@@ -1204,6 +1208,7 @@ CREATE TABLE pgflow.messages (
     carrier_error_code integer,
     transport text,
     receipt_checked_at timestamp with time zone,
+    deferred_rule text,
     CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
     CONSTRAINT messages_campaign_has_enrollment CHECK (((kind <> 'campaign'::text) OR (enrollment_id IS NOT NULL))),
     CONSTRAINT messages_campaign_has_step CHECK (((kind = 'campaign'::text) = (step_position IS NOT NULL))),
@@ -4910,6 +4915,14 @@ ALTER TABLE pgflow.alerts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+CREATE TABLE pgflow.area_codes (
+    npa text NOT NULL,
+    region text NOT NULL,
+    country text NOT NULL,
+    CONSTRAINT area_codes_country CHECK ((country = ANY (ARRAY['US'::text, 'CA'::text]))),
+    CONSTRAINT area_codes_npa CHECK ((npa ~ '^[2-9][0-9]{2}$'::text)),
+    CONSTRAINT area_codes_region CHECK ((region ~ '^[A-Z]{2}$'::text))
+);
 CREATE TABLE pgflow.audit_log (
     id bigint NOT NULL,
     occurred_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -4972,6 +4985,26 @@ ALTER TABLE pgflow.campaign_steps ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
 );
 ALTER TABLE pgflow.campaigns ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.campaigns_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.consents (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    given_at timestamp with time zone NOT NULL,
+    source text,
+    disclosure text,
+    ip text,
+    user_agent text,
+    request jsonb,
+    lead_event_id bigint,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE pgflow.consents ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.consents_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -5070,6 +5103,22 @@ CREATE VIEW pgflow.dead_letters AS
   WHERE (m.delivery_status = 'dead_letter'::text);
 ALTER TABLE pgflow.enrollments ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.enrollments_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE pgflow.erasures (
+    id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    requested_by text NOT NULL,
+    reason text,
+    erased_at timestamp with time zone NOT NULL,
+    removed jsonb DEFAULT '{}'::jsonb NOT NULL
+);
+ALTER TABLE pgflow.erasures ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgflow.erasures_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -5307,6 +5356,10 @@ CREATE VIEW pgflow.review_queue AS
      JOIN pgflow.contacts ct ON ((ct.id = cv.contact_id)))
      LEFT JOIN pgflow.campaigns c ON ((c.id = cv.campaign_id)))
   WHERE (cv.review_reason IS NOT NULL);
+CREATE TABLE pgflow.secrets (
+    name text NOT NULL,
+    value bytea NOT NULL
+);
 ALTER TABLE pgflow.sending_numbers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.sending_numbers_id_seq
     START WITH 1
@@ -5314,6 +5367,28 @@ ALTER TABLE pgflow.sending_numbers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+CREATE TABLE pgflow.state_rules (
+    state text NOT NULL,
+    name text NOT NULL,
+    max_per_24h integer,
+    law text NOT NULL,
+    CONSTRAINT state_rules_cap_positive CHECK ((max_per_24h > 0)),
+    CONSTRAINT state_rules_code CHECK ((state ~ '^[A-Z]{2}$'::text))
+);
+CREATE TABLE pgflow.state_windows (
+    state text NOT NULL,
+    isodow smallint NOT NULL,
+    opens time without time zone NOT NULL,
+    closes time without time zone NOT NULL,
+    CONSTRAINT state_windows_day CHECK (((isodow >= 1) AND (isodow <= 7))),
+    CONSTRAINT state_windows_order CHECK ((opens < closes))
+);
+CREATE TABLE pgflow.suppressions (
+    phone_hash bytea NOT NULL,
+    suppressed_at timestamp with time zone NOT NULL,
+    source text NOT NULL,
+    forgotten_at timestamp with time zone
 );
 CREATE TABLE pgflow.webhook_deliveries (
     id bigint NOT NULL,
@@ -5353,6 +5428,8 @@ ALTER TABLE ONLY pgflow.agents
     ADD CONSTRAINT agents_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.alerts
     ADD CONSTRAINT alerts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.area_codes
+    ADD CONSTRAINT area_codes_pkey PRIMARY KEY (npa);
 ALTER TABLE ONLY pgflow.audit_log
     ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.campaign_numbers
@@ -5367,6 +5444,8 @@ ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_slug_key UNIQUE (slug);
+ALTER TABLE ONLY pgflow.consents
+    ADD CONSTRAINT consents_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.console_sessions
     ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.console_sessions
@@ -5387,6 +5466,8 @@ ALTER TABLE ONLY pgflow.enrollments
     ADD CONSTRAINT enrollments_contact_campaign_key UNIQUE (contact_id, campaign_id);
 ALTER TABLE ONLY pgflow.enrollments
     ADD CONSTRAINT enrollments_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.erasures
+    ADD CONSTRAINT erasures_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.lead_events
@@ -5419,10 +5500,18 @@ ALTER TABLE ONLY pgflow.pgqueuer_schedules
     ADD CONSTRAINT pgqueuer_schedules_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.pgqueuer_statistics
     ADD CONSTRAINT pgqueuer_statistics_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.secrets
+    ADD CONSTRAINT secrets_pkey PRIMARY KEY (name);
 ALTER TABLE ONLY pgflow.sending_numbers
     ADD CONSTRAINT sending_numbers_number_key UNIQUE (number);
 ALTER TABLE ONLY pgflow.sending_numbers
     ADD CONSTRAINT sending_numbers_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgflow.state_rules
+    ADD CONSTRAINT state_rules_pkey PRIMARY KEY (state);
+ALTER TABLE ONLY pgflow.state_windows
+    ADD CONSTRAINT state_windows_pkey PRIMARY KEY (state, isodow);
+ALTER TABLE ONLY pgflow.suppressions
+    ADD CONSTRAINT suppressions_pkey PRIMARY KEY (phone_hash);
 ALTER TABLE ONLY pgflow.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY pgflow.webhook_deliveries
@@ -5436,6 +5525,7 @@ CREATE INDEX audit_log_conversation_id_idx ON pgflow.audit_log USING btree (conv
 CREATE INDEX audit_log_user_id_idx ON pgflow.audit_log USING btree (user_id);
 CREATE INDEX campaign_numbers_number_idx ON pgflow.campaign_numbers USING btree (number);
 CREATE INDEX campaigns_agent_id_idx ON pgflow.campaigns USING btree (agent_id);
+CREATE INDEX consents_contact_idx ON pgflow.consents USING btree (contact_id, given_at);
 CREATE INDEX console_sessions_expires_at_idx ON pgflow.console_sessions USING btree (expires_at);
 CREATE INDEX console_sessions_user_id_idx ON pgflow.console_sessions USING btree (user_id);
 CREATE INDEX console_sign_ins_attempted_at_idx ON pgflow.console_sign_ins USING btree (attempted_at);
@@ -5457,6 +5547,7 @@ CREATE INDEX conversations_reply_deadline_idx ON pgflow.conversations USING btre
 CREATE INDEX conversations_review_idx ON pgflow.conversations USING btree (review_requested_at) WHERE (review_reason IS NOT NULL);
 CREATE INDEX enrollments_campaign_id_idx ON pgflow.enrollments USING btree (campaign_id);
 CREATE INDEX enrollments_due_idx ON pgflow.enrollments USING btree (next_message_at) WHERE (status = 'active'::text);
+CREATE INDEX erasures_contact_idx ON pgflow.erasures USING btree (contact_id);
 CREATE INDEX events_entity_idx ON pgflow.events USING btree (entity, entity_id, occurred_at);
 CREATE INDEX events_occurred_at_idx ON pgflow.events USING btree (occurred_at);
 CREATE INDEX lead_events_contact_id_idx ON pgflow.lead_events USING btree (contact_id);
@@ -5510,6 +5601,8 @@ ALTER TABLE ONLY pgflow.campaign_steps
     ADD CONSTRAINT campaign_steps_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.campaigns
     ADD CONSTRAINT campaigns_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES pgflow.agents(id);
+ALTER TABLE ONLY pgflow.consents
+    ADD CONSTRAINT consents_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.console_sessions
     ADD CONSTRAINT console_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES pgflow.console_users(id) ON DELETE CASCADE;
 ALTER TABLE ONLY pgflow.conversations
@@ -5524,6 +5617,8 @@ ALTER TABLE ONLY pgflow.enrollments
     ADD CONSTRAINT enrollments_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES pgflow.campaigns(id);
 ALTER TABLE ONLY pgflow.enrollments
     ADD CONSTRAINT enrollments_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
+ALTER TABLE ONLY pgflow.erasures
+    ADD CONSTRAINT erasures_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.lead_events
     ADD CONSTRAINT lead_events_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id);
 ALTER TABLE ONLY pgflow.lead_events
@@ -5546,3 +5641,5 @@ ALTER TABLE ONLY pgflow.outcome_signals
     ADD CONSTRAINT outcome_signals_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES pgflow.conversations(id);
 ALTER TABLE ONLY pgflow.sending_numbers
     ADD CONSTRAINT sending_numbers_inbound_agent_id_fkey FOREIGN KEY (inbound_agent_id) REFERENCES pgflow.agents(id);
+ALTER TABLE ONLY pgflow.state_windows
+    ADD CONSTRAINT state_windows_state_fkey FOREIGN KEY (state) REFERENCES pgflow.state_rules(state) ON DELETE CASCADE;
