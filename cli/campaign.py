@@ -13,8 +13,10 @@ from pgflow import campaign_schema, campaigns, db
 from pgflow.errors import PgflowError
 
 from .common import console, err_console, fail, print_json, settings
+from .simulate import simulate
 
 app = typer.Typer(help="Agents, campaigns and their steps.", no_args_is_help=True)
+app.command()(simulate)
 
 
 @app.command()

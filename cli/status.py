@@ -49,6 +49,11 @@ def _print(report: health.Report, as_json: bool) -> None:
         console.print(f"     {name:<28} {value}", highlight=False)
     for line in number_lines(report.numbers):
         console.print(f"     {line}", highlight=False)
+    for d in report.deferrals:
+        console.print(
+            f"     waiting for {d['rule']:<22} {d['steps']:,} step(s), {d['texts']:,} text(s)",
+            highlight=False,
+        )
 
 
 def number_lines(numbers: list[dict[str, Any]]) -> list[str]:

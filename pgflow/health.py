@@ -50,6 +50,8 @@ class Report:
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     # each sending number's use today against its limits (pgflow.number_report)
     numbers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # the steps and texts waiting, by the rule that holds them back (pgflow.deferrals)
+    deferrals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -65,6 +67,7 @@ class Report:
             "checks": [dataclasses.asdict(c) for c in self.checks],
             "figures": self.figures,
             "numbers": self.numbers,
+            "deferrals": self.deferrals,
         }
 
 
@@ -77,8 +80,9 @@ def build(
     schema: migrations.MigrationStatus,
     health: dict[str, Any] | None,
     numbers: list[dict[str, Any]] | None = None,
+    deferrals: list[dict[str, Any]] | None = None,
 ) -> Report:
-    report = Report(numbers=[number_row(n) for n in numbers or []])
+    report = Report(numbers=[number_row(n) for n in numbers or []], deferrals=deferrals or [])
     report.checks.append(Check("database", True, f"PostgreSQL {version}"))
     report.checks.append(Check("schema", schema.current, schema.describe()))
     if health is not None:
@@ -99,7 +103,8 @@ def report(database_url: str) -> Report:
         schema = migrations.compare(db.applied_migrations().run(conn))
         health = db.health().run(conn) if schema.current else None
         numbers = db.number_report().run(conn) if schema.current else None  # status only
-    return build(version, schema, health, numbers)
+        deferrals = db.deferrals().run(conn) if schema.current else None
+    return build(version, schema, health, numbers, deferrals)
 
 
 async def areport(conn: psycopg.AsyncConnection[Any], *, figures: bool = True) -> Report:

@@ -9,7 +9,8 @@ CREATE TYPE pgflow._due_step AS (
 	next_delay interval,
 	recent integer,
 	oldest timestamp with time zone,
-	daily_cap integer
+	daily_cap integer,
+	rule text
 );
 CREATE TYPE pgflow.pgqueuer_status AS ENUM (
     'queued',
@@ -415,6 +416,7 @@ declare
   v_day date := (v_now at time zone 'UTC')::date;
   v_used integer;
   v_slot timestamptz;
+  v_rule text;
 begin
   select * into m from pgflow.messages where id = p_message_id for update;
   if not found then
@@ -487,15 +489,13 @@ begin
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
              else 'drip paused' end, 'delay_seconds', 900);
     end if;
-    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
-      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    -- the campaign's window, the state rules' hours and their cap per 24 h (the contact's
+    -- row locked: two claims cannot both pass the cap)
+    perform from pgflow.contacts where id = v_contact.id for update;
+    select s.at, s.rule into v_open, v_rule
+      from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
-      perform pgflow._set_reason('send window closed');
-      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now, deferred_reason = 'send window closed'
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
-        'delay_seconds', extract(epoch from v_open - v_now));
+      return pgflow._defer_marketing(m.id, v_open, v_rule, v_now);
     end if;
     -- A missed or late webhook must never let a drip talk over a live conversation.
     if v_conversation.provider_chat_id is not null
@@ -505,21 +505,15 @@ begin
         'chat_id', v_conversation.provider_chat_id);
     end if;
   end if;
-  -- A person's text to a lead who never wrote is a first contact: the window applies.
+  -- A person's text to a lead who never wrote is a first contact: the window and the state
+  -- rules apply as to a drip step.
   if m.kind = 'human' and v_conversation.last_inbound_at is null
      and not exists (select 1 from pgflow.messages x
                       where x.contact_id = m.contact_id and x.direction = 'inbound') then
-    v_open := pgflow.next_window_open(
-      coalesce(v_contact.timezone, v_campaign.timezone, 'America/New_York'),
-      coalesce(v_campaign.window_start, time '09:00'), coalesce(v_campaign.window_end, time '20:00'),
-      coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
+    select s.at, s.rule into v_open, v_rule
+      from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
-      perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now,
-             deferred_reason = 'send window closed (the lead has not written yet)'
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
-        'delay_seconds', extract(epoch from v_open - v_now));
+      return pgflow._defer_marketing(m.id, v_open, v_rule, v_now, ' (the lead has not written yet)');
     end if;
   end if;
   -- The sending number's carrier limits. System messages (opt-out confirmations, help)
@@ -563,7 +557,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null, deferred_reason = null,
+         number_slot_at = null, deferred_reason = null, deferred_rule = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
@@ -632,6 +626,21 @@ CREATE FUNCTION pgflow._current_conversation(p_conversation pgflow.conversations
         and cv.from_number = p_conversation.from_number and cv.status <> 'ended'),
     p_conversation)
 $$;
+CREATE FUNCTION pgflow._defer_marketing(p_message_id bigint, p_until timestamp with time zone, p_rule text, p_now timestamp with time zone, p_note text DEFAULT ''::text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_reason text := coalesce(pgflow.rule_text(p_rule), 'send window closed');
+begin
+  perform pgflow._set_reason(v_reason);
+  update pgflow.messages set delivery_status = 'queued', send_after = p_until,
+         updated_at = p_now, deferred_reason = v_reason || p_note, deferred_rule = p_rule
+   where id = p_message_id;
+  return pg_catalog.jsonb_build_object('action', 'defer', 'reason', v_reason, 'rule', p_rule,
+    'delay_seconds', extract(epoch from p_until - p_now));
+end;
+$$;
 CREATE FUNCTION pgflow._dispatch_steps(p_ids bigint[], p_now timestamp with time zone, p_priority integer DEFAULT 0) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -652,11 +661,21 @@ begin
            case when ct.opted_out_at is not null then 'opted_out'
                 when c.status <> 'active' then 'held'
                 when s.position is null then 'no_step' end as rare,
-           pgflow.next_window_open(coalesce(ct.timezone, c.timezone), c.window_start,
-                                   c.window_end, c.window_days, p_now) as open_at
+           -- the campaign's window and the state rules' hours (pgflow.marketing_open)
+           coalesce(mo.at, p_now + interval '1 day') as open_at,
+           coalesce(mo.rule, 'no window in 8 days') as open_rule,
+           least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
+           case when pgflow.rules_cap(cr.rules) <= c.daily_cap
+                then 'state_cap:' || (select pg_catalog.min(sr.state) from pgflow.state_rules sr
+                                       where sr.state = any (cr.rules)
+                                         and sr.max_per_24h = pgflow.rules_cap(cr.rules))
+                else 'campaign_cap' end as cap_rule
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
+      cross join lateral pgflow.contact_rules(ct.phone, ct.state) as cr(rules)
+      cross join lateral pgflow.marketing_open(coalesce(ct.timezone, c.timezone), cr.rules,
+        c.window_start, c.window_end, c.window_days, p_now) as mo
       left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
                                        and s.position = e.next_step
      where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
@@ -695,7 +714,7 @@ begin
     select k.*, case when k.fate is not null then k.fate
                      when k.open_at > p_now then 'window'
                      when k.sendable > 1 then 'queue'
-                     when k.recent >= k.daily_cap then 'cap'
+                     when k.recent >= k.cap then 'cap'
                      else 'send' end as decision
       from ranked k
   )
@@ -707,7 +726,10 @@ begin
              when 'cap' then coalesce(d.oldest, p_now) + interval '24 hours 1 second' end,
            case when d.decision in ('send', 'queue')
                 then coalesce(d.live_from, pgflow.sender_for(d.contact_id, d.campaign_id)) end,
-           nx.position, nx.delay, d.recent, d.oldest, d.daily_cap)::pgflow._due_step
+           nx.position, nx.delay, d.recent, d.oldest, d.cap,
+           case d.decision when 'window' then d.open_rule
+                           when 'cap' then d.cap_rule when 'queue' then d.cap_rule end
+           )::pgflow._due_step
          order by d.next_message_at, d.id)
     into v_plan
     from decided d
@@ -731,6 +753,7 @@ begin
                  + interval '24 hours 1 second';
     else
       r.decision := 'send';
+      r.rule := null;
       v_sends := v_sends || pg_catalog.jsonb_build_object(r.contact_id::text, v_before + 1);
     end if;
     v_plan[i] := r;
@@ -754,7 +777,8 @@ begin
   end loop;
   -- Not now: a paused campaign looks again in a quarter of an hour; a closed window waits
   -- for its opening; a contact at the daily cap waits until its oldest message is a day old.
-  update pgflow.enrollments e set next_message_at = p.until, updated_at = p_now
+  update pgflow.enrollments e
+     set next_message_at = p.until, deferred_rule = p.rule, updated_at = p_now
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision in ('held', 'window', 'cap');
   -- Sends: the conversation on the line (one per contact and line), the message, its job.
@@ -766,7 +790,7 @@ begin
     from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                        until, from_number, next_position,
                                                        next_delay, recent, oldest, daily_cap,
-                                                       ord)
+                                                       rule, ord)
     join pgflow.enrollments e on e.id = p.enrollment_id
     join pgflow.campaigns c on c.id = e.campaign_id
    where p.decision = 'send'
@@ -785,7 +809,7 @@ begin
       from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                          until, from_number, next_position,
                                                          next_delay, recent, oldest,
-                                                         daily_cap, ord)
+                                                         daily_cap, rule, ord)
       join pgflow.enrollments e on e.id = p.enrollment_id
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
@@ -809,13 +833,13 @@ begin
      and cv.contact_id = e.contact_id and cv.from_number = p.from_number and cv.status = 'open';
   update pgflow.enrollments e
      set next_step = p.next_position, next_message_at = p_now + p.next_delay,
-         last_step_sent_at = p_now, updated_at = p_now
+         last_step_sent_at = p_now, deferred_rule = null, updated_at = p_now
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is not null;
   perform pgflow._set_reason('last step sent');
   update pgflow.enrollments e
      set status = 'completed', ended_at = p_now, updated_at = p_now, next_step = null,
-         next_message_at = null, last_step_sent_at = p_now
+         next_message_at = null, last_step_sent_at = p_now, deferred_rule = null
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is null
      and e.status = 'active';
@@ -1154,6 +1178,39 @@ begin
   values (v_when, v_entity, new.id, v_from, v_to,
           nullif(pg_catalog.current_setting('pgflow.reason', true), ''));
   return null;
+end;
+$$;
+CREATE FUNCTION pgflow._marketing_slot(p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_now timestamp with time zone, OUT at timestamp with time zone, OUT rule text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_rules text[] := pgflow.contact_rules(p_contact.phone, p_contact.state);
+  v_cap integer := pgflow.rules_cap(v_rules);
+  v_recent timestamptz[];
+  v_capped timestamptz;
+  v_open record;
+begin
+  if v_cap is not null then
+    select pg_catalog.array_agg(coalesce(m.sent_at, m.updated_at)) into v_recent
+      from pgflow.messages m
+     where m.contact_id = p_contact.id and m.kind = 'campaign' and m.direction = 'outbound'
+       and m.created_at > p_now - interval '10 days'
+       and ((m.sent_at > p_now - interval '24 hours' and m.delivery_status <> 'failed')
+            or m.delivery_status = 'sending');
+  end if;
+  v_capped := pgflow.cap_open(v_cap, coalesce(v_recent, '{}'), p_now);
+  select o.at, o.rule into v_open
+    from pgflow.marketing_open(
+      coalesce(p_contact.timezone, p_campaign.timezone, 'America/New_York'), v_rules,
+      coalesce(p_campaign.window_start, time '09:00'), coalesce(p_campaign.window_end, time '20:00'),
+      coalesce(p_campaign.window_days, '{1,2,3,4,5,6}'), v_capped) o;
+  at := coalesce(v_open.at, p_now + interval '1 day');
+  rule := case when v_open.rule is not null and v_open.at > v_capped then v_open.rule
+               when v_capped > p_now then
+                 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
+                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
+               else v_open.rule end;
 end;
 $$;
 CREATE FUNCTION pgflow._needs_person(p_conversation pgflow.conversations, p_contact pgflow.contacts) RETURNS boolean
@@ -1969,6 +2026,18 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   from (select 1) one
   left join pgflow.campaigns c on c.slug = p_slug
 $$;
+CREATE FUNCTION pgflow.cap_open(p_cap integer, p_recent timestamp with time zone[], p_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case
+    when p_cap is null then p_at
+    else greatest(p_at, coalesce((
+      select t + interval '24 hours'
+        from (select t from pg_catalog.unnest(p_recent) t
+               where t > p_at - interval '24 hours' and t <= p_at
+               order by t desc offset p_cap - 1 limit 1) kth), p_at)) end
+$$;
 CREATE FUNCTION pgflow.carrier_error_class(p_code integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2079,6 +2148,7 @@ CREATE TABLE pgflow.enrollments (
     ended_at timestamp with time zone,
     stop_reason text,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deferred_rule text,
     CONSTRAINT enrollments_active_scheduled CHECK (((status <> 'active'::text) OR ((next_step IS NOT NULL) AND (next_message_at IS NOT NULL)))),
     CONSTRAINT enrollments_ended_consistent CHECK (((status = ANY (ARRAY['completed'::text, 'stopped'::text, 'opted_out'::text])) = (ended_at IS NOT NULL))),
     CONSTRAINT enrollments_next_step_positive CHECK (((next_step IS NULL) OR (next_step > 0))),
@@ -2285,6 +2355,31 @@ CREATE FUNCTION pgflow.contact_report(p_phone text, p_limit integer DEFAULT 200)
     from pgflow.contacts ct
    where ct.phone = p_phone
 $$;
+CREATE FUNCTION pgflow.contact_rules(p_phone text, p_state text) RETURNS text[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  with ac as (
+    select a.region, a.country from pgflow.area_codes a
+     where p_phone like '+1%' and a.npa = pg_catalog.substr(p_phone, 3, 3)
+  ), given as (
+    select p_state as state,
+           p_state is not null
+           and p_state not in (select r.state from pgflow.state_rules r where r.state <> 'ZZ')
+           and p_state not in (select a.region from pgflow.area_codes a) as unknown
+  )
+  select pg_catalog.array_agg(distinct s order by s)
+    from (select 'US' as s
+          union all
+          select g.state from given g
+           where g.state in (select r.state from pgflow.state_rules r)
+          union all
+          select ac.region from ac
+           where ac.country = 'US' and ac.region in (select r.state from pgflow.state_rules r)
+          union all
+          select 'ZZ' from given g
+           where g.unknown or (g.state is null and not exists (select 1 from ac))) rules
+$$;
 CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2366,6 +2461,23 @@ CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timesta
     from pgflow.conversations cv
     join pgflow.contacts ct on ct.id = cv.contact_id
    where cv.id = p_conversation_id
+$$;
+CREATE FUNCTION pgflow.deferrals() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'rule', d.rule, 'steps', d.steps, 'texts', d.texts) order by d.rule), '[]')
+    from (select coalesce(e.rule, m.rule) as rule, coalesce(e.n, 0) as steps,
+                 coalesce(m.n, 0) as texts
+            from (select deferred_rule as rule, pg_catalog.count(*) as n
+                    from pgflow.enrollments
+                   where status = 'active' and deferred_rule is not null
+                   group by 1) e
+            full join (select deferred_rule as rule, pg_catalog.count(*) as n
+                         from pgflow.messages
+                        where delivery_status = 'queued' and deferred_rule is not null
+                        group by 1) m on m.rule = e.rule) d
 $$;
 CREATE FUNCTION pgflow.discard_dead_letters(p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3216,6 +3328,71 @@ begin
    where provider_chat_id = p_chat_id and coalesce(chat_status, 'ongoing') <> 'ended';
   get diagnostics v_count = row_count;
   return v_count;
+end;
+$$;
+CREATE FUNCTION pgflow.marketing_open(p_tz text, p_rules text[], p_start time without time zone, p_end time without time zone, p_days smallint[], p_at timestamp with time zone, OUT at timestamp with time zone, OUT rule text) RETURNS record
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_local timestamp := p_at at time zone p_tz;
+  v_day date;
+  v_dow smallint;
+  v_open time;
+  v_close time;
+  v_opened_by text;
+  v_closed_by text;
+  v_quiet text;
+  v_from timestamptz;
+  v_to timestamptz;
+  w record;
+  d integer;
+begin
+  for d in 0..8 loop
+    v_day := v_local::date + d;
+    v_dow := extract(isodow from v_day)::smallint;
+    if not v_dow = any (p_days) then
+      rule := coalesce(rule, 'campaign_window');
+      continue;
+    end if;
+    v_open := p_start; v_opened_by := 'campaign_window';
+    v_close := p_end; v_closed_by := 'campaign_window';
+    v_quiet := null;
+    for w in select r.state, sw.opens, sw.closes
+               from pg_catalog.unnest(p_rules) as r(state)
+               left join pgflow.state_windows sw on sw.state = r.state and sw.isodow = v_dow
+              order by r.state
+    loop
+      if w.opens is null then
+        v_quiet := coalesce(v_quiet, 'quiet_day:' || w.state);
+      else
+        if w.opens > v_open then
+          v_open := w.opens; v_opened_by := 'state_window:' || w.state;
+        end if;
+        if w.closes < v_close then
+          v_close := w.closes; v_closed_by := 'state_window:' || w.state;
+        end if;
+      end if;
+    end loop;
+    if v_quiet is not null or v_open >= v_close then
+      rule := coalesce(rule, v_quiet, v_closed_by);
+      continue;
+    end if;
+    v_from := (v_day + v_open) at time zone p_tz;
+    v_to := (v_day + v_close) at time zone p_tz;
+    if d = 0 and p_at >= v_to then
+      rule := coalesce(rule, v_closed_by);  -- closed for today by the earliest close
+      continue;
+    end if;
+    if p_at >= v_from then
+      at := p_at;  -- open now (or, on a later day, p_at is before v_from: see below)
+    else
+      at := v_from;
+      rule := coalesce(rule, v_opened_by);  -- not yet open: the latest opening holds it
+    end if;
+    return;
+  end loop;
+  at := null;
 end;
 $$;
 CREATE FUNCTION pgflow.next_window_open(p_tz text, p_start time without time zone, p_end time without time zone, p_days smallint[], p_now timestamp with time zone) RETURNS timestamp with time zone
@@ -4371,6 +4548,29 @@ begin
   return v_id;
 end;
 $$;
+CREATE FUNCTION pgflow.rule_text(p_rule text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case
+    when p_rule is null then null
+    when p_rule = 'campaign_window' then 'send window closed'
+    when p_rule = 'campaign_cap' then 'the campaign''s daily cap'
+    when p_rule like 'state_window:%' then pg_catalog.format('%s hours for marketing texts',
+      coalesce((select r.name from pgflow.state_rules r where r.state = pg_catalog.split_part(p_rule, ':', 2)), p_rule))
+    when p_rule like 'quiet_day:%' then pg_catalog.format('no marketing texts today (%s)',
+      coalesce((select r.name from pgflow.state_rules r where r.state = pg_catalog.split_part(p_rule, ':', 2)), p_rule))
+    when p_rule like 'state_cap:%' then pg_catalog.format('%s limit: %s marketing texts per 24 h',
+      coalesce((select r.name from pgflow.state_rules r where r.state = pg_catalog.split_part(p_rule, ':', 2)), p_rule),
+      (select r.max_per_24h from pgflow.state_rules r where r.state = pg_catalog.split_part(p_rule, ':', 2)))
+    else p_rule end
+$$;
+CREATE FUNCTION pgflow.rules_cap(p_rules text[]) RETURNS integer
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r where r.state = any (p_rules)
+$$;
 CREATE FUNCTION pgflow.send_latency(p_window interval DEFAULT '01:00:00'::interval, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -4593,6 +4793,77 @@ begin
        from pgflow.messages m where m.id = r.id;
   end loop;
   return v_results;
+end;
+$$;
+CREATE FUNCTION pgflow.simulate_campaign(p_slug text, p_leads jsonb, p_days integer DEFAULT 14, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_campaign pgflow.campaigns;
+  v_lead jsonb;
+  v_tz text;
+  v_rules text[];
+  v_cap integer;
+  v_sent timestamptz[];
+  v_due timestamptz;
+  v_at timestamptz;
+  v_rule text;
+  v_open record;
+  v_capped timestamptz;
+  v_steps jsonb;
+  v_out jsonb := '[]';
+  s record;
+begin
+  select * into v_campaign from pgflow.campaigns where slug = p_slug;
+  if not found then
+    raise exception 'no campaign %', p_slug using errcode = 'PF002';
+  end if;
+  for v_lead in select * from pg_catalog.jsonb_array_elements(coalesce(p_leads, '[]')) loop
+    v_tz := coalesce(nullif(v_lead ->> 'timezone', ''), v_campaign.timezone);
+    if not pgflow._is_time_zone(v_tz) then
+      raise exception 'lead %: % is not a time zone', v_lead ->> 'phone', v_tz
+        using errcode = 'PF003';
+    end if;
+    v_rules := pgflow.contact_rules(v_lead ->> 'phone', nullif(pg_catalog.upper(v_lead ->> 'state'), ''));
+    v_cap := least(v_campaign.daily_cap, pgflow.rules_cap(v_rules));
+    v_sent := '{}';
+    v_due := v_now;
+    v_steps := '[]';
+    for s in select st.position, st.delay from pgflow.campaign_steps st
+              where st.campaign_id = v_campaign.id order by st.position
+    loop
+      v_due := v_due + s.delay;
+      exit when v_due > v_now + p_days * interval '1 day';
+      v_capped := pgflow.cap_open(v_cap, v_sent, v_due);
+      select o.at, o.rule into v_open
+        from pgflow.marketing_open(v_tz, v_rules, v_campaign.window_start,
+                                   v_campaign.window_end, v_campaign.window_days, v_capped) o;
+      v_at := v_open.at;
+      v_rule := case when v_open.at is null then 'no window in 8 days'
+                     when v_open.rule is not null and v_open.at > v_capped then v_open.rule
+                     when v_capped > v_due then
+                       case when v_cap = v_campaign.daily_cap
+                                 and v_cap < coalesce(pgflow.rules_cap(v_rules), v_cap + 1)
+                            then 'campaign_cap'
+                            else 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
+                                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
+                       end
+                     else v_open.rule end;
+      v_steps := v_steps || pg_catalog.jsonb_build_object(
+        'step', s.position, 'due_at', v_due, 'send_at', v_at,
+        'local', pg_catalog.to_char(v_at at time zone v_tz, 'Dy YYYY-MM-DD HH24:MI'),
+        'rule', v_rule, 'why', coalesce(pgflow.rule_text(v_rule), 'due, and allowed'));
+      exit when v_at is null;
+      v_sent := v_sent || v_at;
+      v_due := v_at;  -- the next step's delay counts from when this one goes (the tick)
+    end loop;
+    v_out := v_out || pg_catalog.jsonb_build_object(
+      'phone', v_lead ->> 'phone', 'timezone', v_tz, 'rules', pg_catalog.to_jsonb(v_rules),
+      'steps', v_steps);
+  end loop;
+  return v_out;
 end;
 $$;
 CREATE FUNCTION pgflow.sms_encoding(p_body text) RETURNS text

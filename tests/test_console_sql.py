@@ -358,6 +358,7 @@ def test_a_persons_text_to_a_lead_who_never_wrote_waits_for_the_window(db: Conn)
     assert claim == {
         "action": "defer",
         "reason": "send window closed",
+        "rule": "campaign_window",
         "delay_seconds": (opens - NIGHT).total_seconds(),
     }
     assert scalar(

@@ -78,6 +78,7 @@ from pgflow.db.intake import (
     campaign_refusal,
     ingest_lead,
     reject_lead,
+    simulate_campaign,
 )
 from pgflow.db.operations import (
     alert_notice,
@@ -85,6 +86,7 @@ from pgflow.db.operations import (
     contact_report,
     create_schema,
     dead_letters,
+    deferrals,
     discard_dead_letters,
     health,
     record_alert_notice,
@@ -147,6 +149,7 @@ __all__ = [
     "conversation_view",
     "create_schema",
     "dead_letters",
+    "deferrals",
     "discard_dead_letters",
     "end_console_session",
     "end_conversation",
@@ -193,6 +196,7 @@ __all__ = [
     "set_outcome",
     "settle",
     "settle_dead_letters",
+    "simulate_campaign",
     "stop_enrollment",
     "take_over",
     "tick",

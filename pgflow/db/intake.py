@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from psycopg.types.json import Jsonb
 
-from pgflow.db.core import Call, Now, Row, function_call, json_call
+from pgflow.db.core import Call, Now, Row, function_call, json_call, json_list_call
 
 
 def ingest_lead(payload: Any, edge: dict[str, Any] | None = None, now: Now = None) -> Call[Row]:
@@ -30,3 +30,12 @@ def campaign_refusal(slug: str) -> Call[Row | None]:
 def apply_campaigns(doc: dict[str, Any], now: Now = None) -> Call[Row]:
     """pgflow.apply_campaigns(): upsert agents and campaigns; what was done per item."""
     return json_call("apply_campaigns", doc, now)
+
+
+def simulate_campaign(
+    slug: str, leads: list[dict[str, Any]], days: int = 14, now: Now = None
+) -> Call[list[Row]]:
+    """pgflow.simulate_campaign(): when each step would go to each sample lead, and which
+    rule decided; [{phone, timezone, rules, steps: [{step, due_at, send_at, local, rule,
+    why}]}]. Reads only."""
+    return json_list_call("simulate_campaign", slug, Jsonb(leads), days, now)

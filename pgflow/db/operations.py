@@ -40,6 +40,12 @@ def health(now: Now = None) -> Call[Row]:
     return json_call("health", now)
 
 
+def deferrals() -> Call[list[Row]]:
+    """pgflow.deferrals(): the steps and texts waiting now, by the rule that holds them
+    back; [{rule, steps, texts}]."""
+    return json_list_call("deferrals")
+
+
 def server_version() -> Call[str]:
     call = rows_call("select current_setting('server_version') as version")
     return Call(call.query, call.params, lambda rows: str(rows[0]["version"]))

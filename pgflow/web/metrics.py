@@ -31,12 +31,14 @@ async def metrics(web: Web, request: Request) -> Response:
     funnel: list[dict[str, Any]] = []
     latency: dict[str, Any] = {}
     numbers: list[dict[str, Any]] = []
+    deferrals: list[dict[str, Any]] = []
     try:
         async with web.pool.connection(timeout=PROBE_TIMEOUT) as conn:
             health = await db.health().arun(conn)
             funnel = await db.funnel().arun(conn)
             latency = await db.send_latency().arun(conn)
             numbers = await db.number_report().arun(conn)
+            deferrals = await db.deferrals().arun(conn)
     except psycopg.Error:
         health = None
     scrape = CollectorRegistry(auto_describe=False)
@@ -44,6 +46,7 @@ async def metrics(web: Web, request: Request) -> Response:
     scrape.register(_FunnelCollector(funnel))
     scrape.register(_LatencyCollector(latency))
     scrape.register(_NumbersCollector(numbers))
+    scrape.register(_DeferralsCollector(deferrals))
     text = generate_latest(web.metrics.registry) + generate_latest(scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
@@ -195,3 +198,25 @@ class _NumbersCollector:
                 if number.get(key) is not None:
                     gauge.add_metric([str(number["number"])], float(number[key]))
             yield gauge
+
+
+class _DeferralsCollector:
+    """The drip steps and texts waiting now, by the rule that holds them back (the
+    campaign's window or cap, a state's hours, cap or quiet day)."""
+
+    def __init__(self, deferrals: list[dict[str, Any]]) -> None:
+        self.deferrals = deferrals
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        waiting = GaugeMetricFamily(
+            "pgflow_deferred",
+            "Drip steps (what=step) and texts (what=text) waiting, by the rule holding them back.",
+            labels=["rule", "what"],
+        )
+        for d in self.deferrals:
+            waiting.add_metric([str(d["rule"]), "step"], float(d["steps"]))
+            waiting.add_metric([str(d["rule"]), "text"], float(d["texts"]))
+        yield waiting

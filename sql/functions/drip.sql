@@ -201,8 +201,10 @@ end;
 $$;
 
 -- For the given enrollments that are active and due at p_now: send the due step (message +
--- send_sms job), or defer it to the next window opening / until under the daily cap, then
--- advance or complete. Set-based: one planning
+-- send_sms job), or defer it to the next opening of the campaign's window and the state
+-- rules' hours (pgflow.marketing_open) / until under the daily cap (the campaign's, or a
+-- state rule's when smaller), recording the rule that holds it back; then advance or
+-- complete. Set-based: one planning
 -- query, then one statement per kind of change (transitions with their own reason still
 -- go one by one, and are rare). Rows locked by someone else are skipped.
 create or replace function pgflow._dispatch_steps(
@@ -227,11 +229,21 @@ begin
            case when ct.opted_out_at is not null then 'opted_out'
                 when c.status <> 'active' then 'held'
                 when s.position is null then 'no_step' end as rare,
-           pgflow.next_window_open(coalesce(ct.timezone, c.timezone), c.window_start,
-                                   c.window_end, c.window_days, p_now) as open_at
+           -- the campaign's window and the state rules' hours (pgflow.marketing_open)
+           coalesce(mo.at, p_now + interval '1 day') as open_at,
+           coalesce(mo.rule, 'no window in 8 days') as open_rule,
+           least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
+           case when pgflow.rules_cap(cr.rules) <= c.daily_cap
+                then 'state_cap:' || (select pg_catalog.min(sr.state) from pgflow.state_rules sr
+                                       where sr.state = any (cr.rules)
+                                         and sr.max_per_24h = pgflow.rules_cap(cr.rules))
+                else 'campaign_cap' end as cap_rule
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
+      cross join lateral pgflow.contact_rules(ct.phone, ct.state) as cr(rules)
+      cross join lateral pgflow.marketing_open(coalesce(ct.timezone, c.timezone), cr.rules,
+        c.window_start, c.window_end, c.window_days, p_now) as mo
       left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
                                        and s.position = e.next_step
      where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
@@ -270,7 +282,7 @@ begin
     select k.*, case when k.fate is not null then k.fate
                      when k.open_at > p_now then 'window'
                      when k.sendable > 1 then 'queue'
-                     when k.recent >= k.daily_cap then 'cap'
+                     when k.recent >= k.cap then 'cap'
                      else 'send' end as decision
       from ranked k
   )
@@ -282,7 +294,10 @@ begin
              when 'cap' then coalesce(d.oldest, p_now) + interval '24 hours 1 second' end,
            case when d.decision in ('send', 'queue')
                 then coalesce(d.live_from, pgflow.sender_for(d.contact_id, d.campaign_id)) end,
-           nx.position, nx.delay, d.recent, d.oldest, d.daily_cap)::pgflow._due_step
+           nx.position, nx.delay, d.recent, d.oldest, d.cap,
+           case d.decision when 'window' then d.open_rule
+                           when 'cap' then d.cap_rule when 'queue' then d.cap_rule end
+           )::pgflow._due_step
          order by d.next_message_at, d.id)
     into v_plan
     from decided d
@@ -307,6 +322,7 @@ begin
                  + interval '24 hours 1 second';
     else
       r.decision := 'send';
+      r.rule := null;
       v_sends := v_sends || pg_catalog.jsonb_build_object(r.contact_id::text, v_before + 1);
     end if;
     v_plan[i] := r;
@@ -332,7 +348,8 @@ begin
 
   -- Not now: a paused campaign looks again in a quarter of an hour; a closed window waits
   -- for its opening; a contact at the daily cap waits until its oldest message is a day old.
-  update pgflow.enrollments e set next_message_at = p.until, updated_at = p_now
+  update pgflow.enrollments e
+     set next_message_at = p.until, deferred_rule = p.rule, updated_at = p_now
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision in ('held', 'window', 'cap');
 
@@ -345,7 +362,7 @@ begin
     from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                        until, from_number, next_position,
                                                        next_delay, recent, oldest, daily_cap,
-                                                       ord)
+                                                       rule, ord)
     join pgflow.enrollments e on e.id = p.enrollment_id
     join pgflow.campaigns c on c.id = e.campaign_id
    where p.decision = 'send'
@@ -365,7 +382,7 @@ begin
       from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                          until, from_number, next_position,
                                                          next_delay, recent, oldest,
-                                                         daily_cap, ord)
+                                                         daily_cap, rule, ord)
       join pgflow.enrollments e on e.id = p.enrollment_id
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
@@ -390,13 +407,13 @@ begin
      and cv.contact_id = e.contact_id and cv.from_number = p.from_number and cv.status = 'open';
   update pgflow.enrollments e
      set next_step = p.next_position, next_message_at = p_now + p.next_delay,
-         last_step_sent_at = p_now, updated_at = p_now
+         last_step_sent_at = p_now, deferred_rule = null, updated_at = p_now
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is not null;
   perform pgflow._set_reason('last step sent');
   update pgflow.enrollments e
      set status = 'completed', ended_at = p_now, updated_at = p_now, next_step = null,
-         next_message_at = null, last_step_sent_at = p_now
+         next_message_at = null, last_step_sent_at = p_now, deferred_rule = null
     from pg_catalog.unnest(v_plan) p
    where e.id = p.enrollment_id and p.decision = 'send' and p.next_position is null
      and e.status = 'active';

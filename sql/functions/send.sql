@@ -2,11 +2,33 @@
 -- The current definition of each function and view of this area (sql/README.md: how to
 -- change one). Grants: roles.sql.
 
+-- A marketing text held back until p_until by p_rule (pgflow._marketing_slot): queued with
+-- send_after, its reason in words and its rule kept; the claim's `defer` answer.
+create or replace function pgflow._defer_marketing(
+  p_message_id bigint, p_until timestamptz, p_rule text, p_now timestamptz,
+  p_note text default ''
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_reason text := coalesce(pgflow.rule_text(p_rule), 'send window closed');
+begin
+  perform pgflow._set_reason(v_reason);
+  update pgflow.messages set delivery_status = 'queued', send_after = p_until,
+         updated_at = p_now, deferred_reason = v_reason || p_note, deferred_rule = p_rule
+   where id = p_message_id;
+  return pg_catalog.jsonb_build_object('action', 'defer', 'reason', v_reason, 'rule', p_rule,
+    'delay_seconds', extract(epoch from p_until - p_now));
+end;
+$$;
+
 -- The send-time re-check and claim. For the message of a send_sms job:
 --   skip        the message is no longer waiting
 --   suppressed  the contact opted out, or the drip / conversation no longer allows it
---   defer       not now (window closed, backoff pending, campaign paused, the sending
---               number at its per-second or daily limit): retry after delay_seconds
+--   defer       not now (the campaign's window or a state rule's hours or cap: `rule`;
+--               backoff pending, campaign paused, the sending number at its per-second or
+--               daily limit): retry after delay_seconds
 --   check_chat  a drip step while the conversation's last chat may be ongoing: read it
 --               (GET /get-chat), record it (pgflow.record_chat), then claim again with
 --               p_checked_chat = that chat id; a reply found there suppresses the step
@@ -35,6 +57,7 @@ declare
   v_day date := (v_now at time zone 'UTC')::date;
   v_used integer;
   v_slot timestamptz;
+  v_rule text;
 begin
   select * into m from pgflow.messages where id = p_message_id for update;
   if not found then
@@ -110,15 +133,13 @@ begin
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
              else 'drip paused' end, 'delay_seconds', 900);
     end if;
-    v_open := pgflow.next_window_open(coalesce(v_contact.timezone, v_campaign.timezone),
-      v_campaign.window_start, v_campaign.window_end, v_campaign.window_days, v_now);
+    -- the campaign's window, the state rules' hours and their cap per 24 h (the contact's
+    -- row locked: two claims cannot both pass the cap)
+    perform from pgflow.contacts where id = v_contact.id for update;
+    select s.at, s.rule into v_open, v_rule
+      from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
-      perform pgflow._set_reason('send window closed');
-      update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now, deferred_reason = 'send window closed'
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
-        'delay_seconds', extract(epoch from v_open - v_now));
+      return pgflow._defer_marketing(m.id, v_open, v_rule, v_now);
     end if;
     -- A missed or late webhook must never let a drip talk over a live conversation.
     if v_conversation.provider_chat_id is not null
@@ -129,21 +150,15 @@ begin
     end if;
   end if;
 
-  -- A person's text to a lead who never wrote is a first contact: the window applies.
+  -- A person's text to a lead who never wrote is a first contact: the window and the state
+  -- rules apply as to a drip step.
   if m.kind = 'human' and v_conversation.last_inbound_at is null
      and not exists (select 1 from pgflow.messages x
                       where x.contact_id = m.contact_id and x.direction = 'inbound') then
-    v_open := pgflow.next_window_open(
-      coalesce(v_contact.timezone, v_campaign.timezone, 'America/New_York'),
-      coalesce(v_campaign.window_start, time '09:00'), coalesce(v_campaign.window_end, time '20:00'),
-      coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
+    select s.at, s.rule into v_open, v_rule
+      from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
-      perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now,
-             deferred_reason = 'send window closed (the lead has not written yet)'
-       where id = m.id;
-      return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
-        'delay_seconds', extract(epoch from v_open - v_now));
+      return pgflow._defer_marketing(m.id, v_open, v_rule, v_now, ' (the lead has not written yet)');
     end if;
   end if;
 
@@ -189,7 +204,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null, deferred_reason = null,
+         number_slot_at = null, deferred_reason = null, deferred_rule = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id

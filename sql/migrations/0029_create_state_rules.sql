@@ -1,4 +1,4 @@
--- State rules for marketing texts (the hours allowed per weekday, texts per rolling 24 h), the US and Canadian area codes with their state or province, the state a lead gives, and the rule a waiting text waits for.
+-- State rules for marketing texts (the hours allowed per weekday, texts per rolling 24 h), the US and Canadian area codes with their state or province, the state a lead gives, and the rule a waiting step or text waits for.
 -- depends: 0028_add_twilio_inbound
 
 -- One row per rule: 'US' (the federal hours, for every lead), a state with a stricter law,
@@ -30,7 +30,7 @@ insert into pgflow.state_rules (state, name, max_per_24h, law) values
   ('CT', 'Connecticut', null, 'Connecticut telemarketing law: 9:00-20:00'),
   ('TX', 'Texas', null, 'Texas telephone solicitation law: 9:00-21:00, Sundays 12:00-21:00'),
   ('RI', 'Rhode Island', null, 'Rhode Island telephone sales law: 9:00-18:00 on weekdays, 10:00-17:00 on weekends'),
-  ('ZZ', 'unknown (the strictest)', 3, 'no state can be told (an unknown state code, an area code outside the US and Canada): the strictest hours and cap of the rows above');
+  ('ZZ', 'Strictest (no state known)', 3, 'no state can be told (an unknown state code, an area code outside the US and Canada): the strictest hours and cap of the rows above');
 
 insert into pgflow.state_windows (state, isodow, opens, closes)
 select 'US', d, time '08:00', time '21:00' from generate_series(1, 7) d
@@ -475,8 +475,12 @@ insert into pgflow.area_codes (npa, region, country) values
 alter table pgflow.contacts
   add column state text constraint contacts_state_code check (state ~ '^[A-Z]{2}$');
 
--- Which rule a deferred text waits for (campaign_window, state_window:FL, state_cap:FL,
--- quiet_day:TX, ...): /metrics and `pgflow status` count them.
+-- Which rule a deferred step or text waits for (campaign_window, campaign_cap,
+-- state_window:FL, state_cap:FL, quiet_day:TX, ...): /metrics and `pgflow status` count them.
 alter table pgflow.messages add column deferred_rule text;
+alter table pgflow.enrollments add column deferred_rule text;
+
+-- The tick's plan of a due step carries the rule that holds it back.
+alter type pgflow._due_step add attribute rule text;
 
 grant select on pgflow.state_rules, pgflow.state_windows, pgflow.area_codes to pgflow_reader;
