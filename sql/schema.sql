@@ -491,7 +491,7 @@ begin
     end if;
     -- the campaign's window, the state rules' hours and their cap per 24 h (the contact's
     -- row locked: two claims cannot both pass the cap)
-    perform from pgflow.contacts where id = v_contact.id for update;
+    perform from pgflow.contacts where id = v_contact.id for no key update;
     select s.at, s.rule into v_open, v_rule
       from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
@@ -2741,7 +2741,8 @@ begin
   if not found then
     raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
   end if;
-  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
   if v_contact.held_at is null then
     raise exception 'nobody holds this lead: the agent has it already' using errcode = 'PF001';
   end if;
@@ -2913,7 +2914,8 @@ begin
   if not found then
     raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
   end if;
-  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
   select id into v_id from pgflow.messages where dedupe_key = v_key;
   if v_id is not null then
     return pg_catalog.jsonb_build_object('result', 'duplicate', 'message_id', v_id);
@@ -2926,7 +2928,7 @@ begin
   if v_contact.held_by is distinct from v_actor then
     perform pgflow.take_over(v_conversation.id, v_actor, p_user_id, 'replied to the lead', v_now);
   end if;
-  perform 1 from pgflow.conversations where id = v_conversation.id for update;
+  perform 1 from pgflow.conversations where id = v_conversation.id for no key update;
   perform pgflow._set_reason('a person replied');
   insert into pgflow.messages
     (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
@@ -4934,7 +4936,8 @@ begin
   if not found then
     raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
   end if;
-  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
   if v_contact.held_by is not distinct from v_actor then
     return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
                                          'held_by', v_actor);

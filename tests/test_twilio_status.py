@@ -191,3 +191,25 @@ def test_the_status_webhook_checks_the_signature_on_the_public_url(
     ok = web.post(path, data=params, headers={"X-Twilio-Signature": good})
     assert ok.status_code == 204
     assert state(db, lead["message_id"])[0] == "delivered"
+
+
+def test_a_receipt_in_flight_never_blocks_a_persons_reply(db: Conn, db_url: str) -> None:
+    """A receipt updates its text twice in one transaction, so the second update checks the
+    text's foreign keys (key-share locks on the contact and the conversation). A person's
+    take-over and reply lock those rows for no key update: they go on while the receipt's
+    transaction is open (with `for update` they waited, and a deadlock followed)."""
+    lead = sent_step(db)
+    conversation = scalar(db, "select id from pgflow.conversations")
+    with psycopg.connect(db_url) as receipt:  # a transaction left open
+        payload = {"MessageSid": SID, "MessageStatus": "delivered"}
+        assert (
+            pdb.record_twilio_status(lead["message_id"], payload, NOW).run(receipt)["result"]
+            == "applied"
+        )
+        with psycopg.connect(db_url, autocommit=True) as person:
+            person.execute("set lock_timeout = '2s'")
+            pdb.take_over(conversation, "rep@example.com", None, None, NOW).run(person)
+            reply = pdb.human_reply(conversation, "Dana here", "rep@example.com", None, "k",
+                                    NOW).run(person)  # fmt: skip
+            assert reply["result"] == "queued"
+        receipt.rollback()

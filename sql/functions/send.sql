@@ -135,7 +135,7 @@ begin
     end if;
     -- the campaign's window, the state rules' hours and their cap per 24 h (the contact's
     -- row locked: two claims cannot both pass the cap)
-    perform from pgflow.contacts where id = v_contact.id for update;
+    perform from pgflow.contacts where id = v_contact.id for no key update;
     select s.at, s.rule into v_open, v_rule
       from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then

@@ -1,6 +1,38 @@
 -- Undo 0031: the window and cap as they were before the state rules.
 -- depends: 0030_create_consents
 
+CREATE OR REPLACE FUNCTION pgflow.take_over(p_conversation_id bigint, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_by is not distinct from v_actor then
+    return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
+                                         'held_by', v_actor);
+  end if;
+  perform pgflow._hold(v_contact, v_actor,
+    'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''),
+    'a person took over', v_now);
+  perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
+                                  'from', v_contact.held_by), v_now);
+  return pg_catalog.jsonb_build_object('result', 'held', 'contact_id', v_contact.id,
+    'conversation_id', p_conversation_id, 'held_by', v_actor, 'previous', v_contact.held_by);
+end;
+$function$;
+
 drop function pgflow.simulate_campaign(text,jsonb,integer,timestamp with time zone);
 
 drop function pgflow.rules_cap(text[]);
@@ -8,6 +40,117 @@ drop function pgflow.rules_cap(text[]);
 drop function pgflow.rule_text(text);
 
 drop function pgflow.marketing_open(text,text[],time without time zone,time without time zone,smallint[],timestamp with time zone);
+
+CREATE OR REPLACE FUNCTION pgflow.human_reply(p_conversation_id bigint, p_body text, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_key text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_body text := pg_catalog.btrim(coalesce(p_body, ''), E' \t\r\n');
+  v_key text := 'human:' || coalesce(nullif(pg_catalog.btrim(p_key), ''),
+                                     pg_catalog.gen_random_uuid()::text);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_id bigint;
+begin
+  if v_body = '' then
+    raise exception 'a reply must not be empty' using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_body) > 1600 then
+    raise exception 'a reply is at most 1600 characters (this one has %)',
+      pg_catalog.length(v_body) using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_key) > 120 then
+    raise exception 'the reply key is too long' using errcode = 'PF003';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  select id into v_id from pgflow.messages where dedupe_key = v_key;
+  if v_id is not null then
+    return pg_catalog.jsonb_build_object('result', 'duplicate', 'message_id', v_id);
+  end if;
+  if v_contact.opted_out_at is not null then
+    raise exception 'the lead opted out (%): nothing more may be sent to them',
+      v_contact.opt_out_source using errcode = 'PF004';
+  end if;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if v_contact.held_by is distinct from v_actor then
+    perform pgflow.take_over(v_conversation.id, v_actor, p_user_id, 'replied to the lead', v_now);
+  end if;
+  perform 1 from pgflow.conversations where id = v_conversation.id for update;
+  perform pgflow._set_reason('a person replied');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (v_conversation.id, v_contact.id, 'outbound', 'human', v_body, 'queued',
+          pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body), v_key, v_now, v_now)
+  returning id into v_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 18);
+  perform pgflow._audit(v_actor, p_user_id, 'reply', v_conversation.id, v_contact.id,
+    pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
+    v_now);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body),
+    'transport', pgflow._line_transport(v_conversation.from_number));
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION pgflow.hand_back(p_conversation_id bigint, p_actor text, p_user_id bigint DEFAULT NULL::bigint, p_engine_replies boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_last pgflow.messages;
+  v_queued boolean := false;
+  r record;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id for update;
+  if v_contact.held_at is null then
+    raise exception 'nobody holds this lead: the agent has it already' using errcode = 'PF001';
+  end if;
+  update pgflow.contacts set held_at = null, held_by = null, updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', v_contact.id, 'held', 'with_agent', 'handed back by ' || v_actor);
+  for r in select id from pgflow.conversations where contact_id = v_contact.id order by id loop
+    perform pgflow.resolve_alert('escalation:' || r.id, v_now);
+  end loop;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if (p_engine_replies or pgflow._line_transport(v_conversation.from_number) = 'twilio')
+     and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
+    select * into v_last from pgflow.messages
+     where conversation_id = v_conversation.id
+       and (direction = 'inbound' or kind in ('agent', 'human'))
+     order by id desc limit 1;
+    if v_last.direction = 'inbound' then
+      perform pgflow._enqueue('agent_reply', array[v_last.id], 15);
+      v_queued := true;
+    end if;
+  end if;
+  perform pgflow._audit(v_actor, p_user_id, 'hand_back', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('held_by', v_contact.held_by,
+                                  'agent_reply_queued', v_queued), v_now);
+  return pg_catalog.jsonb_build_object('result', 'handed_back', 'contact_id', v_contact.id,
+    'conversation_id', v_conversation.id, 'agent_reply_queued', v_queued);
+end;
+$function$;
 
 drop function pgflow.deferrals();
 

@@ -1,4 +1,4 @@
--- State rules applied: the tick defers a step to the next opening of the campaign's window and every applicable rule's hours and holds it under the smaller of the campaign's and the rules' caps; the claim re-checks both at send time (the contact locked); the rule that holds a step or text back is kept; the dry run of a campaign.
+-- State rules applied: the tick defers a step to the next opening of the campaign's window and every applicable rule's hours and holds it under the smaller of the campaign's and the rules' caps; the claim re-checks both at send time (the contact locked); the rule that holds a step or text back is kept; the dry run of a campaign; a person's take-over, reply and hand-back lock the lead without blocking a receipt's foreign-key checks (the deadlock of a reply with a delivery receipt).
 -- depends: 0030_create_consents
 
 -- The send-time re-check and claim. For the message of a send_sms job:
@@ -113,7 +113,7 @@ begin
     end if;
     -- the campaign's window, the state rules' hours and their cap per 24 h (the contact's
     -- row locked: two claims cannot both pass the cap)
-    perform from pgflow.contacts where id = v_contact.id for update;
+    perform from pgflow.contacts where id = v_contact.id for no key update;
     select s.at, s.rule into v_open, v_rule
       from pgflow._marketing_slot(v_contact, v_campaign, v_now) s;
     if v_open > v_now then
@@ -601,6 +601,143 @@ grant execute on function pgflow.deferrals() to pgflow_operator;
 grant execute on function pgflow.deferrals() to pgflow_reader;
 grant execute on function pgflow.deferrals() to pgflow_web;
 
+-- The person hands the lead back to the agent: the hold is lifted, the escalation alerts
+-- of the lead's conversations are resolved, and where the engine writes the agent's
+-- replies (p_engine_replies, or the conversation's line is on Twilio) a lead text nobody
+-- answered yet gets the agent's answer.
+-- A paused drip stays paused (stop-on-reply). PF001 when nobody holds the lead.
+create or replace function pgflow.hand_back(
+  p_conversation_id bigint,
+  p_actor text,
+  p_user_id bigint default null,
+  p_engine_replies boolean default false,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_last pgflow.messages;
+  v_queued boolean := false;
+  r record;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
+  if v_contact.held_at is null then
+    raise exception 'nobody holds this lead: the agent has it already' using errcode = 'PF001';
+  end if;
+  update pgflow.contacts set held_at = null, held_by = null, updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (v_now, 'contact', v_contact.id, 'held', 'with_agent', 'handed back by ' || v_actor);
+  for r in select id from pgflow.conversations where contact_id = v_contact.id order by id loop
+    perform pgflow.resolve_alert('escalation:' || r.id, v_now);
+  end loop;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if (p_engine_replies or pgflow._line_transport(v_conversation.from_number) = 'twilio')
+     and v_conversation.status <> 'ended' and v_contact.opted_out_at is null then
+    select * into v_last from pgflow.messages
+     where conversation_id = v_conversation.id
+       and (direction = 'inbound' or kind in ('agent', 'human'))
+     order by id desc limit 1;
+    if v_last.direction = 'inbound' then
+      perform pgflow._enqueue('agent_reply', array[v_last.id], 15);
+      v_queued := true;
+    end if;
+  end if;
+  perform pgflow._audit(v_actor, p_user_id, 'hand_back', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('held_by', v_contact.held_by,
+                                  'agent_reply_queued', v_queued), v_now);
+  return pg_catalog.jsonb_build_object('result', 'handed_back', 'contact_id', v_contact.id,
+    'conversation_id', v_conversation.id, 'agent_reply_queued', v_queued);
+end;
+$$;
+
+-- A person's text to the lead, queued like any message: the send-time claim checks it
+-- again (never after STOP; the number's limits; the send window when the lead never
+-- wrote), segments are counted. Writing takes the lead over first. It goes on the lead's
+-- live conversation on that line, else on this one (an escalated conversation is
+-- answered where it ended). p_key (the form's one-time key) makes a resubmitted form
+-- once-only. Raises PF004 for an opted-out lead, PF003 for an empty or too long text.
+-- The answer names the line's transport (what carries the text: the CLI says what that
+-- transport can do).
+create or replace function pgflow.human_reply(
+  p_conversation_id bigint,
+  p_body text,
+  p_actor text,
+  p_user_id bigint default null,
+  p_key text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_body text := pg_catalog.btrim(coalesce(p_body, ''), E' \t\r\n');
+  v_key text := 'human:' || coalesce(nullif(pg_catalog.btrim(p_key), ''),
+                                     pg_catalog.gen_random_uuid()::text);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+  v_id bigint;
+begin
+  if v_body = '' then
+    raise exception 'a reply must not be empty' using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_body) > 1600 then
+    raise exception 'a reply is at most 1600 characters (this one has %)',
+      pg_catalog.length(v_body) using errcode = 'PF003';
+  end if;
+  if pg_catalog.length(v_key) > 120 then
+    raise exception 'the reply key is too long' using errcode = 'PF003';
+  end if;
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
+  select id into v_id from pgflow.messages where dedupe_key = v_key;
+  if v_id is not null then
+    return pg_catalog.jsonb_build_object('result', 'duplicate', 'message_id', v_id);
+  end if;
+  if v_contact.opted_out_at is not null then
+    raise exception 'the lead opted out (%): nothing more may be sent to them',
+      v_contact.opt_out_source using errcode = 'PF004';
+  end if;
+  v_conversation := pgflow._current_conversation(v_conversation);
+  if v_contact.held_by is distinct from v_actor then
+    perform pgflow.take_over(v_conversation.id, v_actor, p_user_id, 'replied to the lead', v_now);
+  end if;
+  perform 1 from pgflow.conversations where id = v_conversation.id for no key update;
+  perform pgflow._set_reason('a person replied');
+  insert into pgflow.messages
+    (conversation_id, contact_id, direction, kind, body, delivery_status, segments, encoding,
+     dedupe_key, created_at, updated_at)
+  values (v_conversation.id, v_contact.id, 'outbound', 'human', v_body, 'queued',
+          pgflow.sms_segments(v_body), pgflow.sms_encoding(v_body), v_key, v_now, v_now)
+  returning id into v_id;
+  perform pgflow._enqueue('send_sms', array[v_id], 18);
+  perform pgflow._audit(v_actor, p_user_id, 'reply', v_conversation.id, v_contact.id,
+    pg_catalog.jsonb_build_object('message_id', v_id, 'segments', pgflow.sms_segments(v_body)),
+    v_now);
+  return pg_catalog.jsonb_build_object('result', 'queued', 'message_id', v_id,
+    'conversation_id', v_conversation.id, 'segments', pgflow.sms_segments(v_body),
+    'transport', pgflow._line_transport(v_conversation.from_number));
+end;
+$$;
+
 -- The first instant at or after p_at inside the campaign's window AND the hours of every
 -- rule (the stricter wins), in the lead's zone p_tz, on a day all of them allow. rule says
 -- what held it back (null: p_at itself is allowed): campaign_window, state_window:XX (a
@@ -786,3 +923,46 @@ end;
 $$;
 revoke execute on function pgflow.simulate_campaign(text,jsonb,integer,timestamp with time zone) from public;
 grant execute on function pgflow.simulate_campaign(text,jsonb,integer,timestamp with time zone) to pgflow_operator;
+
+-- A person takes over the lead of this conversation: from now on no AI text reaches the
+-- lead on any conversation (agent_turn and the send-time claim refuse, Retell's chats are
+-- ended and its chat_inbound rejected), no drip step goes (active drips are paused), and
+-- the conversation stays open for the person's texts. Taking over from a colleague is
+-- allowed and recorded. Returns {result: held | unchanged, contact_id, held_by, previous}.
+create or replace function pgflow.take_over(
+  p_conversation_id bigint,
+  p_actor text,
+  p_user_id bigint default null,
+  p_reason text default null,
+  p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_actor);
+  v_conversation pgflow.conversations;
+  v_contact pgflow.contacts;
+begin
+  select * into v_conversation from pgflow.conversations where id = p_conversation_id;
+  if not found then
+    raise exception 'conversation % does not exist', p_conversation_id using errcode = 'PF002';
+  end if;
+  select * into v_contact from pgflow.contacts where id = v_conversation.contact_id
+     for no key update;  -- a receipt's foreign-key check (key share) may hold it meanwhile
+  if v_contact.held_by is not distinct from v_actor then
+    return pg_catalog.jsonb_build_object('result', 'unchanged', 'contact_id', v_contact.id,
+                                         'held_by', v_actor);
+  end if;
+  perform pgflow._hold(v_contact, v_actor,
+    'taken over by ' || v_actor || coalesce(': ' || nullif(pg_catalog.btrim(p_reason), ''), ''),
+    'a person took over', v_now);
+  perform pgflow._audit(v_actor, p_user_id, 'takeover', p_conversation_id, v_contact.id,
+    pg_catalog.jsonb_build_object('reason', nullif(pg_catalog.btrim(p_reason), ''),
+                                  'from', v_contact.held_by), v_now);
+  return pg_catalog.jsonb_build_object('result', 'held', 'contact_id', v_contact.id,
+    'conversation_id', p_conversation_id, 'held_by', v_actor, 'previous', v_contact.held_by);
+end;
+$$;
