@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from pgflow import db as pdb
 from pgflow import errors
 from pgflow.cli import contacts
+from pgflow.cli import leads as leads_cli
 from tests.chat_payloads import chat, event, inbound
 from tests.factories import apply_campaign, at, count, ingest
 from tests.helpers import row, rows, scalar
@@ -427,6 +429,52 @@ def test_consent_ip_and_user_agent_are_short_strings(
     assert result["error"] == "invalid_payload"
     assert result["detail"].startswith(detail)
     assert count(db, "consents") == 0
+
+
+def test_a_csv_import_reads_state_and_consent_and_suppresses_a_forgotten_number(
+    db_url: str, db: Conn, tmp_path: Path
+) -> None:
+    apply_campaign(db, **OPEN)
+    ingest(db, "+12125550148", NOW, first_name=FIRST)
+    pdb.forget_contact("+12125550148", "cli:dana").run(db)
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "phone,first_name,State,consent_text,consent_ip,consent_user_agent\n"
+        f"{LEAD_RAW},Ana,Texas,{DISCLOSURE},{IP},{AGENT_STRING}\n"
+        "212-555-0148,Zeb,ny,,,\n",
+        encoding="utf-8",
+    )
+    importer = typer.Typer()
+    importer.add_typer(leads_cli.app, name="leads")
+    result = CliRunner().invoke(
+        importer,
+        ["leads", "import", str(path), "--campaign", "solar", "--json"],
+        env={"DATABASE_URL": db_url},
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["created"], summary["suppressed"]) == (1, 1)
+    assert rows(
+        db,
+        "select phone, state, opted_out_at is not null from pgflow.contacts"
+        " where phone is not null order by id",
+    ) == [
+        (LEAD, "TX", False),
+        ("+12125550148", "NY", True),
+    ]
+    assert row(db, "select disclosure, ip, user_agent from pgflow.consents") == (
+        DISCLOSURE,
+        IP,
+        AGENT_STRING,
+    )
+    assert (
+        count(
+            db,
+            "messages",
+            "contact_id = (select id from pgflow.contacts where phone = '+12125550148')",
+        )
+        == 0
+    )
 
 
 def test_forget_names_who_asks_and_an_existing_number(db: Conn) -> None:
