@@ -22,7 +22,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from pgflow import db as pdb
-from pgflow import errors
+from pgflow import errors, intake
 from pgflow.cli import contacts
 from pgflow.cli import leads as leads_cli
 from tests.chat_payloads import chat, event, inbound
@@ -236,8 +236,9 @@ def test_forget_leaves_no_trace_and_keeps_the_suppression_and_the_funnel(
     assert count(db, "messages", "delivery_status in ('pending', 'queued')") == 0
     assert count(db, "enrollments", "status in ('active', 'paused')") == 0
 
-    # a new lead with the number (the webhook's path) arrives opted out and gets no text
-    again = ingest(db, LEAD_RAW, NOW + dt.timedelta(days=1), first_name="Zeb")
+    # a new lead with the number (the webhook's own path) arrives opted out and gets no text
+    payload = {"campaign": "solar", "phone": LEAD_RAW, "first_name": "Zeb"}
+    again = intake.ingest(db, intake.prepare(payload, now=NOW + dt.timedelta(days=1)))
     assert again["status"] == "suppressed"
     assert again["enrollment_id"] is None
     assert again["contact_id"] != ids["contact_id"]
@@ -318,6 +319,7 @@ def test_forget_refuses_without_a_person_to_confirm(db_url: str, db: Conn) -> No
 def test_forget_asks_at_a_terminal(db_url: str, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
     apply_campaign(db, **OPEN)
     ingest(db, LEAD, NOW, first_name=FIRST)
+    funnel = pdb.funnel().run(db)
     monkeypatch.setattr(contacts, "_interactive", lambda: True)
     declined = run(db_url, "forget", LEAD, input="n\n")
     assert declined.exit_code == 1
@@ -327,6 +329,14 @@ def test_forget_asks_at_a_terminal(db_url: str, db: Conn, monkeypatch: pytest.Mo
     assert agreed.exit_code == 0, agreed.output
     assert "+1212***0147 stays suppressed (erasure)" in agreed.output
     assert LEAD not in agreed.output
+    # mid-drip: the drip stops, the queued step is suppressed, the funnel stays
+    assert row(db, "select status, stop_reason from pgflow.enrollments") == (
+        "stopped",
+        "the contact was forgotten on request",
+    )
+    assert scalar(db, "select delivery_status from pgflow.messages") == "suppressed"
+    assert scalar(db, "select status from pgflow.conversations") == "open"
+    assert pdb.funnel().run(db) == funnel
     # never opted out before: the erasure is the opt-out, recorded as such
     assert row(db, "select action, source, text from pgflow.opt_outs") == (
         "opt_out",
