@@ -44,8 +44,9 @@ def import_(
     file: Path = typer.Argument(
         ...,
         help="CSV with a header row. Required: a phone column (phone, phone_number, mobile,"
-        " ...). Optional: first_name, last_name, email, timezone, external_id, consent_text,"
-        " consent_at, consent_source. Other columns become attributes.",
+        " ...). Optional: first_name, last_name, email, timezone, state, external_id,"
+        " consent_text, consent_at, consent_source, consent_ip, consent_user_agent. Other"
+        " columns become attributes.",
     ),
     campaign: str = typer.Option(..., "--campaign", help="Slug of the campaign to enroll in."),
     source: str | None = typer.Option(

@@ -10,6 +10,7 @@ from pgflow.errors import first_line
 
 from . import (
     campaign,
+    contacts,
     conversations,
     db,
     dead_letters,
@@ -58,6 +59,7 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(leads.app, name="leads")
 app.add_typer(conversations.app, name="conversations")
+app.add_typer(contacts.app, name="contacts")
 app.add_typer(numbers.app, name="numbers")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(retell.app, name="retell")

@@ -2,8 +2,9 @@
 
 Columns (header names are case-, space- and punctuation-insensitive):
 - phone (required): `phone`, `phone_number`, `mobile`, `cell`, `telephone`, ... (PHONE_ALIASES)
-- `first_name`, `last_name`, `email`, `timezone`, `external_id` (and FIELD_ALIASES)
-- `consent_text`, `consent_at`, `consent_source` -> the lead's `consent` object
+- `first_name`, `last_name`, `email`, `timezone`, `state`, `external_id` (and FIELD_ALIASES)
+- `consent_text`, `consent_at`, `consent_source`, `consent_ip`, `consent_user_agent` -> the
+  lead's `consent` object
 - anything else -> `attributes` (keyed by the normalised header, e.g. "Roof Age" -> roof_age)
 
 The payload's `external_id` defaults to `<file name>:<line>`. The file is UTF-8 (a BOM is
@@ -58,6 +59,9 @@ FIELD_ALIASES: dict[str, str] = {
     "timezone": "timezone",
     "time_zone": "timezone",
     "tz": "timezone",
+    "state": "state",
+    "state_code": "state",
+    "province": "state",
     "external_id": "external_id",
     "externalid": "external_id",
     "lead_id": "external_id",
@@ -66,6 +70,8 @@ CONSENT_COLUMNS: dict[str, str] = {
     "consent_text": "text",
     "consent_at": "at",
     "consent_source": "source",
+    "consent_ip": "ip",
+    "consent_user_agent": "user_agent",
 }
 
 

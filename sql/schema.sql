@@ -117,6 +117,7 @@ CREATE TABLE pgflow.contacts (
     forgotten_at timestamp with time zone,
     CONSTRAINT contacts_attributes_object CHECK ((jsonb_typeof(attributes) = 'object'::text)),
     CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+$'::text))),
+    CONSTRAINT contacts_forgotten_is_empty CHECK (((forgotten_at IS NULL) OR ((phone IS NULL) AND (first_name IS NULL) AND (last_name IS NULL) AND (email IS NULL) AND (attributes = '{}'::jsonb) AND (held_by IS NULL) AND (opted_out_at IS NOT NULL)))),
     CONSTRAINT contacts_held_by_needs_hold CHECK (((held_by IS NULL) OR (held_at IS NOT NULL))),
     CONSTRAINT contacts_opt_out_consistent CHECK (((opted_out_at IS NULL) = (opt_out_source IS NULL))),
     CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
@@ -179,8 +180,9 @@ begin
     values (v_lead, p_now, p_now)
     on conflict (phone) do update set updated_at = excluded.updated_at
     returning * into v_contact;
-  elsif v_contact.opted_out_at is not null
-        and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
+  end if;
+  if v_contact.opted_out_at is not null
+     and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
     return pg_catalog.jsonb_build_object('result', 'suppressed_rejected', 'response', v_reject);
   end if;
   v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, p_now);
@@ -600,6 +602,68 @@ begin
                    || '{"agent_prompt": "A person from our team is handling this conversation and wrote the first message of this chat. Do not write anything more; end the chat."}'
                  else pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) end
                  - 'sms_body');
+end;
+$$;
+CREATE FUNCTION pgflow._consent_record(p_contact pgflow.contacts) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'id', p_contact.id, 'phone', p_contact.phone, 'first_name', p_contact.first_name,
+    'last_name', p_contact.last_name, 'email', p_contact.email, 'state', p_contact.state,
+    'created_at', p_contact.created_at, 'opted_out_at', p_contact.opted_out_at,
+    'opt_out_source', p_contact.opt_out_source, 'forgotten_at', p_contact.forgotten_at,
+    'consents', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'id', c.id, 'given_at', c.given_at, 'source', c.source,
+               'disclosure', c.disclosure, 'ip', c.ip, 'user_agent', c.user_agent,
+               'request', c.request, 'lead_event_id', c.lead_event_id,
+               'recorded_at', c.recorded_at) order by c.given_at, c.id)
+        from pgflow.consents c where c.contact_id = p_contact.id), '[]'),
+    'opt_outs', coalesce((
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'id', o.id, 'action', o.action, 'source', o.source, 'text', o.text,
+               'message_id', o.message_id, 'occurred_at', o.occurred_at)
+             order by o.occurred_at, o.id)
+        from pgflow.opt_outs o where o.contact_id = p_contact.id), '[]'),
+    'erasure', (
+      select pg_catalog.jsonb_build_object(
+               'id', e.id, 'requested_by', e.requested_by, 'reason', e.reason,
+               'erased_at', e.erased_at, 'removed', e.removed)
+        from pgflow.erasures e where e.contact_id = p_contact.id
+       order by e.erased_at desc, e.id desc limit 1))
+$$;
+CREATE FUNCTION pgflow._contact_suppression() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_suppression pgflow.suppressions;
+  v_at timestamptz := coalesce(new.created_at, pg_catalog.now());
+begin
+  if new.phone is null
+     or (tg_when = 'BEFORE' and new.opted_out_at is not null)  -- opted out already
+     or (tg_when = 'AFTER' and new.opted_out_at is null) then  -- not suppressed
+    return new;
+  end if;
+  v_suppression := pgflow._suppression(new.phone);
+  if v_suppression.phone_hash is null then
+    return new;
+  end if;
+  if tg_when = 'BEFORE' then
+    new.opted_out_at := v_at;
+    new.opt_out_source := v_suppression.source;
+    return new;
+  end if;
+  insert into pgflow.opt_outs (contact_id, action, source, text, occurred_at)
+  values (new.id, 'opt_out', v_suppression.source,
+          pg_catalog.format('suppressed: a contact with this number was forgotten on request (%s)',
+                            v_suppression.source),
+          new.opted_out_at);
+  insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+  values (new.opted_out_at, 'contact', new.id, null, 'opted_out',
+          'suppressed: a forgotten number');
+  return null;
 end;
 $$;
 CREATE FUNCTION pgflow._count_usage(p_claims jsonb[]) RETURNS void
@@ -1431,6 +1495,14 @@ begin
   return v_intent;
 end;
 $$;
+CREATE FUNCTION pgflow._phone_hash(p_phone text) RETURNS bytea
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.sha256(s.value || pg_catalog.convert_to(p_phone, 'UTF8'))
+    from pgflow.secrets s
+   where s.name = 'phone_hash_key'
+$$;
 CREATE FUNCTION pgflow._pool_from_number() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1484,6 +1556,26 @@ begin
       v_row.conversion_status, v_row.outcome_source, coalesce(v_row.outcome_reason, '-')),
       p_now);
   end if;
+end;
+$$;
+CREATE FUNCTION pgflow._redact(p_text text, p_strings text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_text text := p_text;
+  v_string text;
+begin
+  foreach v_string in array coalesce(p_strings, '{}') loop
+    if v_text is not null and pg_catalog.length(v_string) >= 2 then
+      v_text := pg_catalog.regexp_replace(v_text,
+        '(?<![[:alnum:]])'
+        || pg_catalog.regexp_replace(v_string, '([^[:alnum:][:space:]])', '\\\1', 'g')
+        || '(?![[:alnum:]])',
+        '[erased]', 'g');
+    end if;
+  end loop;
+  return v_text;
 end;
 $$;
 CREATE FUNCTION pgflow._reply_refusal(p_trigger pgflow.messages) RETURNS text
@@ -1576,6 +1668,62 @@ CREATE FUNCTION pgflow._sms_words(p_text text) RETURNS text
                '''', '', 'g'),
              '[^[:alnum:]]+', ' ', 'g'),
            '\s+', ' ', 'g'))
+$$;
+CREATE FUNCTION pgflow._state_code(p_lead jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case
+    when x.v is null then null
+    when pg_catalog.jsonb_typeof(x.v) <> 'string' then 'ZZ'
+    when y.t = '' then null
+    when y.t ~ '^[A-Za-z]{2}$' then pg_catalog.upper(y.t)
+    else coalesce((
+      select n.code from (values
+        ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
+        ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
+        ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
+        ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
+        ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
+        ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
+        ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
+        ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
+        ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
+        ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
+        ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
+        ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
+        ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
+        ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
+        ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
+        ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
+        ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
+        ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
+        ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
+        ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
+        ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
+        ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
+       where n.name = pg_catalog.lower(y.t)), 'ZZ')
+  end
+  from (select coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
+                        case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
+                             then nullif(p_lead #> '{address,state}', 'null'::jsonb) end) as v) x,
+       -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
+       lateral (select pg_catalog.btrim(pg_catalog.regexp_replace(
+                  pg_catalog.translate(x.v #>> '{}', '.', ''), '\s+', ' ', 'g')) as t) y
+$_$;
+CREATE TABLE pgflow.suppressions (
+    phone_hash bytea NOT NULL,
+    suppressed_at timestamp with time zone NOT NULL,
+    source text NOT NULL,
+    forgotten_at timestamp with time zone,
+    CONSTRAINT suppressions_hash_length CHECK ((length(phone_hash) = 32)),
+    CONSTRAINT suppressions_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text, 'carrier'::text, 'erasure'::text])))
+);
+CREATE FUNCTION pgflow._suppression(p_phone text) RETURNS pgflow.suppressions
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select * from pgflow.suppressions where phone_hash = pgflow._phone_hash(p_phone)
 $$;
 CREATE FUNCTION pgflow._system_message(p_conversation_id bigint, p_body text, p_dedupe_key text, p_now timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql
@@ -2318,6 +2466,28 @@ CREATE FUNCTION pgflow.console_user_list(p_now timestamp with time zone DEFAULT 
            order by u.email), '[]')
     from pgflow.console_users u
 $$;
+CREATE FUNCTION pgflow.contact_consent(p_phone text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_hash bytea := pgflow._phone_hash(p_phone);
+  v_records jsonb;
+begin
+  select pg_catalog.jsonb_agg(pgflow._consent_record(ct) order by ct.created_at, ct.id)
+    into v_records
+    from pgflow.contacts ct
+   where ct.phone = p_phone
+      or ct.id in (select e.contact_id from pgflow.erasures e where e.phone_hash = v_hash);
+  if v_records is null then
+    raise exception 'no contact has this number' using errcode = 'PF002';
+  end if;
+  return pg_catalog.jsonb_build_object(
+    'phone', p_phone,
+    'suppressed', exists (select 1 from pgflow.suppressions s where s.phone_hash = v_hash),
+    'contacts', v_records);
+end;
+$$;
 CREATE FUNCTION pgflow.contact_report(p_phone text, p_limit integer DEFAULT 200) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2619,6 +2789,224 @@ BEGIN
     END IF;
 END;
 $$;
+CREATE FUNCTION pgflow.forget_contact(p_phone text, p_requested_by text, p_reason text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_actor text := pgflow._actor(p_requested_by);
+  v_hash bytea := pgflow._phone_hash(p_phone);
+  v_contact pgflow.contacts;
+  v_keys text[];        -- what identifies the person anywhere: the number, its digits, email
+  v_names text[];       -- v_keys and the names: redacted from texts of ours that quote them
+  v_enrollments bigint[];
+  v_conversations bigint[];
+  v_messages bigint[];
+  v_ids text[];         -- the conversations' ids, as our metadata and alerts have them
+  v_digits text[];      -- the number's digits, to find it in a body that never parsed
+  v_provider_ids text[];  -- chat ids and message SIDs of the transports
+  v_source text;
+  v_removed jsonb := '{}';
+  v_n integer;
+  v_erasure bigint;
+  v_reason text;
+  r record;
+begin
+  if v_hash is null then
+    raise exception 'the phone hash key (pgflow.secrets phone_hash_key) is missing';
+  end if;
+  select * into v_contact from pgflow.contacts where phone = p_phone for update;
+  if not found then
+    raise exception 'no contact has this number' using errcode = 'PF002';
+  end if;
+  v_keys := pg_catalog.array_remove(array[
+    p_phone, pg_catalog.ltrim(p_phone, '+'),
+    case when p_phone ~ '^\+1[0-9]{10}$' then pg_catalog.substr(p_phone, 3) end,
+    v_contact.email], null);
+  v_names := v_keys || pg_catalog.array_remove(array[v_contact.first_name, v_contact.last_name],
+                                               null);
+  v_reason := pgflow._redact(nullif(pg_catalog.btrim(p_reason), ''), v_names);
+  select coalesce(pg_catalog.array_agg(id), '{}') into v_enrollments
+    from pgflow.enrollments where contact_id = v_contact.id;
+  select coalesce(pg_catalog.array_agg(id), '{}') into v_conversations
+    from pgflow.conversations where contact_id = v_contact.id;
+  select coalesce(pg_catalog.array_agg(id), '{}') into v_messages
+    from pgflow.messages where contact_id = v_contact.id;
+  v_ids := v_conversations::text[];
+  v_digits := pg_catalog.array_remove(array[
+    pg_catalog.ltrim(p_phone, '+'),
+    case when p_phone ~ '^\+1[0-9]{10}$' then pg_catalog.substr(p_phone, 3) end], null);
+  select coalesce(pg_catalog.array_agg(distinct x.id), '{}') into v_provider_ids
+    from (select cv.provider_chat_id as id from pgflow.conversations cv
+           where cv.id = any (v_conversations)
+          union all select m.chat_id from pgflow.messages m where m.id = any (v_messages)
+          union all select m.provider_message_id from pgflow.messages m
+           where m.id = any (v_messages)) x
+   where x.id is not null;
+  -- Texts: every message keeps its row, kind, status, segments and times.
+  update pgflow.messages
+     set body = '[erased]',
+         delivery_error = case when delivery_error is not null then '[erased]' end
+   where id = any (v_messages);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('messages', v_n);
+  update pgflow.message_attempts set error = '[erased]'
+   where message_id = any (v_messages) and error is not null;
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('message_attempts', v_n);
+  -- Free texts on their rows (a reason may quote the lead, an LLM's or Retell's summary may
+  -- say anything): replaced, never emptied where the funnel counts a value (review_reason).
+  update pgflow.conversations
+     set outcome_reason = case when outcome_reason is not null then '[erased]' end,
+         review_reason = case when review_reason is not null then '[erased]' end
+   where id = any (v_conversations)
+     and (outcome_reason is not null or review_reason is not null);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('conversations', v_n);
+  update pgflow.outcome_signals
+     set reason = case when reason is not null then '[erased]' end,
+         -- a hash of the transcript tells a guessed text apart: it goes too
+         transcript_hash = case when source = 'llm' then 'erased:' || id else transcript_hash end
+   where conversation_id = any (v_conversations);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('outcome_signals', v_n);
+  update pgflow.enrollments set stop_reason = '[erased]'
+   where id = any (v_enrollments) and stop_reason is not null;
+  update pgflow.opt_outs set text = '[erased]'
+   where contact_id = v_contact.id and text is not null;
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('opt_out_texts', v_n);
+  update pgflow.events set reason = '[erased]', details = null
+   where ((entity = 'contact' and entity_id = v_contact.id)
+          or (entity = 'enrollment' and entity_id = any (v_enrollments))
+          or (entity = 'conversation' and entity_id = any (v_conversations))
+          or (entity = 'message' and entity_id = any (v_messages)))
+     and (reason is not null or details is not null);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('events', v_n);
+  update pgflow.alerts a
+     set message = a.kind || ' (details erased)', details = '{"erased": true}'
+   where a.kind in (select 'escalation:' || x from pg_catalog.unnest(v_conversations) x)
+      or a.details ->> 'conversation_id' = any (v_ids)
+      or exists (select 1 from pg_catalog.unnest(v_keys) k
+                  where pg_catalog.strpos(a.message || a.details::text, k) > 0);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('alerts', v_n);
+  update pgflow.audit_log l
+     set detail = case
+       when exists (select 1 from pg_catalog.unnest(v_names) k
+                     where pg_catalog.strpos(l.detail::text, k) > 0) then '{"erased": true}'
+       else l.detail || '{"reason": "[erased]"}' end
+   where (l.contact_id = v_contact.id or l.conversation_id = any (v_conversations))
+     and (l.detail ? 'reason'
+          or exists (select 1 from pg_catalog.unnest(v_names) k
+                      where pg_catalog.strpos(l.detail::text, k) > 0));
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('audit_log', v_n);
+  -- Consent: when, how and the disclosure stay (proof, and not the person's words); what
+  -- came from the person's browser goes.
+  update pgflow.consents
+     set request = null, ip = null, user_agent = null,
+         disclosure = pgflow._redact(disclosure, v_names),
+         source = pgflow._redact(source, v_names)
+   where contact_id = v_contact.id;
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('consents', v_n);
+  -- Lead bodies: theirs, and refused ones that carry their number or email.
+  update pgflow.lead_events l
+     set payload = '{"erased": true}', raw_body = null, external_id = null,
+         error_detail = case when l.error_detail is not null then '[erased]' end
+   where l.contact_id = v_contact.id
+      or l.enrollment_id = any (v_enrollments)
+      or pgflow._normalize_phone(l.payload ->> 'phone') = p_phone
+      or exists (select 1 from pg_catalog.unnest(v_keys) k
+                  where pg_catalog.strpos(l.payload::text, k) > 0
+                     or pg_catalog.strpos(l.raw_body, k) > 0)
+      or (l.raw_body is not null
+          and exists (select 1 from pg_catalog.unnest(v_digits) k
+                       where pg_catalog.strpos(
+                               pg_catalog.regexp_replace(l.raw_body, '\D', '', 'g'), k) > 0));
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('lead_events', v_n);
+  -- Provider webhooks: by our ids in their metadata, their chat ids and SIDs, their number.
+  update pgflow.webhook_deliveries d
+     set payload = '{"erased": true}', response = null, error = null
+   where d.payload #>> '{chat,metadata,pgflow_conversation_id}' = any (v_ids)
+      or d.response #>> '{chat_inbound,metadata,pgflow_contact_id}' = v_contact.id::text
+      or d.payload #>> '{chat,chat_id}' = any (v_provider_ids)
+      or d.payload #>> '{chat_inbound,chat_id}' = any (v_provider_ids)
+      or d.payload ->> 'MessageSid' = any (v_provider_ids)
+      or (d.provider = 'events'
+          and (d.payload ->> 'conversation_id' = any (v_ids)
+               or pgflow._normalize_phone(d.payload ->> 'phone') = p_phone))
+      or exists (select 1 from pg_catalog.unnest(v_keys) k
+                  where pg_catalog.strpos(d.payload::text, k) > 0
+                     or pg_catalog.strpos(d.response::text, k) > 0);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('webhook_deliveries', v_n);
+  update pgflow.pgqueuer_log q set traceback = null
+   where q.traceback is not null
+     and exists (select 1 from pg_catalog.unnest(v_keys) k
+                  where pg_catalog.strpos(q.traceback::text, k) > 0);
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('job_log', v_n);
+  -- Nothing is sent to the row again.
+  perform pgflow._set_reason('contact forgotten');
+  update pgflow.messages
+     set delivery_status = 'suppressed', delivery_error = 'contact forgotten', updated_at = v_now
+   where id = any (v_messages) and direction = 'outbound'
+     and delivery_status in ('pending', 'queued');
+  get diagnostics v_n = row_count;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('messages_suppressed', v_n);
+  v_n := 0;
+  for r in select id from pgflow.enrollments
+            where id = any (v_enrollments) and status in ('active', 'paused') order by id
+  loop
+    perform pgflow.stop_enrollment(r.id, 'the contact was forgotten on request', v_now);
+    v_n := v_n + 1;
+  end loop;
+  v_removed := v_removed || pg_catalog.jsonb_build_object('enrollments_stopped', v_n);
+  perform pgflow._end_chats(v_conversations);
+  for r in select a.kind from pgflow.alerts a
+            where a.resolved_at is null
+              and a.kind in (select 'escalation:' || x from pg_catalog.unnest(v_conversations) x)
+  loop
+    perform pgflow.resolve_alert(r.kind, v_now);
+  end loop;
+  -- The fact of the opt-out stays, by the keyed hash of the number.
+  v_source := coalesce(v_contact.opt_out_source, 'erasure');
+  if v_source not in ('keyword', 'phrase', 'llm', 'operator', 'import', 'webhook', 'carrier') then
+    v_source := 'erasure';
+  end if;
+  if v_contact.opted_out_at is null then
+    insert into pgflow.opt_outs (contact_id, action, source, text, occurred_at)
+    values (v_contact.id, 'opt_out', 'erasure', 'forgotten on request', v_now);
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    values (v_now, 'contact', v_contact.id, 'subscribed', 'opted_out', 'forgotten on request');
+  end if;
+  insert into pgflow.suppressions (phone_hash, suppressed_at, source, forgotten_at)
+  values (v_hash, coalesce(v_contact.opted_out_at, v_now), v_source, v_now)
+  on conflict (phone_hash) do update set forgotten_at = excluded.forgotten_at;
+  update pgflow.contacts
+     set phone = null, first_name = null, last_name = null, email = null, attributes = '{}',
+         timezone = null, state = null, held_at = null, held_by = null,
+         consent_text = pgflow._redact(consent_text, v_names),
+         consent_source = pgflow._redact(consent_source, v_names),
+         opted_out_at = coalesce(opted_out_at, v_now),
+         opt_out_source = coalesce(opt_out_source, 'erasure'),
+         forgotten_at = v_now, updated_at = v_now
+   where id = v_contact.id;
+  insert into pgflow.erasures (contact_id, requested_by, reason, erased_at, removed, phone_hash)
+  values (v_contact.id, v_actor, v_reason, v_now, v_removed, v_hash)
+  returning id into v_erasure;
+  perform pgflow._audit(v_actor, null, 'forget', null, v_contact.id,
+    pg_catalog.jsonb_build_object('erasure_id', v_erasure, 'reason', v_reason), v_now);
+  return pg_catalog.jsonb_build_object(
+    'result', 'forgotten', 'contact_id', v_contact.id, 'erasure_id', v_erasure,
+    'forgotten_at', v_now, 'suppression_source', v_source, 'removed', v_removed);
+end;
+$_$;
 CREATE FUNCTION pgflow.funnel(p_campaign text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -3206,6 +3594,14 @@ begin
     elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
        or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
       v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,ip}') not in ('string', 'null')
+       or pg_catalog.length(payload #>> '{consent,ip}') > 64 then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.ip must be a string of at most 64 characters';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,user_agent}') not in ('string', 'null')
+       or pg_catalog.length(payload #>> '{consent,user_agent}') > 512 then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.user_agent must be a string of at most 512 characters';
     end if;
   end if;
   if v_error is null then
@@ -3251,7 +3647,7 @@ begin
   end if;
   v_consent := nullif(payload -> 'consent', 'null'::jsonb);
   insert into pgflow.contacts as c
-    (phone, first_name, last_name, email, timezone, attributes,
+    (phone, first_name, last_name, email, timezone, state, attributes,
      consent_at, consent_source, consent_text, created_at, updated_at)
   values (
     v_phone,
@@ -3259,6 +3655,7 @@ begin
     nullif(pg_catalog.btrim(payload ->> 'last_name'), ''),
     nullif(pg_catalog.btrim(payload ->> 'email'), ''),
     coalesce(v_tz, case when pgflow._is_time_zone(v_edge ->> 'timezone') then v_edge ->> 'timezone' end),
+    pgflow._state_code(payload),
     coalesce(nullif(payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
     case when v_consent is not null
          then coalesce((v_consent ->> 'at')::timestamptz, v_now) end,
@@ -3271,6 +3668,7 @@ begin
     email = coalesce(excluded.email, c.email),
     -- an explicit zone wins; an inferred one only fills a gap
     timezone = coalesce(v_tz, c.timezone, excluded.timezone),
+    state = coalesce(excluded.state, c.state),
     attributes = c.attributes || excluded.attributes,
     -- the first consent recorded is the evidence: a later lead cannot rewrite it (each
     -- lead's own consent stays in its lead_events payload)
@@ -3313,7 +3711,17 @@ begin
   insert into pgflow.lead_events
     (received_at, source, external_id, campaign_slug, payload, result, contact_id, enrollment_id)
   values (v_now, payload ->> 'source', payload ->> 'external_id', v_campaign.slug, payload,
-          v_status, v_contact.id, v_enrollment);
+          v_status, v_contact.id, v_enrollment)
+  returning id into v_event;
+  if v_consent is not null then
+    insert into pgflow.consents
+      (contact_id, given_at, source, disclosure, ip, user_agent, request, lead_event_id,
+       recorded_at)
+    values (v_contact.id, coalesce((v_consent ->> 'at')::timestamptz, v_now),
+            coalesce(v_consent ->> 'source', payload ->> 'source'), v_consent ->> 'text',
+            nullif(pg_catalog.btrim(v_consent ->> 'ip'), ''),
+            nullif(pg_catalog.btrim(v_consent ->> 'user_agent'), ''), payload, v_event, v_now);
+  end if;
   return pg_catalog.jsonb_build_object('contact_id', v_contact.id,
                                        'enrollment_id', v_enrollment, 'status', v_status);
 end;
@@ -3483,6 +3891,8 @@ begin
   insert into pgflow.opt_outs (contact_id, action, source, message_id, text, occurred_at)
   values (p_contact_id, 'opt_in', p_source, p_message_id, pg_catalog.left(p_text, 500), v_now)
   returning id into v_opt_in;
+  delete from pgflow.suppressions s using pgflow.contacts ct
+   where ct.id = p_contact_id and s.phone_hash = pgflow._phone_hash(ct.phone);
   insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
   values (v_now, 'contact', p_contact_id, 'opted_out', 'subscribed', 'opt-in by ' || p_source);
   select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;
@@ -3912,6 +4322,9 @@ begin
   -- one chat at a time per conversation: concurrent deliveries wait here
   select * into v_conversation from pgflow.conversations where id = v_conversation.id for update;
   select * into v_contact from pgflow.contacts where id = v_conversation.contact_id;
+  if v_contact.forgotten_at is not null then
+    return pg_catalog.jsonb_build_object('result', 'forgotten');
+  end if;
   if v_chat_id is not null then
     update pgflow.conversations
        set provider_chat_id = coalesce(provider_chat_id, v_chat_id),
@@ -4112,7 +4525,9 @@ begin
     v_result := '{"result": "ignored", "detail": "unknown event"}';
   end if;
   update pgflow.webhook_deliveries
-     set processed_at = v_now, result = v_result ->> 'result', response = v_result -> 'response'
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result -> 'response',
+         payload = case when v_result ->> 'result' = 'forgotten' then '{"erased": true}'
+                        else payload end
    where id = v_delivery;
   return v_result || pg_catalog.jsonb_build_object('delivery_id', v_delivery);
 end;
@@ -4313,9 +4728,13 @@ begin
     return '{"result": "duplicate"}';
   end if;
   select * into v_contact from pgflow.contacts where phone = v_lead for update;
+  -- a stranger's contact is made for a STOP, for a line that answers strangers, and for
+  -- START from a number forgotten before (its contact arrives opted out: START lifts it)
   if v_contact.id is null and (v_carrier = 'STOP' or v_intent = 'opt_out'
        or exists (select 1 from pgflow.sending_numbers n
-                   where n.number = v_line and n.inbound_agent_id is not null)) then
+                   where n.number = v_line and n.inbound_agent_id is not null)
+       or ((v_carrier = 'START' or v_intent = 'opt_in')
+           and (pgflow._suppression(v_lead)).phone_hash is not null)) then
     insert into pgflow.contacts (phone, created_at, updated_at)
     values (v_lead, v_now, v_now)
     on conflict (phone) do update set updated_at = excluded.updated_at
@@ -4328,11 +4747,15 @@ begin
     v_result := '{"result": "ignored_opted_out"}';
   else
     v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, v_now);
-    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP
+    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP or a START
       if v_carrier = 'STOP' or v_intent = 'opt_out' then
         perform pgflow.opt_out_contact(v_contact.id,
           case when v_carrier = 'STOP' then 'carrier' else 'keyword' end, null, v_text, v_now);
         v_result := '{"result": "recorded", "effect": "opt_out"}';
+      elsif v_contact.opted_out_at is not null then  -- START (others were ignored above)
+        perform pgflow.opt_in_contact(v_contact.id,
+          case when v_carrier = 'START' then 'carrier' else 'keyword' end, null, v_text, v_now);
+        v_result := '{"result": "recorded", "effect": "opt_in"}';
       else
         v_result := '{"result": "unknown_number_ignored"}';
       end if;
@@ -4404,7 +4827,10 @@ begin
       'effect', pgflow._apply_provider_status(m.id, v_now));
   end if;
   update pgflow.webhook_deliveries
-     set processed_at = v_now, result = v_result ->> 'result', response = v_result
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result,
+         payload = case when exists (select 1 from pgflow.contacts ct
+                                      where ct.id = m.contact_id and ct.forgotten_at is not null)
+                        then '{"erased": true}' else payload end
    where id = v_delivery;
   return v_result || pg_catalog.jsonb_build_object('message_id', p_message_id);
 end;
@@ -5206,7 +5632,7 @@ CREATE TABLE pgflow.audit_log (
     conversation_id bigint,
     contact_id bigint,
     detail jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT audit_log_action_valid CHECK ((action = ANY (ARRAY['sign_in'::text, 'sign_out'::text, 'takeover'::text, 'hand_back'::text, 'reply'::text, 'set_outcome'::text, 'requeue'::text, 'discard'::text, 'user_add'::text, 'user_disable'::text, 'user_password'::text, 'sessions_revoke'::text]))),
+    CONSTRAINT audit_log_action_valid CHECK ((action = ANY (ARRAY['sign_in'::text, 'sign_out'::text, 'takeover'::text, 'hand_back'::text, 'reply'::text, 'set_outcome'::text, 'requeue'::text, 'discard'::text, 'user_add'::text, 'user_disable'::text, 'user_password'::text, 'sessions_revoke'::text, 'forget'::text]))),
     CONSTRAINT audit_log_actor_present CHECK ((length(btrim(actor)) > 0)),
     CONSTRAINT audit_log_detail_object CHECK ((jsonb_typeof(detail) = 'object'::text))
 );
@@ -5389,7 +5815,9 @@ CREATE TABLE pgflow.erasures (
     requested_by text NOT NULL,
     reason text,
     erased_at timestamp with time zone NOT NULL,
-    removed jsonb DEFAULT '{}'::jsonb NOT NULL
+    removed jsonb DEFAULT '{}'::jsonb NOT NULL,
+    phone_hash bytea,
+    CONSTRAINT erasures_hash_length CHECK ((length(phone_hash) = 32))
 );
 ALTER TABLE pgflow.erasures ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.erasures_id_seq
@@ -5508,7 +5936,7 @@ CREATE TABLE pgflow.opt_outs (
     text text,
     occurred_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT opt_outs_action_valid CHECK ((action = ANY (ARRAY['opt_out'::text, 'opt_in'::text]))),
-    CONSTRAINT opt_outs_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text, 'carrier'::text])))
+    CONSTRAINT opt_outs_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text, 'carrier'::text, 'erasure'::text])))
 );
 ALTER TABLE pgflow.opt_outs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME pgflow.opt_outs_id_seq
@@ -5657,12 +6085,6 @@ CREATE TABLE pgflow.state_windows (
     closes time without time zone NOT NULL,
     CONSTRAINT state_windows_day CHECK (((isodow >= 1) AND (isodow <= 7))),
     CONSTRAINT state_windows_order CHECK ((opens < closes))
-);
-CREATE TABLE pgflow.suppressions (
-    phone_hash bytea NOT NULL,
-    suppressed_at timestamp with time zone NOT NULL,
-    source text NOT NULL,
-    forgotten_at timestamp with time zone
 );
 CREATE TABLE pgflow.webhook_deliveries (
     id bigint NOT NULL,
@@ -5822,6 +6244,7 @@ CREATE INDEX conversations_review_idx ON pgflow.conversations USING btree (revie
 CREATE INDEX enrollments_campaign_id_idx ON pgflow.enrollments USING btree (campaign_id);
 CREATE INDEX enrollments_due_idx ON pgflow.enrollments USING btree (next_message_at) WHERE (status = 'active'::text);
 CREATE INDEX erasures_contact_idx ON pgflow.erasures USING btree (contact_id);
+CREATE INDEX erasures_phone_hash_idx ON pgflow.erasures USING btree (phone_hash);
 CREATE INDEX events_entity_idx ON pgflow.events USING btree (entity, entity_id, occurred_at);
 CREATE INDEX events_occurred_at_idx ON pgflow.events USING btree (occurred_at);
 CREATE INDEX lead_events_contact_id_idx ON pgflow.lead_events USING btree (contact_id);
@@ -5857,6 +6280,8 @@ CREATE INDEX sending_numbers_inbound_agent_id_idx ON pgflow.sending_numbers USIN
 CREATE INDEX webhook_deliveries_received_at_idx ON pgflow.webhook_deliveries USING btree (received_at);
 CREATE INDEX workers_last_seen_at_idx ON pgflow.workers USING btree (last_seen_at);
 CREATE TRIGGER campaigns_pool_from_number AFTER INSERT OR UPDATE OF from_number ON pgflow.campaigns FOR EACH ROW EXECUTE FUNCTION pgflow._pool_from_number();
+CREATE TRIGGER contacts_suppress_forgotten_after AFTER INSERT ON pgflow.contacts FOR EACH ROW EXECUTE FUNCTION pgflow._contact_suppression();
+CREATE TRIGGER contacts_suppress_forgotten_before BEFORE INSERT ON pgflow.contacts FOR EACH ROW EXECUTE FUNCTION pgflow._contact_suppression();
 CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER enrollments_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER messages_log_transition AFTER INSERT OR UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();

@@ -9,9 +9,9 @@ the way the answer is read exist once (procrastinate's manager does the same wit
 `pgflow.errors` exceptions in `core.py`, in one table.
 
 One module per area, in the order a lead travels: `intake`, `drip`, `send`, `inbound`,
-`outcomes`, `operations`, and `console` (what people do and read); `demo` holds the
-demo's own reads and is imported by the demo alone. Callers use `from pgflow import db` and
-`db.<builder>(...)`."""
+`outcomes`, `operations`, `privacy` (proof of consent, erasure), and `console` (what people
+do and read); `demo` holds the demo's own reads and is imported by the demo alone. Callers
+use `from pgflow import db` and `db.<builder>(...)`."""
 
 from __future__ import annotations
 
@@ -106,6 +106,7 @@ from pgflow.db.outcomes import (
     set_number_limits,
     set_outcome,
 )
+from pgflow.db.privacy import contact_consent, forget_contact
 from pgflow.db.send import (
     chat_to_end,
     claim_message,
@@ -145,6 +146,7 @@ __all__ = [
     "console_session",
     "console_sign_in_user",
     "console_user_list",
+    "contact_consent",
     "contact_report",
     "conversation_view",
     "create_schema",
@@ -154,6 +156,7 @@ __all__ = [
     "end_console_session",
     "end_conversation",
     "engage_conversation",
+    "forget_contact",
     "funnel",
     "hand_back",
     "health",

@@ -181,6 +181,8 @@ $$;
 
 -- START / UNSTOP / YES after an opt-out: the suppression is lifted (recorded with its
 -- source) and one confirmation goes out (none where the carrier sent its own). No drip is resumed and nobody is re-enrolled.
+-- The number's own word lifts the suppression of a number forgotten before, too: its
+-- pgflow.suppressions row is deleted (a later contact of the number is not suppressed).
 create or replace function pgflow.opt_in_contact(
   p_contact_id bigint,
   p_source text,
@@ -210,6 +212,8 @@ begin
   insert into pgflow.opt_outs (contact_id, action, source, message_id, text, occurred_at)
   values (p_contact_id, 'opt_in', p_source, p_message_id, pg_catalog.left(p_text, 500), v_now)
   returning id into v_opt_in;
+  delete from pgflow.suppressions s using pgflow.contacts ct
+   where ct.id = p_contact_id and s.phone_hash = pgflow._phone_hash(ct.phone);
   insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
   values (v_now, 'contact', p_contact_id, 'opted_out', 'subscribed', 'opt-in by ' || p_source);
   select m.conversation_id into v_via from pgflow.messages m where m.id = p_message_id;

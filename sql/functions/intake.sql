@@ -64,6 +64,55 @@ as $$
   left join pgflow.campaigns c on c.slug = p_slug
 $$;
 
+-- The state a lead gives (`state`, else `address.state`), as contacts.state keeps it: a
+-- two-letter code in any case, uppercased (a US state or territory, a Canadian province;
+-- a code we do not know is kept as given and gets the strictest rules); a full US state
+-- or territory name, or a Canadian province's, in any case and spacing, as its code; 'ZZ'
+-- (the strictest rules) for anything else; NULL when none is given. Never an error: a bad
+-- state is no reason to refuse a lead.
+create or replace function pgflow._state_code(p_lead jsonb) returns text
+language sql immutable parallel safe
+set search_path = ''
+as $$
+  select case
+    when x.v is null then null
+    when pg_catalog.jsonb_typeof(x.v) <> 'string' then 'ZZ'
+    when y.t = '' then null
+    when y.t ~ '^[A-Za-z]{2}$' then pg_catalog.upper(y.t)
+    else coalesce((
+      select n.code from (values
+        ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
+        ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
+        ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
+        ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
+        ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
+        ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
+        ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
+        ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
+        ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
+        ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
+        ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
+        ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
+        ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
+        ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
+        ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
+        ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
+        ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
+        ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
+        ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
+        ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
+        ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
+        ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
+       where n.name = pg_catalog.lower(y.t)), 'ZZ')
+  end
+  from (select coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
+                        case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
+                             then nullif(p_lead #> '{address,state}', 'null'::jsonb) end) as v) x,
+       -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
+       lateral (select pg_catalog.btrim(pg_catalog.regexp_replace(
+                  pg_catalog.translate(x.v #>> '{}', '.', ''), '\s+', ' ', 'g')) as t) y
+$$;
+
 -- The conversation opens on the contact's sticky sender of the campaign's pool
 -- (pgflow.sender_for), not always on from_number; a refused lead's
 -- identifiers are kept short enough to index (pgflow._short_key); and a contact's first
@@ -72,7 +121,12 @@ $$;
 -- opens the conversation; sends step 1 at once when it is due and the window is open. p_edge carries what the HTTP edge derived: {"phone": E.164 or null,
 -- "phone_error": "...", "timezone": inferred IANA zone}. Returns
 -- {contact_id, enrollment_id, status} with status created | already_enrolled | suppressed,
--- or {status: "rejected", error, detail}.
+-- or {status: "rejected", error, detail}. Every accepted lead with a `consent` leaves a
+-- pgflow.consents row (when, source, the disclosure, ip and user agent, the whole request,
+-- its lead event): the proof of consent, kept when the contact's own record is the first
+-- one's. The lead's `state` (or `address.state`) is read by _state_code() and never
+-- refuses it. A number forgotten on request arrives opted out (the contacts trigger,
+-- _contact_suppression) and the lead is `suppressed`.
 create or replace function pgflow.ingest_lead(
   payload jsonb, p_now timestamptz default null, p_edge jsonb default null
 ) returns jsonb
@@ -135,6 +189,14 @@ begin
     elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
        or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
       v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,ip}') not in ('string', 'null')
+       or pg_catalog.length(payload #>> '{consent,ip}') > 64 then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.ip must be a string of at most 64 characters';
+    elsif pg_catalog.jsonb_typeof(payload #> '{consent,user_agent}') not in ('string', 'null')
+       or pg_catalog.length(payload #>> '{consent,user_agent}') > 512 then
+      v_error := 'invalid_payload';
+      v_detail := 'consent.user_agent must be a string of at most 512 characters';
     end if;
   end if;
   if v_error is null then
@@ -181,7 +243,7 @@ begin
 
   v_consent := nullif(payload -> 'consent', 'null'::jsonb);
   insert into pgflow.contacts as c
-    (phone, first_name, last_name, email, timezone, attributes,
+    (phone, first_name, last_name, email, timezone, state, attributes,
      consent_at, consent_source, consent_text, created_at, updated_at)
   values (
     v_phone,
@@ -189,6 +251,7 @@ begin
     nullif(pg_catalog.btrim(payload ->> 'last_name'), ''),
     nullif(pg_catalog.btrim(payload ->> 'email'), ''),
     coalesce(v_tz, case when pgflow._is_time_zone(v_edge ->> 'timezone') then v_edge ->> 'timezone' end),
+    pgflow._state_code(payload),
     coalesce(nullif(payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
     case when v_consent is not null
          then coalesce((v_consent ->> 'at')::timestamptz, v_now) end,
@@ -201,6 +264,7 @@ begin
     email = coalesce(excluded.email, c.email),
     -- an explicit zone wins; an inferred one only fills a gap
     timezone = coalesce(v_tz, c.timezone, excluded.timezone),
+    state = coalesce(excluded.state, c.state),
     attributes = c.attributes || excluded.attributes,
     -- the first consent recorded is the evidence: a later lead cannot rewrite it (each
     -- lead's own consent stays in its lead_events payload)
@@ -245,7 +309,17 @@ begin
   insert into pgflow.lead_events
     (received_at, source, external_id, campaign_slug, payload, result, contact_id, enrollment_id)
   values (v_now, payload ->> 'source', payload ->> 'external_id', v_campaign.slug, payload,
-          v_status, v_contact.id, v_enrollment);
+          v_status, v_contact.id, v_enrollment)
+  returning id into v_event;
+  if v_consent is not null then
+    insert into pgflow.consents
+      (contact_id, given_at, source, disclosure, ip, user_agent, request, lead_event_id,
+       recorded_at)
+    values (v_contact.id, coalesce((v_consent ->> 'at')::timestamptz, v_now),
+            coalesce(v_consent ->> 'source', payload ->> 'source'), v_consent ->> 'text',
+            nullif(pg_catalog.btrim(v_consent ->> 'ip'), ''),
+            nullif(pg_catalog.btrim(v_consent ->> 'user_agent'), ''), payload, v_event, v_now);
+  end if;
   return pg_catalog.jsonb_build_object('contact_id', v_contact.id,
                                        'enrollment_id', v_enrollment, 'status', v_status);
 end;

@@ -139,6 +139,8 @@ $$;
 -- new lead text sets off (pgflow._on_inbound). The chat's first agent message is the
 -- message that started it (metadata pgflow_message_id): it is linked, never recorded
 -- twice. Safe to call any number of times with any subset of the transcript, in any order.
+-- A chat of a contact forgotten on request records nothing ({result: forgotten}): a late
+-- transcript must not bring the texts back.
 create or replace function pgflow.record_chat(
   p_chat jsonb,
   p_event text default 'get_chat',
@@ -171,6 +173,9 @@ begin
   -- one chat at a time per conversation: concurrent deliveries wait here
   select * into v_conversation from pgflow.conversations where id = v_conversation.id for update;
   select * into v_contact from pgflow.contacts where id = v_conversation.contact_id;
+  if v_contact.forgotten_at is not null then
+    return pg_catalog.jsonb_build_object('result', 'forgotten');
+  end if;
 
   if v_chat_id is not null then
     update pgflow.conversations
@@ -285,7 +290,8 @@ $$;
 -- asks which agent answers. The answer is the agent of the lead's conversation on that
 -- line (the campaign's agent), with its prompt and the lead's context as dynamic variables
 -- and our ids as metadata. A suppressed contact is rejected unless the text is START; an
--- unknown number gets the line's default inbound agent, or a reject.
+-- unknown number gets the line's default inbound agent, or a reject (a number forgotten
+-- on request arrives opted out: its new contact is rejected like any suppressed one).
 create or replace function pgflow._answer_inbound(
   p_payload jsonb, p_engine_replies boolean, p_now timestamptz
 ) returns jsonb
@@ -326,8 +332,9 @@ begin
     values (v_lead, p_now, p_now)
     on conflict (phone) do update set updated_at = excluded.updated_at
     returning * into v_contact;
-  elsif v_contact.opted_out_at is not null
-        and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
+  end if;
+  if v_contact.opted_out_at is not null
+     and (v_text is null or (select i.intent from pgflow.inbound_intent(v_text) i) <> 'opt_in') then
     return pg_catalog.jsonb_build_object('result', 'suppressed_rejected', 'response', v_reject);
   end if;
 
@@ -391,7 +398,7 @@ $$;
 -- event, chat and content (Retell's retries are the same delivery: they change nothing
 -- and get the first answer back), then handled by its event. Unknown events and chats are
 -- recorded and ignored. p_engine_replies: the transport takes our text (the sandbox), so
--- the engine writes the agent's replies.
+-- the engine writes the agent's replies. A chat of a forgotten contact keeps no payload.
 create or replace function pgflow.record_retell_event(
   p_payload jsonb, p_engine_replies boolean default false, p_now timestamptz default null
 ) returns jsonb
@@ -439,7 +446,9 @@ begin
     v_result := '{"result": "ignored", "detail": "unknown event"}';
   end if;
   update pgflow.webhook_deliveries
-     set processed_at = v_now, result = v_result ->> 'result', response = v_result -> 'response'
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result -> 'response',
+         payload = case when v_result ->> 'result' = 'forgotten' then '{"erased": true}'
+                        else payload end
    where id = v_delivery;
   return v_result || pg_catalog.jsonb_build_object('delivery_id', v_delivery);
 end;

@@ -67,7 +67,8 @@ grant execute on function
   pgflow.worker_heartbeat(uuid, text, integer, text, boolean, timestamptz)
   to pgflow_worker;
 
--- Operators (the CLI): campaigns, the tick by hand, dead letters, transitions, outcomes.
+-- Operators (the CLI): campaigns, the tick by hand, dead letters, transitions, outcomes,
+-- proof of consent and erasure (forget_contact: operators only).
 grant execute on function
   pgflow.add_console_user(text, text, text, text, bigint, timestamptz),
   pgflow.change_console_user(text, text, text, text, bigint, timestamptz),
@@ -81,10 +82,12 @@ grant execute on function
   pgflow.take_over(bigint, text, bigint, text, timestamptz),
   pgflow.apply_campaigns(jsonb, timestamptz),
   pgflow.campaign_refusal(text),
+  pgflow.contact_consent(text),
   pgflow.contact_report(text, integer),
   pgflow.deferrals(),
   pgflow.discard_dead_letters(bigint[], timestamptz),
   pgflow.end_conversation(bigint, text, text, text, timestamptz),
+  pgflow.forget_contact(text, text, text, timestamptz),
   pgflow.funnel(text, timestamptz),
   pgflow.health(timestamptz),
   pgflow.inbound_intent(text),
@@ -110,6 +113,7 @@ grant execute on function
 grant execute on function
   pgflow.console_alerts(integer),
   pgflow.console_campaigns(),
+  pgflow.contact_consent(text),
   pgflow.contact_report(text, integer),
   pgflow.conversation_view(bigint, timestamptz),
   pgflow.deferrals(),

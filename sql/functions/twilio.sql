@@ -166,7 +166,8 @@ $$;
 -- checked by the web layer): stored once per (MessageSid, status) in webhook_deliveries;
 -- applied only when it moves the message forward (queued < sending < sent < delivered |
 -- undelivered | failed): a late or repeated callback changes nothing. {result: applied |
--- stale | duplicate | unknown_message | ignored | invalid, ...}.
+-- stale | duplicate | unknown_message | ignored | invalid, ...}. The callback of a text to
+-- a contact forgotten on request is applied but its payload (their number) is not kept.
 create or replace function pgflow.record_twilio_status(
   p_message_id bigint, p_payload jsonb, p_now timestamptz default null
 ) returns jsonb
@@ -216,7 +217,10 @@ begin
       'effect', pgflow._apply_provider_status(m.id, v_now));
   end if;
   update pgflow.webhook_deliveries
-     set processed_at = v_now, result = v_result ->> 'result', response = v_result
+     set processed_at = v_now, result = v_result ->> 'result', response = v_result,
+         payload = case when exists (select 1 from pgflow.contacts ct
+                                      where ct.id = m.contact_id and ct.forgotten_at is not null)
+                        then '{"erased": true}' else payload end
    where id = v_delivery;
   return v_result || pg_catalog.jsonb_build_object('message_id', p_message_id);
 end;
@@ -278,8 +282,10 @@ $$;
 -- the agent's answer written by the engine). Twilio answers STOP, START and HELP itself
 -- (its OptOutType field, or one of its default keywords alone): that opt-out is recorded
 -- with source `carrier` and no second confirmation. A STOP from a number we never texted
--- is still recorded (no later import may text it). {result: recorded | duplicate |
--- invalid | unknown_number_ignored | ignored_opted_out, effect?, conversation_id?}.
+-- is still recorded (no later import may text it). A number forgotten on request arrives
+-- opted out (the contacts trigger): only START lifts it, on any line, answered or not.
+-- {result: recorded | duplicate | invalid | unknown_number_ignored | ignored_opted_out,
+-- effect?, conversation_id?}.
 create or replace function pgflow.record_twilio_inbound(p_payload jsonb, p_now timestamptz default null)
 returns jsonb
 language plpgsql
@@ -321,9 +327,13 @@ begin
   end if;
 
   select * into v_contact from pgflow.contacts where phone = v_lead for update;
+  -- a stranger's contact is made for a STOP, for a line that answers strangers, and for
+  -- START from a number forgotten before (its contact arrives opted out: START lifts it)
   if v_contact.id is null and (v_carrier = 'STOP' or v_intent = 'opt_out'
        or exists (select 1 from pgflow.sending_numbers n
-                   where n.number = v_line and n.inbound_agent_id is not null)) then
+                   where n.number = v_line and n.inbound_agent_id is not null)
+       or ((v_carrier = 'START' or v_intent = 'opt_in')
+           and (pgflow._suppression(v_lead)).phone_hash is not null)) then
     insert into pgflow.contacts (phone, created_at, updated_at)
     values (v_lead, v_now, v_now)
     on conflict (phone) do update set updated_at = excluded.updated_at
@@ -336,11 +346,15 @@ begin
     v_result := '{"result": "ignored_opted_out"}';
   else
     v_conversation := pgflow._inbound_conversation(v_contact.id, v_line, v_now);
-    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP
+    if v_conversation.id is null then  -- no agent anywhere: still honour a STOP or a START
       if v_carrier = 'STOP' or v_intent = 'opt_out' then
         perform pgflow.opt_out_contact(v_contact.id,
           case when v_carrier = 'STOP' then 'carrier' else 'keyword' end, null, v_text, v_now);
         v_result := '{"result": "recorded", "effect": "opt_out"}';
+      elsif v_contact.opted_out_at is not null then  -- START (others were ignored above)
+        perform pgflow.opt_in_contact(v_contact.id,
+          case when v_carrier = 'START' then 'carrier' else 'keyword' end, null, v_text, v_now);
+        v_result := '{"result": "recorded", "effect": "opt_in"}';
       else
         v_result := '{"result": "unknown_number_ignored"}';
       end if;
