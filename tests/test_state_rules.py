@@ -281,3 +281,14 @@ def test_simulate_an_applied_campaign_in_text(db_url: str, db: Conn) -> None:
     assert "Tue 2026-11-24 08:00" in said
     assert "Florida hours for marketing texts" in said
     assert rows(db, "select slug from pgflow.campaigns") == [("solar",)]
+
+
+def test_a_state_given_on_the_lead_form_applies_from_the_first_step(db: Conn) -> None:
+    """The lead webhook's state (a code or a name): a New York number that says Florida is
+    held at 20:30 by Florida's hours; one that says "Atlantis" gets the strictest."""
+    apply_campaign(db, **OPEN)
+    ingest(db, NEW_YORK, at("2026-11-24 01:30"), state="Florida")  # 20:30 in New York
+    assert enrollment(db, NEW_YORK) == (at("2026-11-24 13:00"), "state_window:FL")
+    ingest(db, "+13125550147", at("2026-11-23 14:30"), state="Atlantis")  # Chicago, 8:30
+    assert scalar(db, "select state from pgflow.contacts where phone = '+13125550147'") == "ZZ"
+    assert enrollment(db, "+13125550147") == (at("2026-11-23 15:00"), "state_window:ZZ")
