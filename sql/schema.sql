@@ -729,11 +729,7 @@ begin
            coalesce(mo.at, p_now + interval '1 day') as open_at,
            coalesce(mo.rule, 'no window in 8 days') as open_rule,
            least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
-           case when pgflow.rules_cap(cr.rules) <= c.daily_cap
-                then 'state_cap:' || (select pg_catalog.min(sr.state) from pgflow.state_rules sr
-                                       where sr.state = any (cr.rules)
-                                         and sr.max_per_24h = pgflow.rules_cap(cr.rules))
-                else 'campaign_cap' end as cap_rule
+           pgflow.cap_rule(cr.rules, c.daily_cap) as cap_rule
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
@@ -1252,8 +1248,6 @@ declare
   v_rules text[] := pgflow.contact_rules(p_contact.phone, p_contact.state);
   v_cap integer := pgflow.rules_cap(v_rules);
   v_recent timestamptz[];
-  v_capped timestamptz;
-  v_open record;
 begin
   if v_cap is not null then
     select pg_catalog.array_agg(coalesce(m.sent_at, m.updated_at)) into v_recent
@@ -1263,18 +1257,13 @@ begin
        and ((m.sent_at > p_now - interval '24 hours' and m.delivery_status <> 'failed')
             or m.delivery_status = 'sending');
   end if;
-  v_capped := pgflow.cap_open(v_cap, coalesce(v_recent, '{}'), p_now);
-  select o.at, o.rule into v_open
-    from pgflow.marketing_open(
+  select s.at, s.rule into at, rule
+    from pgflow.marketing_slot(
       coalesce(p_contact.timezone, p_campaign.timezone, 'America/New_York'), v_rules,
       coalesce(p_campaign.window_start, time '09:00'), coalesce(p_campaign.window_end, time '20:00'),
-      coalesce(p_campaign.window_days, '{1,2,3,4,5,6}'), v_capped) o;
-  at := coalesce(v_open.at, p_now + interval '1 day');
-  rule := case when v_open.rule is not null and v_open.at > v_capped then v_open.rule
-               when v_capped > p_now then
-                 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
-               else v_open.rule end;
+      coalesce(p_campaign.window_days, '{1,2,3,4,5,6}'), v_cap, pgflow.cap_rule(v_rules, null),
+      v_recent, p_now) s;
+  at := coalesce(at, p_now + interval '1 day');
 end;
 $$;
 CREATE FUNCTION pgflow._needs_person(p_conversation pgflow.conversations, p_contact pgflow.contacts) RETURNS boolean
@@ -2185,6 +2174,17 @@ CREATE FUNCTION pgflow.cap_open(p_cap integer, p_recent timestamp with time zone
         from (select t from pg_catalog.unnest(p_recent) t
                where t > p_at - interval '24 hours' and t <= p_at
                order by t desc offset p_cap - 1 limit 1) kth), p_at)) end
+$$;
+CREATE FUNCTION pgflow.cap_rule(p_rules text[], p_campaign_cap integer) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case
+    when pgflow.rules_cap(p_rules) <= coalesce(p_campaign_cap, pgflow.rules_cap(p_rules))
+      then 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
+                             where r.state = any (p_rules)
+                               and r.max_per_24h = pgflow.rules_cap(p_rules))
+    when p_campaign_cap is not null then 'campaign_cap' end
 $$;
 CREATE FUNCTION pgflow.carrier_error_class(p_code integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -3805,6 +3805,23 @@ begin
   at := null;
 end;
 $$;
+CREATE FUNCTION pgflow.marketing_slot(p_tz text, p_rules text[], p_start time without time zone, p_end time without time zone, p_days smallint[], p_cap integer, p_cap_rule text, p_recent timestamp with time zone[], p_at timestamp with time zone, OUT at timestamp with time zone, OUT rule text) RETURNS record
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_capped timestamptz := pgflow.cap_open(p_cap, coalesce(p_recent, '{}'), p_at);
+  v_open record;
+begin
+  select o.at, o.rule into v_open
+    from pgflow.marketing_open(p_tz, p_rules, p_start, p_end, p_days, v_capped) o;
+  at := v_open.at;
+  rule := case when v_open.at is null then 'no window in 8 days'
+               when v_open.rule is not null and v_open.at > v_capped then v_open.rule
+               when v_capped > p_at then p_cap_rule
+               else v_open.rule end;
+end;
+$$;
 CREATE FUNCTION pgflow.next_window_open(p_tz text, p_start time without time zone, p_end time without time zone, p_days smallint[], p_now timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO ''
@@ -5238,8 +5255,6 @@ declare
   v_due timestamptz;
   v_at timestamptz;
   v_rule text;
-  v_open record;
-  v_capped timestamptz;
   v_steps jsonb;
   v_out jsonb := '[]';
   s record;
@@ -5264,21 +5279,10 @@ begin
     loop
       v_due := v_due + s.delay;
       exit when v_due > v_now + p_days * interval '1 day';
-      v_capped := pgflow.cap_open(v_cap, v_sent, v_due);
-      select o.at, o.rule into v_open
-        from pgflow.marketing_open(v_tz, v_rules, v_campaign.window_start,
-                                   v_campaign.window_end, v_campaign.window_days, v_capped) o;
-      v_at := v_open.at;
-      v_rule := case when v_open.at is null then 'no window in 8 days'
-                     when v_open.rule is not null and v_open.at > v_capped then v_open.rule
-                     when v_capped > v_due then
-                       case when v_cap = v_campaign.daily_cap
-                                 and v_cap < coalesce(pgflow.rules_cap(v_rules), v_cap + 1)
-                            then 'campaign_cap'
-                            else 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
-                       end
-                     else v_open.rule end;
+      select o.at, o.rule into v_at, v_rule
+        from pgflow.marketing_slot(v_tz, v_rules, v_campaign.window_start,
+               v_campaign.window_end, v_campaign.window_days, v_cap,
+               pgflow.cap_rule(v_rules, v_campaign.daily_cap), v_sent, v_due) o;
       v_steps := v_steps || pg_catalog.jsonb_build_object(
         'step', s.position, 'due_at', v_due, 'send_at', v_at,
         'local', pg_catalog.to_char(v_at at time zone v_tz, 'Dy YYYY-MM-DD HH24:MI'),

@@ -16,14 +16,18 @@ from typing import Any
 
 from pgflow.jobs.context import JobContext
 from pgflow.transport import TransportError
-from pgflow.transport.twilio import TwilioClient, TwilioError, TwilioMessage
+from pgflow.transport.twilio import (
+    MAX_VALIDITY_SECONDS,
+    TwilioClient,
+    TwilioError,
+    TwilioMessage,
+)
 
 NOT_CONFIGURED = (
     "the campaign's transport is twilio but this worker has no Twilio account: set "
     "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PGFLOW_PUBLIC_URL, restart the worker, "
     "then requeue the dead letters"
 )
-MAX_VALIDITY_SECONDS = 36_000
 
 
 def _client(ctx: JobContext) -> TwilioClient:

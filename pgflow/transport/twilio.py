@@ -38,6 +38,7 @@ from pgflow.transport.base import TransportError, json_object, parse_retry_after
 __all__ = [
     "DEFAULT_BASE_URL",
     "INBOUND_PATH",
+    "MAX_VALIDITY_SECONDS",
     "TwilioClient",
     "TwilioError",
     "TwilioMessage",

@@ -42,6 +42,21 @@ as $$
   select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r where r.state = any (p_rules)
 $$;
 
+-- Which cap holds a lead back when p_campaign_cap (the campaign's daily cap; null: none
+-- counted) and the rules' caps both apply: 'campaign_cap' when the campaign's is the
+-- smaller, else 'state_cap:XX' (the first rule with the smallest cap); null with no cap.
+create or replace function pgflow.cap_rule(p_rules text[], p_campaign_cap integer) returns text
+language sql stable parallel safe
+set search_path = ''
+as $$
+  select case
+    when pgflow.rules_cap(p_rules) <= coalesce(p_campaign_cap, pgflow.rules_cap(p_rules))
+      then 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
+                             where r.state = any (p_rules)
+                               and r.max_per_24h = pgflow.rules_cap(p_rules))
+    when p_campaign_cap is not null then 'campaign_cap' end
+$$;
+
 -- The first instant at or after p_at inside the campaign's window AND the hours of every
 -- rule (the stricter wins), in the lead's zone p_tz, on a day all of them allow. rule says
 -- what held it back (null: p_at itself is allowed): campaign_window, state_window:XX (a
@@ -133,12 +148,39 @@ as $$
                order by t desc offset p_cap - 1 limit 1) kth), p_at)) end
 $$;
 
+-- The first instant at or after p_at when one more marketing text may go to a lead: under
+-- p_cap per rolling 24 h (given when its recent ones went, p_recent; p_cap_rule names that
+-- cap), then inside the window and the rules' hours (pgflow.marketing_open). rule: what
+-- held it back (null: p_at itself), the window's rule when the hours moved it furthest,
+-- else the cap's. `at` null when no window opens in 8 days. The claim and the dry run
+-- both ask this.
+create or replace function pgflow.marketing_slot(
+  p_tz text, p_rules text[], p_start time, p_end time, p_days smallint[],
+  p_cap integer, p_cap_rule text, p_recent timestamptz[], p_at timestamptz,
+  out at timestamptz, out rule text
+)
+language plpgsql stable parallel safe
+set search_path = ''
+as $$
+declare
+  v_capped timestamptz := pgflow.cap_open(p_cap, coalesce(p_recent, '{}'), p_at);
+  v_open record;
+begin
+  select o.at, o.rule into v_open
+    from pgflow.marketing_open(p_tz, p_rules, p_start, p_end, p_days, v_capped) o;
+  at := v_open.at;
+  rule := case when v_open.at is null then 'no window in 8 days'
+               when v_open.rule is not null and v_open.at > v_capped then v_open.rule
+               when v_capped > p_at then p_cap_rule
+               else v_open.rule end;
+end;
+$$;
+
 -- When the claim may send one marketing text (a drip step; a person's first text to a
--- lead who never wrote) to this contact: the campaign's window and the rules' hours, and
--- the rules' cap per 24 h counted over the lead's campaign texts sent (or being sent)
--- in the last day. {at, rule}: rule null when now is allowed; state_cap:XX when the cap
--- holds it back. The caller holds the contact's row locked (two claims cannot both pass
--- the cap).
+-- lead who never wrote) to this contact (pgflow.marketing_slot): the campaign's window and
+-- the rules' hours, and the rules' cap per 24 h counted over the lead's campaign texts sent
+-- (or being sent) in the last day. The caller holds the contact's row locked (two claims
+-- cannot both pass the cap); no window in 8 days waits a day.
 create or replace function pgflow._marketing_slot(
   p_contact pgflow.contacts, p_campaign pgflow.campaigns, p_now timestamptz,
   out at timestamptz, out rule text
@@ -150,8 +192,6 @@ declare
   v_rules text[] := pgflow.contact_rules(p_contact.phone, p_contact.state);
   v_cap integer := pgflow.rules_cap(v_rules);
   v_recent timestamptz[];
-  v_capped timestamptz;
-  v_open record;
 begin
   if v_cap is not null then
     select pg_catalog.array_agg(coalesce(m.sent_at, m.updated_at)) into v_recent
@@ -161,18 +201,13 @@ begin
        and ((m.sent_at > p_now - interval '24 hours' and m.delivery_status <> 'failed')
             or m.delivery_status = 'sending');
   end if;
-  v_capped := pgflow.cap_open(v_cap, coalesce(v_recent, '{}'), p_now);
-  select o.at, o.rule into v_open
-    from pgflow.marketing_open(
+  select s.at, s.rule into at, rule
+    from pgflow.marketing_slot(
       coalesce(p_contact.timezone, p_campaign.timezone, 'America/New_York'), v_rules,
       coalesce(p_campaign.window_start, time '09:00'), coalesce(p_campaign.window_end, time '20:00'),
-      coalesce(p_campaign.window_days, '{1,2,3,4,5,6}'), v_capped) o;
-  at := coalesce(v_open.at, p_now + interval '1 day');
-  rule := case when v_open.rule is not null and v_open.at > v_capped then v_open.rule
-               when v_capped > p_now then
-                 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
-               else v_open.rule end;
+      coalesce(p_campaign.window_days, '{1,2,3,4,5,6}'), v_cap, pgflow.cap_rule(v_rules, null),
+      v_recent, p_now) s;
+  at := coalesce(at, p_now + interval '1 day');
 end;
 $$;
 
@@ -240,8 +275,6 @@ declare
   v_due timestamptz;
   v_at timestamptz;
   v_rule text;
-  v_open record;
-  v_capped timestamptz;
   v_steps jsonb;
   v_out jsonb := '[]';
   s record;
@@ -266,21 +299,10 @@ begin
     loop
       v_due := v_due + s.delay;
       exit when v_due > v_now + p_days * interval '1 day';
-      v_capped := pgflow.cap_open(v_cap, v_sent, v_due);
-      select o.at, o.rule into v_open
-        from pgflow.marketing_open(v_tz, v_rules, v_campaign.window_start,
-                                   v_campaign.window_end, v_campaign.window_days, v_capped) o;
-      v_at := v_open.at;
-      v_rule := case when v_open.at is null then 'no window in 8 days'
-                     when v_open.rule is not null and v_open.at > v_capped then v_open.rule
-                     when v_capped > v_due then
-                       case when v_cap = v_campaign.daily_cap
-                                 and v_cap < coalesce(pgflow.rules_cap(v_rules), v_cap + 1)
-                            then 'campaign_cap'
-                            else 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                                                   where r.state = any (v_rules) and r.max_per_24h = v_cap)
-                       end
-                     else v_open.rule end;
+      select o.at, o.rule into v_at, v_rule
+        from pgflow.marketing_slot(v_tz, v_rules, v_campaign.window_start,
+               v_campaign.window_end, v_campaign.window_days, v_cap,
+               pgflow.cap_rule(v_rules, v_campaign.daily_cap), v_sent, v_due) o;
       v_steps := v_steps || pg_catalog.jsonb_build_object(
         'step', s.position, 'due_at', v_due, 'send_at', v_at,
         'local', pg_catalog.to_char(v_at at time zone v_tz, 'Dy YYYY-MM-DD HH24:MI'),

@@ -233,11 +233,7 @@ begin
            coalesce(mo.at, p_now + interval '1 day') as open_at,
            coalesce(mo.rule, 'no window in 8 days') as open_rule,
            least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
-           case when pgflow.rules_cap(cr.rules) <= c.daily_cap
-                then 'state_cap:' || (select pg_catalog.min(sr.state) from pgflow.state_rules sr
-                                       where sr.state = any (cr.rules)
-                                         and sr.max_per_24h = pgflow.rules_cap(cr.rules))
-                else 'campaign_cap' end as cap_rule
+           pgflow.cap_rule(cr.rules, c.daily_cap) as cap_rule
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
