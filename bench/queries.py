@@ -124,15 +124,8 @@ def enroll_due_or_later(campaign: int, due: int) -> db.Call[None]:
 
 
 def set_transition_log(enabled: bool) -> db.Call[None]:
-    """Enable or disable the trigger that writes each enrollment's transition to events."""
-    action = sql.SQL("enable" if enabled else "disable")
-    return _call(
-        sql.SQL("alter table pgflow.enrollments {} trigger enrollments_log_transition").format(
-            action
-        ),
-        None,
-        _nothing,
-    )
+    """Enable or disable the triggers that write each enrollment's transition to events."""
+    return set_transition_log_of("enrollments", enabled)
 
 
 def only_campaign_id() -> db.Call[int]:
@@ -804,12 +797,15 @@ def insert_inbox_conversations(campaigns: list[int], now: dt.datetime) -> db.Cal
 
 
 def set_transition_log_of(table: str, enabled: bool) -> db.Call[None]:
-    """Enable or disable the trigger that writes each transition of pgflow.<table> to events."""
+    """Enable or disable the triggers that write each transition of pgflow.<table> to events
+    (new rows: <table>_log_insert; status changes: <table>_log_transition)."""
+    action = sql.SQL("enable" if enabled else "disable")
     return _call(
-        sql.SQL("alter table {} {} trigger {}").format(
-            sql.Identifier("pgflow", table),
-            sql.SQL("enable" if enabled else "disable"),
-            sql.Identifier(f"{table}_log_transition"),
+        sql.SQL("alter table {table} {action} trigger {insert}, {action} trigger {change}").format(
+            table=sql.Identifier("pgflow", table),
+            action=action,
+            insert=sql.Identifier(f"{table}_log_insert"),
+            change=sql.Identifier(f"{table}_log_transition"),
         ),
         None,
         _nothing,

@@ -47,6 +47,7 @@ from pgflow.jobs.check_receipt import check_receipt
 from pgflow.jobs.classify_outcome import classify_outcome
 from pgflow.jobs.context import JobContext
 from pgflow.jobs.deliver_alert import deliver_alert
+from pgflow.jobs.dispatch import dispatch_steps
 from pgflow.jobs.end_chat import end_chat
 from pgflow.jobs.judge_opt_out import judge_opt_out
 from pgflow.jobs.send_sms import send_sms
@@ -214,6 +215,7 @@ class Worker:
             options.retry_base_seconds,
             agent=agent.create(settings),
             twilio=twilio,
+            stopping=self.stopping,
         )
         beat = asyncio.create_task(self._heartbeats(pool))
         logs.event(
@@ -351,6 +353,7 @@ def _register(
         "judge_opt_out": lambda job: judge_opt_out(ctx, job_id(job), job.attempts),
         "classify_outcome": lambda job: classify_outcome(ctx, job_id(job), job.attempts),
         "check_receipt": lambda job: check_receipt(ctx, job_id(job), job.attempts),
+        "dispatch_steps": lambda job: dispatch_steps(ctx, job_id(job)),
     }
     for name, run in jobs.items():
         qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))

@@ -722,31 +722,48 @@ begin
   with due as materialized (
     select e.id, e.contact_id, e.campaign_id, e.next_step, e.next_message_at,
            c.status as campaign_status, c.daily_cap,
+           coalesce(ct.timezone, c.timezone) as tz,
+           -- all contact_rules reads of a number: is it +1, and its area code
+           pg_catalog.left(ct.phone, 5) as prefix, coalesce(ct.state, '') as state,
            case when ct.opted_out_at is not null then 'opted_out'
                 when c.status <> 'active' then 'held'
-                when s.position is null then 'no_step' end as rare,
-           -- the campaign's window and the state rules' hours (pgflow.marketing_open)
-           coalesce(mo.at, p_now + interval '1 day') as open_at,
-           coalesce(mo.rule, 'no window in 8 days') as open_rule,
-           least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
-           pgflow.cap_rule(cr.rules, c.daily_cap) as cap_rule
+                when s.position is null then 'no_step' end as rare
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
-      cross join lateral pgflow.contact_rules(ct.phone, ct.state) as cr(rules)
-      cross join lateral pgflow.marketing_open(coalesce(ct.timezone, c.timezone), cr.rules,
-        c.window_start, c.window_end, c.window_days, p_now) as mo
       left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
                                        and s.position = e.next_step
      where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
      order by e.next_message_at, e.id
        for update of e skip locked
+  ), ruled as materialized (
+    -- the rules once per area code and state in the batch, not once per lead
+    select k.prefix, k.state, pgflow.contact_rules(k.prefix, nullif(k.state, '')) as rules
+      from (select distinct d.prefix, d.state from due d) k
+  ), slots as materialized (
+    -- the campaign's window and the state rules' hours (pgflow.marketing_open), and the
+    -- cap, once per campaign, zone and rule set
+    select g.campaign_id, g.tz, g.rules,
+           coalesce(mo.at, p_now + interval '1 day') as open_at,
+           coalesce(mo.rule, 'no window in 8 days') as open_rule,
+           least(c.daily_cap, pgflow.rules_cap(g.rules)) as cap,
+           pgflow.cap_rule(g.rules, c.daily_cap) as cap_rule
+      from (select distinct d.campaign_id, d.tz, ru.rules
+              from due d join ruled ru on ru.prefix = d.prefix and ru.state = d.state) g
+      join pgflow.campaigns c on c.id = g.campaign_id
+      cross join lateral pgflow.marketing_open(g.tz, g.rules, c.window_start, c.window_end,
+        c.window_days, p_now) as mo
+  ), planned as (
+    select d.*, sl.open_at, sl.open_rule, sl.cap, sl.cap_rule
+      from due d
+      join ruled ru on ru.prefix = d.prefix and ru.state = d.state
+      join slots sl on sl.campaign_id = d.campaign_id and sl.tz = d.tz and sl.rules = ru.rules
   ), lined as (
     -- the contact's live conversation of this drip (on its line even when the number has
     -- left the pool since) or on a line of the campaign's pool; a replied one first
     select d.*, coalesce(d.rare, case when live.status = 'engaged' then 'engaged' end) as fate,
            live.from_number as live_from
-      from due d
+      from planned d
       left join lateral (
         select cv.status, cv.from_number from pgflow.conversations cv
          where cv.contact_id = d.contact_id and cv.status <> 'ended'
@@ -864,7 +881,7 @@ begin
       (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
        delivery_status, segments, encoding, dedupe_key, created_at, updated_at)
     select cv.id, e.contact_id, e.id, 'outbound', 'campaign', b.body, s.position, 'queued',
-           pgflow.sms_segments(b.body), pgflow.sms_encoding(b.body),
+           pgflow._segments(b.body, en.encoding), en.encoding,
            'step:' || e.id || ':' || s.position, p_now, p_now
       from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                          until, from_number, next_position,
@@ -876,8 +893,10 @@ begin
       join pgflow.campaign_steps s on s.campaign_id = e.campaign_id and s.position = e.next_step
       join pgflow.conversations cv on cv.contact_id = e.contact_id
                                   and cv.from_number = p.from_number and cv.status <> 'ended'
+      -- once per row (offset 0: not inlined into each use)
       cross join lateral (select pgflow.render_template(s.body, pgflow._template_values(ct),
-                                                        c.fallbacks) as body) b
+                                                        c.fallbacks) as body offset 0) b
+      cross join lateral (select pgflow.sms_encoding(b.body) as encoding offset 0) en
      where p.decision = 'send'
      order by p.ord
     on conflict (dedupe_key) do nothing
@@ -1211,6 +1230,32 @@ begin
        and status <> 'ended';
   end if;
   return v_row;
+end;
+$$;
+CREATE FUNCTION pgflow._log_inserts() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_reason text := nullif(pg_catalog.current_setting('pgflow.reason', true), '');
+begin
+  if tg_table_name = 'messages' then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), 'message', n.id, null, n.delivery_status,
+           v_reason
+      from new_rows n order by n.id;
+  elsif tg_table_name = 'conversations' then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), 'conversation', n.id, null, n.status,
+           v_reason
+      from new_rows n order by n.id;
+  else
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), pg_catalog.rtrim(tg_table_name, 's'), n.id,
+           null, n.status, v_reason
+      from new_rows n order by n.id;
+  end if;
+  return null;
 end;
 $$;
 CREATE FUNCTION pgflow._log_transition() RETURNS trigger
@@ -1635,6 +1680,26 @@ begin
   end loop;
   return v_count;
 end;
+$$;
+CREATE FUNCTION pgflow._segments(p_body text, p_encoding text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case when units <= single then 1 else ceil(units / part)::integer end
+  from (
+    select case
+      when p_encoding = 'gsm7' then
+        -- extension characters take two septets
+        pg_catalog.length(p_body)
+          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
+      else
+        -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
+        pg_catalog.length(p_body)
+          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
+      end as units,
+      case when p_encoding = 'gsm7' then 160 else 70 end as single,
+      case when p_encoding = 'gsm7' then 153.0 else 67.0 end as part
+  ) x
 $$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
@@ -2672,6 +2737,45 @@ begin
     left join pgflow.messages m on m.id = want.id;
   return v_results;
 end;
+$$;
+CREATE FUNCTION pgflow.dispatch_due(p_lane integer DEFAULT NULL::integer, p_batch integer DEFAULT 1000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_lanes integer := pgflow.dispatch_lanes();
+  v_ids bigint[];
+  v_started timestamptz := pg_catalog.clock_timestamp();
+begin
+  if p_lane is not null and (p_lane < 0 or p_lane >= v_lanes) then
+    return pg_catalog.jsonb_build_object('sent', 0, 'more', false, 'lane', p_lane,
+      'reason', 'no such lane (pgflow.dispatch_lanes is ' || v_lanes || ')');
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  select pg_catalog.array_agg(id) into v_ids from (
+    select e.id from pgflow.enrollments e
+     where e.status = 'active' and e.next_message_at <= v_now
+       and (p_lane is null or e.contact_id % v_lanes = p_lane)
+     order by e.next_message_at
+     limit p_batch
+       for update skip locked
+  ) due;
+  if v_ids is null then
+    return pg_catalog.jsonb_build_object('sent', 0, 'more', false, 'lane', p_lane);
+  end if;
+  return pgflow._dispatch_steps(v_ids, v_now) || pg_catalog.jsonb_build_object(
+    'more', pg_catalog.cardinality(v_ids) >= p_batch, 'lane', p_lane,
+    'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
+end;
+$$;
+CREATE FUNCTION pgflow.dispatch_lanes() RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select greatest(1, least(64, coalesce(
+    nullif(pg_catalog.current_setting('pgflow.dispatch_lanes', true), '')::integer, 2)))
 $$;
 CREATE FUNCTION pgflow.end_console_session(p_token_hash bytea, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5312,21 +5416,7 @@ CREATE FUNCTION pgflow.sms_segments(p_body text) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select case
-    when pgflow.sms_encoding(p_body) = 'gsm7' then
-      case when units <= 160 then 1 else ceil(units / 153.0)::integer end
-    else
-      -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two.
-      case when u16 <= 70 then 1 else ceil(u16 / 67.0)::integer end
-  end
-  from (
-    select pg_catalog.length(p_body)
-             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
-             as units,
-           pg_catalog.length(p_body)
-             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
-             as u16
-  ) x
+  select pgflow._segments(p_body, pgflow.sms_encoding(p_body))
 $$;
 CREATE FUNCTION pgflow.stop_enrollment(p_id bigint, p_reason text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5389,11 +5479,9 @@ CREATE FUNCTION pgflow.tick(p_now timestamp with time zone DEFAULT NULL::timesta
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   v_started timestamptz := pg_catalog.clock_timestamp();
-  v_ids bigint[];
   v_batch jsonb;
   v_totals jsonb := '{"sent": 0, "deferred_window": 0, "deferred_cap": 0, "completed": 0,
                       "held": 0, "stopped": 0}'::jsonb;
-  v_key text;
   v_no_response integer := 0;
   v_conversation bigint;
   v_batches integer := 0;
@@ -5402,31 +5490,26 @@ declare
   v_alerts jsonb;
   v_orphans integer;
   v_receipts integer;
+  v_lanes integer := 0;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
   end if;
   perform pg_catalog.set_config('statement_timeout', '55s', true);
   perform pg_catalog.set_config('lock_timeout', '5s', true);
-  loop
-    select pg_catalog.array_agg(id) into v_ids from (
-      select e.id from pgflow.enrollments e
-       where e.status = 'active' and e.next_message_at <= v_now
-       order by e.next_message_at
-       limit p_batch
-         for update skip locked
-    ) due;
-    exit when v_ids is null;
-    v_batches := v_batches + 1;
-    v_batch := pgflow._dispatch_steps(v_ids, v_now);
-    for v_key in select pg_catalog.jsonb_object_keys(v_batch) loop
-      v_totals := pg_catalog.jsonb_set(v_totals, array[v_key],
-        pg_catalog.to_jsonb((v_totals ->> v_key)::integer + (v_batch ->> v_key)::integer));
-    end loop;
-    exit when pg_catalog.cardinality(v_ids) < p_batch
-           or v_batches >= 20
-           or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
-  end loop;
+  -- One batch here; a full one hands the rest to the dispatch_steps jobs (one per lane,
+  -- run by the workers, a transaction per batch), so a backlog goes out as fast as the
+  -- database dispatches it, with no count per minute of our own.
+  v_batch := pgflow.dispatch_due(null, p_batch, v_now);
+  if v_batch ? 'ms' then  -- a batch was dispatched
+    v_batches := 1;
+    v_totals := v_batch - 'more' - 'lane' - 'ms';
+  end if;
+  if (v_batch ->> 'more')::boolean then
+    v_lanes := pgflow._enqueue('dispatch_steps',
+      (select pg_catalog.array_agg(l) from pg_catalog.generate_series(0, pgflow.dispatch_lanes() - 1) l),
+      5);
+  end if;
   -- No reply by the deadline after the last step: no_response by rule, unless a person
   -- holds the lead (theirs to settle: no rule ends a conversation under them).
   for v_conversation in
@@ -5474,6 +5557,7 @@ begin
   end if;
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
+    'dispatch_jobs', v_lanes,
     'requeued', v_orphans, 'receipt_checks', v_receipts, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
@@ -6286,9 +6370,12 @@ CREATE INDEX workers_last_seen_at_idx ON pgflow.workers USING btree (last_seen_a
 CREATE TRIGGER campaigns_pool_from_number AFTER INSERT OR UPDATE OF from_number ON pgflow.campaigns FOR EACH ROW EXECUTE FUNCTION pgflow._pool_from_number();
 CREATE TRIGGER contacts_suppress_forgotten_after AFTER INSERT ON pgflow.contacts FOR EACH ROW EXECUTE FUNCTION pgflow._contact_suppression();
 CREATE TRIGGER contacts_suppress_forgotten_before BEFORE INSERT ON pgflow.contacts FOR EACH ROW EXECUTE FUNCTION pgflow._contact_suppression();
-CREATE TRIGGER conversations_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
-CREATE TRIGGER enrollments_log_transition AFTER INSERT OR UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
-CREATE TRIGGER messages_log_transition AFTER INSERT OR UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
+CREATE TRIGGER conversations_log_insert AFTER INSERT ON pgflow.conversations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgflow._log_inserts();
+CREATE TRIGGER conversations_log_transition AFTER UPDATE OF status ON pgflow.conversations FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
+CREATE TRIGGER enrollments_log_insert AFTER INSERT ON pgflow.enrollments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgflow._log_inserts();
+CREATE TRIGGER enrollments_log_transition AFTER UPDATE OF status ON pgflow.enrollments FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
+CREATE TRIGGER messages_log_insert AFTER INSERT ON pgflow.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgflow._log_inserts();
+CREATE TRIGGER messages_log_transition AFTER UPDATE OF delivery_status ON pgflow.messages FOR EACH ROW EXECUTE FUNCTION pgflow._log_transition();
 CREATE TRIGGER tg_pgqueuer_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pgflow.pgqueuer FOR EACH STATEMENT EXECUTE FUNCTION pgflow.fn_pgqueuer_changed();
 ALTER TABLE ONLY pgflow.audit_log
     ADD CONSTRAINT audit_log_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES pgflow.contacts(id) ON DELETE SET NULL;

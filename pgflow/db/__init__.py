@@ -51,6 +51,7 @@ from pgflow.db.core import (
     mapped_errors,
 )
 from pgflow.db.drip import (
+    dispatch_due,
     end_conversation,
     engage_conversation,
     pause_enrollment,
@@ -153,6 +154,7 @@ __all__ = [
     "dead_letters",
     "deferrals",
     "discard_dead_letters",
+    "dispatch_due",
     "end_console_session",
     "end_conversation",
     "engage_conversation",

@@ -10,6 +10,11 @@ def tick(now: Now = None, batch: int = 1000) -> Call[Row]:
     return json_call("tick", now, batch)
 
 
+def dispatch_due(lane: int | None, batch: int = 1000, now: Now = None) -> Call[Row]:
+    """pgflow.dispatch_due(): one batch of a lane's due steps; counts and `more`."""
+    return json_call("dispatch_due", lane, batch, now)
+
+
 def pause_enrollment(enrollment_id: int, reason: str | None = None, now: Now = None) -> Call[None]:
     return void_call("pause_enrollment", enrollment_id, reason, now)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -32,6 +33,8 @@ class JobContext:
     twilio: TwilioClient | None = None
     clock: Clock = lambda: None  # None: the database's now()
     max_job_attempts: int = 5  # agent and chat jobs give up after this many tries
+    # set when the worker drains: a long job (a dispatch lane) ends between its batches
+    stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     # the send jobs that start together claim in one call; results close together are
     # recorded in one (a window of a few ms gathers them)
     record_window_seconds: float = 0.002

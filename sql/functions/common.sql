@@ -92,6 +92,36 @@ begin
 end;
 $$;
 
+-- The same for the rows one INSERT made (a statement-level trigger over its transition
+-- table new_rows): one insert into pgflow.events per statement, in the order of the ids,
+-- rather than one per row. Updates keep the row trigger above.
+create or replace function pgflow._log_inserts() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_reason text := nullif(pg_catalog.current_setting('pgflow.reason', true), '');
+begin
+  if tg_table_name = 'messages' then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), 'message', n.id, null, n.delivery_status,
+           v_reason
+      from new_rows n order by n.id;
+  elsif tg_table_name = 'conversations' then
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), 'conversation', n.id, null, n.status,
+           v_reason
+      from new_rows n order by n.id;
+  else
+    insert into pgflow.events (occurred_at, entity, entity_id, from_status, to_status, reason)
+    select coalesce(n.updated_at, pg_catalog.now()), pg_catalog.rtrim(tg_table_name, 's'), n.id,
+           null, n.status, v_reason
+      from new_rows n order by n.id;
+  end if;
+  return null;
+end;
+$$;
+
 -- Enqueue one pgqueuer job per id in ONE statement (its trigger NOTIFYs once).
 -- The dedupe key guards against a second active job; our own unique keys guard the rest.
 create or replace function pgflow._enqueue(p_entrypoint text, p_ids bigint[], p_priority integer default 0)

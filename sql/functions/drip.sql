@@ -115,25 +115,35 @@ as $$
   end
 $$;
 
+-- The segments of p_body in p_encoding (pgflow.sms_encoding's answer for it): for a caller
+-- that has the encoding already.
+create or replace function pgflow._segments(p_body text, p_encoding text) returns integer
+language sql immutable parallel safe
+set search_path = ''
+as $$
+  select case when units <= single then 1 else ceil(units / part)::integer end
+  from (
+    select case
+      when p_encoding = 'gsm7' then
+        -- extension characters take two septets
+        pg_catalog.length(p_body)
+          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
+      else
+        -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
+        pg_catalog.length(p_body)
+          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
+      end as units,
+      case when p_encoding = 'gsm7' then 160 else 70 end as single,
+      case when p_encoding = 'gsm7' then 153.0 else 67.0 end as part
+  ) x
+$$;
+
+-- The segments p_body takes.
 create or replace function pgflow.sms_segments(p_body text) returns integer
 language sql immutable parallel safe
 set search_path = ''
 as $$
-  select case
-    when pgflow.sms_encoding(p_body) = 'gsm7' then
-      case when units <= 160 then 1 else ceil(units / 153.0)::integer end
-    else
-      -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two.
-      case when u16 <= 70 then 1 else ceil(u16 / 67.0)::integer end
-  end
-  from (
-    select pg_catalog.length(p_body)
-             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
-             as units,
-           pg_catalog.length(p_body)
-             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
-             as u16
-  ) x
+  select pgflow._segments(p_body, pgflow.sms_encoding(p_body))
 $$;
 
 -- The values a step template may use: contact fields over the contact's attributes.
@@ -226,31 +236,48 @@ begin
   with due as materialized (
     select e.id, e.contact_id, e.campaign_id, e.next_step, e.next_message_at,
            c.status as campaign_status, c.daily_cap,
+           coalesce(ct.timezone, c.timezone) as tz,
+           -- all contact_rules reads of a number: is it +1, and its area code
+           pg_catalog.left(ct.phone, 5) as prefix, coalesce(ct.state, '') as state,
            case when ct.opted_out_at is not null then 'opted_out'
                 when c.status <> 'active' then 'held'
-                when s.position is null then 'no_step' end as rare,
-           -- the campaign's window and the state rules' hours (pgflow.marketing_open)
-           coalesce(mo.at, p_now + interval '1 day') as open_at,
-           coalesce(mo.rule, 'no window in 8 days') as open_rule,
-           least(c.daily_cap, pgflow.rules_cap(cr.rules)) as cap,
-           pgflow.cap_rule(cr.rules, c.daily_cap) as cap_rule
+                when s.position is null then 'no_step' end as rare
       from pgflow.enrollments e
       join pgflow.campaigns c on c.id = e.campaign_id
       join pgflow.contacts ct on ct.id = e.contact_id
-      cross join lateral pgflow.contact_rules(ct.phone, ct.state) as cr(rules)
-      cross join lateral pgflow.marketing_open(coalesce(ct.timezone, c.timezone), cr.rules,
-        c.window_start, c.window_end, c.window_days, p_now) as mo
       left join pgflow.campaign_steps s on s.campaign_id = e.campaign_id
                                        and s.position = e.next_step
      where e.id = any (p_ids) and e.status = 'active' and e.next_message_at <= p_now
      order by e.next_message_at, e.id
        for update of e skip locked
+  ), ruled as materialized (
+    -- the rules once per area code and state in the batch, not once per lead
+    select k.prefix, k.state, pgflow.contact_rules(k.prefix, nullif(k.state, '')) as rules
+      from (select distinct d.prefix, d.state from due d) k
+  ), slots as materialized (
+    -- the campaign's window and the state rules' hours (pgflow.marketing_open), and the
+    -- cap, once per campaign, zone and rule set
+    select g.campaign_id, g.tz, g.rules,
+           coalesce(mo.at, p_now + interval '1 day') as open_at,
+           coalesce(mo.rule, 'no window in 8 days') as open_rule,
+           least(c.daily_cap, pgflow.rules_cap(g.rules)) as cap,
+           pgflow.cap_rule(g.rules, c.daily_cap) as cap_rule
+      from (select distinct d.campaign_id, d.tz, ru.rules
+              from due d join ruled ru on ru.prefix = d.prefix and ru.state = d.state) g
+      join pgflow.campaigns c on c.id = g.campaign_id
+      cross join lateral pgflow.marketing_open(g.tz, g.rules, c.window_start, c.window_end,
+        c.window_days, p_now) as mo
+  ), planned as (
+    select d.*, sl.open_at, sl.open_rule, sl.cap, sl.cap_rule
+      from due d
+      join ruled ru on ru.prefix = d.prefix and ru.state = d.state
+      join slots sl on sl.campaign_id = d.campaign_id and sl.tz = d.tz and sl.rules = ru.rules
   ), lined as (
     -- the contact's live conversation of this drip (on its line even when the number has
     -- left the pool since) or on a line of the campaign's pool; a replied one first
     select d.*, coalesce(d.rare, case when live.status = 'engaged' then 'engaged' end) as fate,
            live.from_number as live_from
-      from due d
+      from planned d
       left join lateral (
         select cv.status, cv.from_number from pgflow.conversations cv
          where cv.contact_id = d.contact_id and cv.status <> 'ended'
@@ -373,7 +400,7 @@ begin
       (conversation_id, contact_id, enrollment_id, direction, kind, body, step_position,
        delivery_status, segments, encoding, dedupe_key, created_at, updated_at)
     select cv.id, e.contact_id, e.id, 'outbound', 'campaign', b.body, s.position, 'queued',
-           pgflow.sms_segments(b.body), pgflow.sms_encoding(b.body),
+           pgflow._segments(b.body, en.encoding), en.encoding,
            'step:' || e.id || ':' || s.position, p_now, p_now
       from pg_catalog.unnest(v_plan) with ordinality as p(enrollment_id, contact_id, decision,
                                                          until, from_number, next_position,
@@ -385,8 +412,10 @@ begin
       join pgflow.campaign_steps s on s.campaign_id = e.campaign_id and s.position = e.next_step
       join pgflow.conversations cv on cv.contact_id = e.contact_id
                                   and cv.from_number = p.from_number and cv.status <> 'ended'
+      -- once per row (offset 0: not inlined into each use)
       cross join lateral (select pgflow.render_template(s.body, pgflow._template_values(ct),
-                                                        c.fallbacks) as body) b
+                                                        c.fallbacks) as body offset 0) b
+      cross join lateral (select pgflow.sms_encoding(b.body) as encoding offset 0) en
      where p.decision = 'send'
      order by p.ord
     on conflict (dedupe_key) do nothing
@@ -461,6 +490,57 @@ begin
 end;
 $$;
 
+-- How many dispatch lanes share a backlog of due steps (the dispatch_steps jobs, one per
+-- lane, each lane a share of the contacts): the setting pgflow.dispatch_lanes (ALTER
+-- DATABASE ... SET pgflow.dispatch_lanes = 4 on a server with more cores), 2 by default.
+create or replace function pgflow.dispatch_lanes() returns integer
+language sql stable
+set search_path = ''
+as $$
+  select greatest(1, least(64, coalesce(
+    nullif(pg_catalog.current_setting('pgflow.dispatch_lanes', true), '')::integer, 2)))
+$$;
+
+-- One batch of the due steps of a lane (the contacts with id % lanes = p_lane; null: every
+-- contact), dispatched in the caller's transaction: the dispatch_steps job calls it in a
+-- loop, a transaction each, while `more` says the batch came back full. Contacts are split
+-- between lanes so that one contact's steps (several campaigns) are decided in one batch.
+create or replace function pgflow.dispatch_due(
+  p_lane integer default null, p_batch integer default 1000, p_now timestamptz default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_lanes integer := pgflow.dispatch_lanes();
+  v_ids bigint[];
+  v_started timestamptz := pg_catalog.clock_timestamp();
+begin
+  if p_lane is not null and (p_lane < 0 or p_lane >= v_lanes) then
+    return pg_catalog.jsonb_build_object('sent', 0, 'more', false, 'lane', p_lane,
+      'reason', 'no such lane (pgflow.dispatch_lanes is ' || v_lanes || ')');
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  select pg_catalog.array_agg(id) into v_ids from (
+    select e.id from pgflow.enrollments e
+     where e.status = 'active' and e.next_message_at <= v_now
+       and (p_lane is null or e.contact_id % v_lanes = p_lane)
+     order by e.next_message_at
+     limit p_batch
+       for update skip locked
+  ) due;
+  if v_ids is null then
+    return pg_catalog.jsonb_build_object('sent', 0, 'more', false, 'lane', p_lane);
+  end if;
+  return pgflow._dispatch_steps(v_ids, v_now) || pg_catalog.jsonb_build_object(
+    'more', pg_catalog.cardinality(v_ids) >= p_batch, 'lane', p_lane,
+    'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
+end;
+$$;
+
 create or replace function pgflow.tick(p_now timestamptz default null, p_batch integer default 1000)
 returns jsonb
 language plpgsql
@@ -470,11 +550,9 @@ as $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   v_started timestamptz := pg_catalog.clock_timestamp();
-  v_ids bigint[];
   v_batch jsonb;
   v_totals jsonb := '{"sent": 0, "deferred_window": 0, "deferred_cap": 0, "completed": 0,
                       "held": 0, "stopped": 0}'::jsonb;
-  v_key text;
   v_no_response integer := 0;
   v_conversation bigint;
   v_batches integer := 0;
@@ -483,6 +561,7 @@ declare
   v_alerts jsonb;
   v_orphans integer;
   v_receipts integer;
+  v_lanes integer := 0;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.tick')) then
     return pg_catalog.jsonb_build_object('skipped', true, 'reason', 'another tick is running');
@@ -490,25 +569,19 @@ begin
   perform pg_catalog.set_config('statement_timeout', '55s', true);
   perform pg_catalog.set_config('lock_timeout', '5s', true);
 
-  loop
-    select pg_catalog.array_agg(id) into v_ids from (
-      select e.id from pgflow.enrollments e
-       where e.status = 'active' and e.next_message_at <= v_now
-       order by e.next_message_at
-       limit p_batch
-         for update skip locked
-    ) due;
-    exit when v_ids is null;
-    v_batches := v_batches + 1;
-    v_batch := pgflow._dispatch_steps(v_ids, v_now);
-    for v_key in select pg_catalog.jsonb_object_keys(v_batch) loop
-      v_totals := pg_catalog.jsonb_set(v_totals, array[v_key],
-        pg_catalog.to_jsonb((v_totals ->> v_key)::integer + (v_batch ->> v_key)::integer));
-    end loop;
-    exit when pg_catalog.cardinality(v_ids) < p_batch
-           or v_batches >= 20
-           or pg_catalog.clock_timestamp() - v_started > interval '20 seconds';
-  end loop;
+  -- One batch here; a full one hands the rest to the dispatch_steps jobs (one per lane,
+  -- run by the workers, a transaction per batch), so a backlog goes out as fast as the
+  -- database dispatches it, with no count per minute of our own.
+  v_batch := pgflow.dispatch_due(null, p_batch, v_now);
+  if v_batch ? 'ms' then  -- a batch was dispatched
+    v_batches := 1;
+    v_totals := v_batch - 'more' - 'lane' - 'ms';
+  end if;
+  if (v_batch ->> 'more')::boolean then
+    v_lanes := pgflow._enqueue('dispatch_steps',
+      (select pg_catalog.array_agg(l) from pg_catalog.generate_series(0, pgflow.dispatch_lanes() - 1) l),
+      5);
+  end if;
 
   -- No reply by the deadline after the last step: no_response by rule, unless a person
   -- holds the lead (theirs to settle: no rule ends a conversation under them).
@@ -561,6 +634,7 @@ begin
 
   return v_totals || pg_catalog.jsonb_build_object(
     'no_response', v_no_response, 'classify_requested', v_quiet, 'batches', v_batches,
+    'dispatch_jobs', v_lanes,
     'requeued', v_orphans, 'receipt_checks', v_receipts, 'alerts', v_alerts -> 'open',
     'ms', pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000));
 end;
