@@ -386,6 +386,38 @@ def inbox_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def dispatch_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    bare = r["bare"]
+    rows: list[Row] = []
+    for run in r["engine"]:
+        rows.append(
+            (
+                f"dispatch: {r['due']:,} due steps among {r['active_enrollments']:,} active,"
+                f" tick -> last batch of {run['lanes']} dispatch_steps lane(s), seconds vs one"
+                " bare set-based statement making the same writes [ratio bare/engine]",
+                num(run["seconds"], "s"),
+                num(bare["seconds"], "s (bare)"),
+                f"{bare['seconds'] / run['seconds']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    best = r["best"]
+    rows.append(
+        (
+            f"  dispatch: steps queued/s, best ({best['lanes']} lane(s)) vs bare statement;"
+            f" goal: all {r['due']:,} within 60 s",
+            num(r["due"] / best["seconds"], "steps/s"),
+            num(bare["steps_per_s"], "steps/s (bare)"),
+            f"{bare['seconds'] / best['seconds']:.2f}",
+            cmd,
+            when,
+        )
+    )
+    return rows
+
+
 def render(quick: bool) -> str:
     rows: list[Row] = []
     missing: list[str] = []
@@ -393,6 +425,7 @@ def render(quick: bool) -> str:
         ("fake_retell_speed", fake_rows),
         ("worker", worker_rows),
         ("tick", tick_rows),
+        ("dispatch", dispatch_rows),
         ("webhook", webhook_rows),
         ("load", load_rows),
         ("inbox", inbox_rows),
