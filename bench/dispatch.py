@@ -50,8 +50,8 @@ def fresh_copy(template: str, lanes: int) -> str:
     server = project_url()
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
         queries.drop_database(COPY).run(conn)
-        conn.execute(f'create database "{COPY}" template "{template}"')
-        conn.execute(f'alter database "{COPY}" set pgflow.dispatch_lanes = {int(lanes)}')
+        queries.copy_database(COPY, template).run(conn)
+        queries.set_dispatch_lanes(COPY, lanes).run(conn)
     url = with_database(server, COPY)
     with psycopg.connect(url, autocommit=True) as conn:
         for table in ("enrollments", "contacts"):
@@ -61,13 +61,7 @@ def fresh_copy(template: str, lanes: int) -> str:
 
 def queued(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        found = conn.execute(
-            "select (select count(*) from pgflow.messages where step_position = 2),"
-            " (select count(*) from pgflow.pgqueuer where entrypoint = 'send_sms'),"
-            " (select count(*) from pgflow.enrollments where next_step = 3)"
-        ).fetchone()
-    assert found is not None
-    return {"messages": found[0], "send_jobs": found[1], "advanced": found[2]}
+        return queries.step_2_queued().run(conn)
 
 
 async def engine(url: str, lanes: int) -> dict[str, Any]:

@@ -63,6 +63,28 @@ def create_database(name: str) -> db.Call[None]:
     return _call(sql.SQL("create database {}").format(sql.Identifier(name)), None, _nothing)
 
 
+def copy_database(name: str, template: str) -> db.Call[None]:
+    """Create the database `name` as a copy of `template` (which nobody may be connected to)."""
+    return _call(
+        sql.SQL("create database {} template {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        ),
+        None,
+        _nothing,
+    )
+
+
+def set_dispatch_lanes(name: str, lanes: int) -> db.Call[None]:
+    """The number of dispatch lanes of every new session of the database `name`."""
+    return _call(
+        sql.SQL("alter database {} set pgflow.dispatch_lanes = {}").format(
+            sql.Identifier(name), sql.Literal(str(lanes))
+        ),
+        None,
+        _nothing,
+    )
+
+
 def track_all_functions(name: str) -> db.Call[None]:
     """Make the database `name` count calls and time of every function (pg_stat_user_functions)."""
     return _call(
@@ -578,6 +600,17 @@ def _counts(rows: list[db.Row]) -> dict[str, int]:
     return {k: int(v) for k, v in _one(rows).items()}
 
 
+def step_2_queued() -> db.Call[dict[str, int]]:
+    """What a dispatch of the step-2 backlog made: messages, send jobs, enrollments advanced."""
+    return _call(
+        "select (select count(*) from pgflow.messages where step_position = 2) as messages,"
+        " (select count(*) from pgflow.pgqueuer where entrypoint = 'send_sms') as send_jobs,"
+        " (select count(*) from pgflow.enrollments where next_step = 3) as advanced",
+        None,
+        _counts,
+    )
+
+
 def bare_dispatch(now: dt.datetime, batch: int) -> db.Call[dict[str, int]]:
     """ONE statement writing what the tick writes for `batch` due enrollments; its counts."""
     return _call(_BARE, {"now": now, "batch": batch}, _counts)
@@ -797,8 +830,7 @@ def insert_inbox_conversations(campaigns: list[int], now: dt.datetime) -> db.Cal
 
 
 def set_transition_log_of(table: str, enabled: bool) -> db.Call[None]:
-    """Enable or disable the triggers that write each transition of pgflow.<table> to events
-    (new rows: <table>_log_insert; status changes: <table>_log_transition)."""
+    """Enable or disable both triggers that log pgflow.<table>'s transitions to events."""
     action = sql.SQL("enable" if enabled else "disable")
     return _call(
         sql.SQL("alter table {table} {action} trigger {insert}, {action} trigger {change}").format(
