@@ -77,12 +77,18 @@ ROWS = [
     f"(303) 555-0111,IP,,,,,,,,x,,,{'1' * 70},",
     # 24: a NUL character: the database cannot take it (reject_lead)
     "(303) 555-0112,Nul\x00,,,,,,,,,,,,",
-    # 25: consent at with an offset and a source of its own
-    "(503) 555-0113,Late,,,,,,,,ok,2026-11-21T00:00:00-05:00,crm,,",
+    # 25: consent at with an offset and a source of its own, an explicit zone
+    "(503) 555-0113,Late,,,America/Phoenix,,,,,ok,2026-11-21T00:00:00-05:00,crm,,",
     # 26: a line of blanks
     "  ,  ,,,,,,,,,,,,",
     # 27: row 2's number a third time
     "(212) 555-0101,,Lee-Smith,,,,,,,Third,,,,",
+    # 28, 29: row 25's number again without a zone (Phoenix stays), the last name and plan win
+    "503-555-0113,Late2,,,,,,,a,,,,,",
+    "5035550113,Late3,,,,,,,b,,,,,",
+    # 30, 31: row 3's number (no consent yet) twice with consent: the first one is kept
+    "3105550102,,,,,,,,,first later consent,,,,",
+    "310.555.0102,,,,,,,,,second later consent,,,,",
 ]
 CSV_TEXT = HEADER + "\n" + "\n".join(ROWS) + "\n"
 
@@ -331,6 +337,6 @@ def test_the_command_reports_the_same_both_ways(
                         errors_file.read_text(encoding="utf-8")))
     assert answers[0] == answers[1]
     errors, created, already, suppressed, rejected, errors_csv = answers[1]
-    assert (created, already, suppressed, rejected) == (8, 3, 3, 9)
+    assert (created, already, suppressed, rejected) == (8, 7, 3, 9)
     assert [e["line"] for e in errors] == [6, 7, 8, 10, 12, 21, 22, 23, 24]
     assert "+12125550101" not in errors_csv  # masked
