@@ -41,6 +41,7 @@ __all__ = [
     "import_row",
     "import_rows",
     "import_rows_bulk",
+    "payload_text",
 ]
 
 ACCEPTED_STATUSES = ("created", "already_enrolled", "suppressed")
@@ -244,7 +245,7 @@ def _import_chunk(
     alone: list[LeadRow] = []
     for lead in chunk:
         prepared = intake.prepare(lead.payload(campaign, source), source=source, now=now)
-        text = json.dumps(prepared.payload, ensure_ascii=False)
+        text = payload_text(prepared)
         if "\\u0000" in text:  # jsonb cannot hold it: ingest_lead's caller records the row
             alone.append(lead)
         else:
@@ -267,6 +268,11 @@ def _import_chunk(
     for lead in alone:
         outcomes[lead.line] = import_row(conn, lead, campaign, source, now=now)
     return [outcomes[line] for line in sorted(outcomes)]
+
+
+def payload_text(prepared: intake.Lead) -> str:
+    """The payload as the JSON text the staging table takes."""
+    return json.dumps(prepared.payload, ensure_ascii=False)
 
 
 def _stage(conn: psycopg.Connection[Any], staged: list[tuple[LeadRow, intake.Lead, str]]) -> None:
