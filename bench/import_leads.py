@@ -42,8 +42,16 @@ from tests.conftest import project_url, with_database
 from tests.factories import campaign_doc
 
 NAME = "pgflow_bench_import"
-COLUMNS = ["phone", "first_name", "last_name", "email", "state", "plan", "consent_text",
-           "consent_at"]
+COLUMNS = [
+    "phone",
+    "first_name",
+    "last_name",
+    "email",
+    "state",
+    "plan",
+    "consent_text",
+    "consent_at",
+]
 AREAS = ["212", "310", "415", "646", "718", "917", "303", "503", "312", "617", "206", "404"]
 SAMPLE_AREAS = ["202", "305", "512", "602"]
 STATES = ["NY", "CA", "california", "TX", "", "FL", "wa"]
@@ -64,22 +72,32 @@ def write_csv(path: Path, n: int, areas: list[str], seed: int) -> None:
             seen.add(number)
             i = len(seen)
             consent = i % 2 == 0
-            out.writerow([
-                f"({number[:3]}) {number[3:6]}-{number[6:]}", f"Lead{i}", "Bench",
-                f"lead{i}@example.com", rng.choice(STATES), rng.choice(["gold", "silver"]),
-                "I agree to texts" if consent else "",
-                "2026-11-20T10:00:00Z" if consent else "",
-            ])
+            out.writerow(
+                [
+                    f"({number[:3]}) {number[3:6]}-{number[6:]}",
+                    f"Lead{i}",
+                    "Bench",
+                    f"lead{i}@example.com",
+                    rng.choice(STATES),
+                    rng.choice(["gold", "silver"]),
+                    "I agree to texts" if consent else "",
+                    "2026-11-20T10:00:00Z" if consent else "",
+                ]
+            )
 
 
 def bare_copy(url: str, path: Path) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         queries.create_plain_leads(COLUMNS).run(conn)
         t0 = time.perf_counter()
-        with conn.transaction(), conn.cursor() as cur, cur.copy(queries.copy_plain_leads()) as cp:
-            with path.open("rb") as f:
-                while block := f.read(65536):
-                    cp.write(block)
+        with (
+            path.open("rb") as f,
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(queries.copy_plain_leads()) as cp,
+        ):
+            while block := f.read(65536):
+                cp.write(block)
         return time.perf_counter() - t0
 
 
@@ -117,7 +135,9 @@ def main() -> None:
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
         queries.track_all_functions(NAME).run(conn)
     with psycopg.connect(url, autocommit=True) as conn:
-        db.apply_campaigns(campaign_doc("bench", window_start="00:00", window_end="24:00")).run(conn)
+        db.apply_campaigns(campaign_doc("bench", window_start="00:00", window_end="24:00")).run(
+            conn
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="pgflow-import-") as tmp:
             big, small = Path(tmp) / "leads.csv", Path(tmp) / "sample.csv"
@@ -144,10 +164,12 @@ def main() -> None:
     finally:
         drop_database(NAME)
 
-    assert summary["created"] == n and summary["rejected"] == 0, summary
+    assert summary["created"] == n, summary
+    assert summary["rejected"] == 0, summary
     assert rbr_summary["created"] == sample, rbr_summary
     # step 1 queued at once, or deferred by a state's rules (their quiet hours)
-    assert totals["enrollments"] == n + sample and totals["queued"] == totals["jobs"], totals
+    assert totals["enrollments"] == n + sample, totals
+    assert totals["queued"] == totals["jobs"], totals
     functions = {
         name: {
             "calls": calls - before.get(name, (0, 0.0, 0.0))[0],

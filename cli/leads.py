@@ -65,16 +65,15 @@ def import_(
     row_by_row: bool = typer.Option(
         False,
         "--row-by-row",
-        help="One pgflow.ingest_lead() call per row (the webhook's path) instead of chunks"
-        " of rows applied set-based; the same results, much slower.",
+        help="One ingest_lead call per row (the webhook's path) instead of chunks of rows"
+        " applied set-based; the same results, much slower.",
     ),
 ) -> None:
     """Enroll every row of FILE in a campaign, with the lead webhook's rules.
 
-    Rows go in chunks: each chunk is copied to the database and applied by ONE
-    pgflow.import_leads() call in one transaction (--row-by-row: one pgflow.ingest_lead()
-    call per row; --dry-run always goes row by row). Safe to re-run: rows already enrolled
-    count as already_enrolled.
+    Rows go in chunks of 5,000, each applied set-based in one transaction.
+    --row-by-row makes one ingest_lead call per row instead; --dry-run always does.
+    Safe to re-run: rows already enrolled count as already_enrolled.
 
     Exit code: 0 every row accepted, 2 some rows rejected, 1 the file could not be imported."""
     url = settings().database_url

@@ -177,6 +177,7 @@ def import_row(
         result = intake.ingest(conn, prepared, savepoint=dry_run)
     return _outcome(lead.line, prepared.phone, result)
 
+
 def import_rows_bulk(
     conn: psycopg.Connection[Any],
     rows: Iterable[LeadRow],

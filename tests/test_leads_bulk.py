@@ -5,7 +5,6 @@ queue's wall-clock times normalised)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,16 +97,24 @@ def history(conn: Conn) -> None:
     apply_campaign(conn, "solar")
     apply_campaign(conn, "later", steps=[{"delay": "1 hour", "body": "Hi {{first_name}}"}])
     apply_campaign(conn, "paused", status="paused")
-    apply_campaign(conn, "other", from_number="+14155550199", window_start="00:00",
-                   window_end="23:59")
+    apply_campaign(
+        conn, "other", from_number="+14155550199", window_start="00:00", window_end="23:59"
+    )
     opted = ingest(conn, "(646) 555-0105", BEFORE, "other")
     pdb.opt_out_contact(opted["contact_id"], "operator", now=BEFORE).run(conn)
     ingest(conn, "(646) 555-0106", BEFORE, "other")
     pdb.forget_contact("+16465550106", "cli:test", now=BEFORE).run(conn)
     ingest(conn, "(718) 555-0107", BEFORE, "solar", first_name="Old")
-    ingest(conn, "(917) 555-0108", BEFORE, "other", first_name="Ot", timezone="America/Denver",
-           attributes={"plan": "bronze", "roof_age": "1"},
-           consent={"text": "old consent", "at": "2026-11-01T00:00:00Z"})
+    ingest(
+        conn,
+        "(917) 555-0108",
+        BEFORE,
+        "other",
+        first_name="Ot",
+        timezone="America/Denver",
+        attributes={"plan": "bronze", "roof_age": "1"},
+        consent={"text": "old consent", "at": "2026-11-01T00:00:00Z"},
+    )
 
 
 @pytest.fixture
@@ -126,7 +133,9 @@ def two_dbs(server_url: str, template_db: str) -> Iterator[tuple[Conn, Conn]]:
             drop_database(server_url, name)
 
 
-def import_file(conn: Conn, path: Path, campaign: str, bulk: bool, chunk: int) -> list[tuple[Any, ...]]:
+def import_file(
+    conn: Conn, path: Path, campaign: str, bulk: bool, chunk: int
+) -> list[tuple[Any, ...]]:
     """The file imported twice (the second time finds it all in the database); the outcomes."""
     outcomes: list[tuple[Any, ...]] = []
     for _ in range(2):
@@ -154,18 +163,14 @@ def _strip_ids(value: Any) -> Any:
 
 
 def table(conn: Conn, name: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        f"select to_jsonb(t) from pgflow.{name} t order by id"  # noqa: S608 (a fixed name)
-    ).fetchall()
+    rows = conn.execute(f"select to_jsonb(t) from pgflow.{name} t order by id").fetchall()
     return [r[0] for r in rows]
 
 
 def snapshot(conn: Conn) -> dict[str, list[str]]:
     """Every row of the tables an import writes, ids normalised, as sorted JSON texts."""
     contacts = table(conn, "contacts")
-    contact_key = {
-        c["id"]: c["phone"] or f"forgotten:{c['forgotten_at']}" for c in contacts
-    }
+    contact_key = {c["id"]: c["phone"] or f"forgotten:{c['forgotten_at']}" for c in contacts}
     enrollments = table(conn, "enrollments")
     enrollment_key = {
         e["id"]: f"{contact_key[e['contact_id']]}/{e['campaign_id']}" for e in enrollments
@@ -208,8 +213,12 @@ def snapshot(conn: Conn) -> dict[str, list[str]]:
         ],
         "messages": [
             swap(
-                {**m, "dedupe_key": m["dedupe_key"].replace(
-                    str(m["enrollment_id"]), enrollment_key.get(m["enrollment_id"], "?"))},
+                {
+                    **m,
+                    "dedupe_key": m["dedupe_key"].replace(
+                        str(m["enrollment_id"]), enrollment_key.get(m["enrollment_id"], "?")
+                    ),
+                },
                 conversation_id=conversation_key,
                 contact_id=contact_key,
                 enrollment_id=enrollment_key,
@@ -286,20 +295,41 @@ def test_set_based_import_leaves_what_row_by_row_leaves(
     assert_same(before, after)
     if campaign == "solar":
         # the file did reach every path it was written for
-        assert scalar(bulk, "select count(*) from pgflow.messages where delivery_status = 'queued'") > 0
-        assert scalar(bulk, "select count(*) from pgflow.enrollments where next_message_at > %s"
-                      " and next_step = 1", [NOW]) > 0  # Los Angeles waits for 09:00
-        results = dict(bulk.execute(
-            "select result, count(*) from pgflow.lead_events where received_at = %s group by 1",
-            [NOW]).fetchall())
+        assert (
+            scalar(bulk, "select count(*) from pgflow.messages where delivery_status = 'queued'")
+            > 0
+        )
+        assert (
+            scalar(
+                bulk,
+                "select count(*) from pgflow.enrollments where next_message_at > %s"
+                " and next_step = 1",
+                [NOW],
+            )
+            > 0
+        )  # Los Angeles waits for 09:00
+        results = dict(
+            bulk.execute(
+                "select result, count(*) from pgflow.lead_events where received_at = %s group by 1",
+                [NOW],
+            ).fetchall()
+        )
         assert set(results) == {"created", "already_enrolled", "suppressed", "rejected"}
-        assert scalar(bulk, "select count(*) from pgflow.consents where recorded_at = %s", [NOW]) > 0
-        reasons = {r[0] for r in bulk.execute(
-            "select error_code from pgflow.lead_events where result = 'rejected'").fetchall()}
+        assert (
+            scalar(bulk, "select count(*) from pgflow.consents where recorded_at = %s", [NOW]) > 0
+        )
+        reasons = {
+            r[0]
+            for r in bulk.execute(
+                "select error_code from pgflow.lead_events where result = 'rejected'"
+            ).fetchall()
+        }
         assert reasons == {"invalid_phone", "invalid_payload", "invalid_email", "invalid_timezone"}
 
 
-def test_the_set_based_call_refuses_payloads_of_another_campaign(two_dbs: tuple[Conn, Conn]) -> None:
+def test_the_set_based_call_refuses_payloads_of_another_campaign(
+    two_dbs: tuple[Conn, Conn],
+) -> None:
     conn = two_dbs[0]
     with pytest.raises(Exception, match="every payload must name campaign"):
         conn.execute(
@@ -316,6 +346,7 @@ def conn_url(conn: Conn) -> str:
     info = conn.info
     return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
 
+
 cli = typer.Typer()
 cli.add_typer(leads_cli.app, name="leads")
 
@@ -323,18 +354,34 @@ cli.add_typer(leads_cli.app, name="leads")
 def test_the_command_reports_the_same_both_ways(
     two_dbs: tuple[Conn, Conn], csv_file: Path, tmp_path: Path
 ) -> None:
-    answers = []
+    answers: list[tuple[Any, ...]] = []
     for conn, flags in ((two_dbs[0], ["--row-by-row"]), (two_dbs[1], [])):
         errors_file = tmp_path / f"errors{len(answers)}.csv"
         url = conn_url(conn)
-        args = ["leads", "import", str(csv_file), "--campaign", "solar", "--json",
-                "--errors-file", str(errors_file), *flags]
+        args = [
+            "leads",
+            "import",
+            str(csv_file),
+            "--campaign",
+            "solar",
+            "--json",
+            "--errors-file",
+            str(errors_file),
+            *flags,
+        ]
         result = CliRunner().invoke(cli, args, env={"DATABASE_URL": url})
         assert result.exit_code == 2, result.output
         summary = json.loads(result.stdout)
-        answers.append((_strip_ids(summary["errors"]), summary["created"],
-                        summary["already_enrolled"], summary["suppressed"], summary["rejected"],
-                        errors_file.read_text(encoding="utf-8")))
+        answers.append(
+            (
+                _strip_ids(summary["errors"]),
+                summary["created"],
+                summary["already_enrolled"],
+                summary["suppressed"],
+                summary["rejected"],
+                errors_file.read_text(encoding="utf-8"),
+            )
+        )
     assert answers[0] == answers[1]
     errors, created, already, suppressed, rejected, errors_csv = answers[1]
     assert (created, already, suppressed, rejected) == (8, 7, 3, 9)
