@@ -916,3 +916,37 @@ def explain_nested_statements(enabled: bool) -> db.Call[None]:
         {"min": "1" if enabled else "-1"},
         _nothing,
     )
+
+
+# --- the lead import against a bare COPY (bench/import_leads.py) ------------------------------
+
+
+def create_plain_leads(columns: list[str]) -> db.Call[None]:
+    """A plain table (text columns, no index, no constraint) the bare COPY loads."""
+    return _call(
+        sql.SQL("create table if not exists public.bench_plain_leads ({})").format(
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
+        ),
+        None,
+        _nothing,
+    )
+
+
+def copy_plain_leads() -> sql.Composed:
+    """COPY of the CSV file as it is (header skipped) into the plain table."""
+    return sql.SQL("copy {} from stdin (format csv, header true)").format(
+        sql.Identifier("public", "bench_plain_leads")
+    )
+
+
+def import_totals() -> db.Call[db.Row]:
+    """What an import left: contacts, enrollments, queued messages, send_sms jobs, lead events."""
+    return _call(
+        "select (select count(*) from pgflow.contacts) as contacts,"
+        " (select count(*) from pgflow.enrollments) as enrollments,"
+        " (select count(*) from pgflow.messages where delivery_status = 'queued') as queued,"
+        " (select count(*) from pgflow.pgqueuer where entrypoint = 'send_sms') as jobs,"
+        " (select count(*) from pgflow.lead_events) as lead_events",
+        None,
+        _one,
+    )

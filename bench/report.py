@@ -418,6 +418,46 @@ def dispatch_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def import_rows(r: dict[str, Any]) -> list[Row]:
+    cmd, when = meta(r)
+    n = f"{r['leads']:,}"
+    top = list(r.get("functions_by_self_time", {}).items())[:4]
+    where = ", ".join(
+        f"{name.removeprefix('pgflow.')} {f['self_ms'] / 1000:.1f} s" for name, f in top
+    )
+    return [
+        (
+            f"import leads/s, `pgflow leads import` of {n} leads (set-based, chunks of"
+            f" {r['chunk_rows']:,}, step 1 dispatched at once for each: queued, or held by a"
+            " state rule) vs a bare COPY of the same file"
+            " into a plain table (goal: >= 5,000 leads/s and >= 0.1x)",
+            num(r["import_leads_per_s"], "leads/s"),
+            num(r["bare_copy_rows_per_s"], "rows/s (bare COPY)"),
+            f"{r['ratio_import_to_bare']:.3f}",
+            cmd,
+            when,
+        ),
+        (
+            f"  import leads/s set-based vs `--row-by-row` on {r['row_by_row_sample']:,} new"
+            " numbers (same database, same run)",
+            num(r["import_leads_per_s"], "leads/s"),
+            num(r["row_by_row_leads_per_s"], "leads/s (row by row)"),
+            f"{r['ratio_import_to_row_by_row']:.1f}",
+            cmd,
+            when,
+        ),
+        (
+            "  import: Python's share (file read, phones normalised, payloads as JSON, no"
+            " database) vs the whole import; top self time in the database: " + where,
+            num(r["python_prepare_s"], "s"),
+            num(r["import_s"], "s (import)"),
+            f"{r['python_share']:.2f}",
+            cmd,
+            when,
+        ),
+    ]
+
+
 def render(quick: bool) -> str:
     rows: list[Row] = []
     missing: list[str] = []
@@ -429,6 +469,7 @@ def render(quick: bool) -> str:
         ("webhook", webhook_rows),
         ("load", load_rows),
         ("inbox", inbox_rows),
+        ("import", import_rows),
     ):
         result = load(name, quick)
         if result is None:

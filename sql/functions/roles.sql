@@ -92,6 +92,7 @@ grant execute on function
   pgflow.forget_contact(text, text, text, timestamptz),
   pgflow.funnel(text, timestamptz),
   pgflow.health(timestamptz),
+  pgflow.import_leads(text, text, integer[], jsonb[], text[], text[], text[], timestamptz),
   pgflow.inbound_intent(text),
   pgflow.ingest_lead(jsonb, timestamptz, jsonb),
   pgflow.number_report(timestamptz),
