@@ -48,8 +48,9 @@ def simulate_campaign(
 # roles hold no privileges on tables (roles.sql: EXECUTE on functions only), and a session's
 # own temporary table needs none; it is private to the import (two imports at once never see
 # each other's rows), writes no WAL, and is dropped at each commit (one chunk is one
-# transaction: nothing is left behind in the session). The caller builds the arrays pgflow.import_leads() takes from it, so the
-# function (security definer) never reads a table it does not own.
+# transaction: nothing is left in the session). The caller builds the arrays
+# pgflow.import_leads() takes from it, so the function (security definer) never reads a
+# table it does not own.
 
 LEAD_STAGING_COLUMNS = ("line", "payload", "phone", "phone_error", "zone")
 
