@@ -273,3 +273,17 @@ def test_a_batch_records_as_single_records_would(db: Conn) -> None:
         {k: v for k, v in a.items() if k != "delay_seconds"} for a in expected
     ]
     assert _state(db, [*campaign[:4], extras[0]]) == _state(db, [*campaign[4:], extras[1]])
+
+
+def test_one_batch_claims_no_more_than_the_numbers_daily_limit(db: Conn) -> None:
+    """The sends of one batch count against the number's daily limit as they are claimed:
+    the batch's later claims see them (a batch of 6 under a limit of 3 claims 3)."""
+    apply_campaign(db, **OPEN)
+    pdb.set_number_limits("+14155550100", {"daily_segments": 3}).run(db)
+    for n in range(6):
+        ingest(db, f"+1312555{n:04d}", NOW)
+    answers = pdb.claim_messages(queued(db), WORKER, NOW).run(db)
+    assert [a["action"] for a in answers] == ["send"] * 3 + ["defer"] * 3
+    assert {a["reason"] for a in answers[3:]} == {"number daily limit"}
+    assert all("usage_limited" not in a for a in answers)
+    assert scalar(db, "select sum(segments)::int from pgflow.number_usage") == 3

@@ -231,6 +231,8 @@ begin
     'action', 'send',
     'segments', m.segments,
     'usage_day', v_day,
+    -- counted at once by claim_messages: the batch's next claim on the number sees it
+    'usage_limited', v_number.daily_segments is not null,
     'message_id', m.id,
     'attempt', m.attempts,
     'max_attempts', v_max,
@@ -280,14 +282,15 @@ declare
                                      coalesce(p_now, pg_catalog.now()));
 begin
   perform pgflow._count_usage(array[v_claim]);
-  return v_claim - 'usage_day';
+  return v_claim - 'usage_day' - 'usage_limited';
 end;
 $$;
 
 -- The claims of several messages in one transaction (a worker gathers the jobs that start
 -- together): each as pgflow.claim_message would answer it, in the order of p_ids. Rows are
 -- locked in a fixed order (the numbers with limits, then the messages by id) so that two
--- batches never deadlock.
+-- batches never deadlock. A send on a number with a daily limit is counted at once (the
+-- next claim in the batch must see it: the limit is exact); the others at the end, at once.
 create or replace function pgflow.claim_messages(
   p_ids bigint[], p_worker uuid default null, p_now timestamptz default null
 ) returns jsonb
@@ -298,8 +301,9 @@ as $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   v_claims jsonb := '{}';
+  v_claim jsonb;
   v_id bigint;
-  v_all jsonb[];
+  v_rest jsonb[] := '{}';
 begin
   perform from pgflow.sending_numbers n
    where (n.per_second is not null or n.daily_segments is not null)
@@ -309,12 +313,17 @@ begin
    order by n.id
      for update of n;
   for v_id in select distinct i from pg_catalog.unnest(p_ids) i order by i loop
-    v_claims := v_claims || pg_catalog.jsonb_build_object(
-      v_id::text, pgflow._claim_one(v_id, p_worker, null, v_now));
+    v_claim := pgflow._claim_one(v_id, p_worker, null, v_now);
+    if (v_claim ->> 'usage_limited')::boolean then
+      perform pgflow._count_usage(array[v_claim]);
+    elsif v_claim ->> 'action' = 'send' then
+      v_rest := v_rest || v_claim;
+    end if;
+    v_claims := v_claims || pg_catalog.jsonb_build_object(v_id::text, v_claim);
   end loop;
-  select pg_catalog.array_agg(value) into v_all from pg_catalog.jsonb_each(v_claims);
-  perform pgflow._count_usage(v_all);
-  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
+  perform pgflow._count_usage(v_rest);
+  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' - 'usage_limited'
+                                      order by ord)
             from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
 end;
 $$;

@@ -1,24 +1,79 @@
--- One lookup for the claim, validity only for Twilio lines, and record_sends set-based for the sends that went through (pgflow._claim_one, pgflow.record_sends).
+-- Rollback of 0045: pgflow._claim_one, claim_messages and record_sends as 0038 left them.
 -- depends: 0038_share_marketing_slot
 
--- The send-time re-check and claim. For the message of a send_sms job:
---   skip        the message is no longer waiting
---   suppressed  the contact opted out, or the drip / conversation no longer allows it
---   defer       not now (the campaign's window or a state rule's hours or cap: `rule`;
---               backoff pending, campaign paused, the sending number at its per-second or
---               daily limit): retry after delay_seconds
---   check_chat  a drip step while the conversation's last chat may be ongoing: read it
---               (GET /get-chat), record it (pgflow.record_chat), then claim again with
---               p_checked_chat = that chat id; a reply found there suppresses the step
---   reconcile   its last attempt was cut off (a worker died): look for the chat it may
---               have started, then record_send it as sent, or release_interrupted it
---   send        claimed: attempt n is ours; everything the transport needs is returned
-create or replace function pgflow._claim_one(
-  p_message_id bigint, p_worker uuid, p_checked_chat text, p_now timestamptz
-) returns jsonb
-language plpgsql
-set search_path = ''
-as $$
+CREATE OR REPLACE FUNCTION pgflow.record_sends(p_items jsonb, p_retry_base_seconds double precision DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_out jsonb := '{}';
+  r record;
+begin
+  for r in select t.item, t.ord from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
+            order by (t.item ->> 'message_id')::bigint, t.ord
+  loop
+    v_out := v_out || pg_catalog.jsonb_build_object(r.ord::text,
+      pgflow.record_send((r.item ->> 'message_id')::bigint, (r.item ->> 'attempt')::integer,
+                         r.item -> 'result', p_retry_base_seconds, v_now));
+  end loop;
+  return (select coalesce(pg_catalog.jsonb_agg(v_out -> ord::text order by ord), '[]')
+            from pg_catalog.generate_series(1, pg_catalog.jsonb_array_length(p_items)) ord);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION pgflow.claim_messages(p_ids bigint[], p_worker uuid DEFAULT NULL::uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_claims jsonb := '{}';
+  v_id bigint;
+  v_all jsonb[];
+begin
+  perform from pgflow.sending_numbers n
+   where (n.per_second is not null or n.daily_segments is not null)
+     and n.number in (select cv.from_number from pgflow.messages m
+                        join pgflow.conversations cv on cv.id = m.conversation_id
+                       where m.id = any (p_ids))
+   order by n.id
+     for update of n;
+  for v_id in select distinct i from pg_catalog.unnest(p_ids) i order by i loop
+    v_claims := v_claims || pg_catalog.jsonb_build_object(
+      v_id::text, pgflow._claim_one(v_id, p_worker, null, v_now));
+  end loop;
+  select pg_catalog.array_agg(value) into v_all from pg_catalog.jsonb_each(v_claims);
+  perform pgflow._count_usage(v_all);
+  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
+            from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION pgflow.claim_message(p_message_id bigint, p_worker uuid DEFAULT NULL::uuid, p_checked_chat text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_claim jsonb := pgflow._claim_one(p_message_id, p_worker, p_checked_chat,
+                                     coalesce(p_now, pg_catalog.now()));
+begin
+  perform pgflow._count_usage(array[v_claim]);
+  return v_claim - 'usage_day';
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION pgflow._claim_one(p_message_id bigint, p_worker uuid, p_checked_chat text, p_now timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   m pgflow.messages;
@@ -27,6 +82,7 @@ declare
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
   v_enrollment_status text;
+  v_campaign_id bigint;
   v_max integer;
   v_open timestamptz;
   v_reason text;
@@ -35,37 +91,23 @@ declare
   v_used integer;
   v_slot timestamptz;
   v_rule text;
-  v_transport text;
-  r record;
 begin
-  -- the message (locked), its contact, conversation, enrollment, campaign, agent and line
-  -- in one statement
-  select mm as msg, ct as contact, cv as conversation, e.status as enrollment_status,
-         c as campaign, a as agent, n as line
-    into r
-    from pgflow.messages mm
-    left join pgflow.contacts ct on ct.id = mm.contact_id
-    left join pgflow.conversations cv on cv.id = mm.conversation_id
-    left join pgflow.enrollments e on e.id = coalesce(mm.enrollment_id, cv.enrollment_id)
-    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
-    left join pgflow.agents a on a.id = coalesce(cv.agent_id, c.agent_id)
-    left join pgflow.sending_numbers n on n.number = cv.from_number
-   where mm.id = p_message_id
-     for update of mm;
+  select * into m from pgflow.messages where id = p_message_id for update;
   if not found then
     return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
   end if;
-  m := r.msg;
   if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
     return pg_catalog.jsonb_build_object('action', 'skip',
       'reason', 'message is ' || m.delivery_status);
   end if;
-  v_contact := r.contact;
-  v_conversation := r.conversation;
-  v_enrollment_status := r.enrollment_status;
-  v_campaign := r.campaign;
-  v_agent := r.agent;
-  v_number := r.line;
+  select * into v_contact from pgflow.contacts where id = m.contact_id;
+  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
+  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
+    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
+  select * into v_campaign from pgflow.campaigns
+   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
+  select * into v_agent from pgflow.agents
+   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
   v_max := coalesce(v_campaign.max_attempts, 6);
 
   if m.delivery_status = 'sending' then
@@ -155,6 +197,7 @@ begin
 
   -- The sending number's carrier limits. System messages (opt-out confirmations, help)
   -- are counted but never held back.
+  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
   if m.kind <> 'system' and v_number.daily_segments is not null then
     -- claims of a number with a daily limit take turns, so the limit is exact
     perform from pgflow.sending_numbers where id = v_number.id for update;
@@ -191,7 +234,7 @@ begin
     end if;
   end if;
 
-  perform pg_catalog.set_config('pgflow.reason', 'attempt ' || (m.attempts + 1), true);
+  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
          number_slot_at = null, deferred_reason = null, deferred_rule = null,
@@ -204,7 +247,6 @@ begin
   insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
   select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
     from pgflow.message_attempts a where a.message_id = m.id;
-  v_transport := pgflow._line_transport(v_conversation.from_number);
   return pg_catalog.jsonb_build_object(
     'action', 'send',
     'segments', m.segments,
@@ -213,11 +255,10 @@ begin
     'attempt', m.attempts,
     'max_attempts', v_max,
     'kind', m.kind,
-    'transport', v_transport,
-    -- how long Twilio may hold the text before it is dropped (its ValidityPeriod): a drip
-    -- text never arrives after its send window closes
-    'validity_seconds', case when v_transport = 'twilio'
-                             then pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now) end,
+    'transport', pgflow._line_transport(v_conversation.from_number),
+    -- how long the provider may hold the text before it is dropped (Twilio's
+    -- ValidityPeriod): a drip text never arrives after its send window closes
+    'validity_seconds', pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now),
     'from_number', v_conversation.from_number,
     'to_number', v_contact.phone,
     'body', m.body,
@@ -240,99 +281,4 @@ begin
                  else pgflow._agent_variables(v_contact, v_campaign, v_agent, m.body) end
                  - 'sms_body');
 end;
-$$;
-
--- Several results in one transaction: p_items = [{message_id, attempt, result}], each
--- recorded as pgflow.record_send would (in message order); the answers in the order given.
--- The common case, a send that went through for a message still `sending` at that attempt
--- with no provider receipt waiting, one per conversation, is recorded for the whole batch
--- at once: its messages (one statement per attempt number: the transition log's reason
--- names it), their open attempts and their conversations, locked in id order (messages,
--- then conversations). Every other item goes through pgflow.record_send, one by one, after.
--- (Each message is locked before it is read.)
-create or replace function pgflow.record_sends(
-  p_items jsonb, p_retry_base_seconds double precision default 30, p_now timestamptz default null
-) returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_now timestamptz := coalesce(p_now, pg_catalog.now());
-  v_out jsonb;
-  v_ords bigint[];
-  v_ids bigint[];
-  v_attempts integer[];
-  v_conversations bigint[];
-  v_results jsonb[];
-  v_attempt integer;
-  r record;
-begin
-  perform from pgflow.messages m
-   where m.id in (select (t.item ->> 'message_id')::bigint
-                    from pg_catalog.jsonb_array_elements(p_items) t(item))
-   order by m.id
-     for update;
-  -- the sends that went through, of messages still `sending` at that attempt with no
-  -- receipt waiting (Twilio's: pgflow.record_send applies it), the first per conversation
-  select pg_catalog.array_agg(f.ord order by f.id), pg_catalog.array_agg(f.id order by f.id),
-         pg_catalog.array_agg(f.attempt order by f.id),
-         pg_catalog.array_agg(f.conversation_id order by f.id),
-         pg_catalog.array_agg(f.result order by f.id)
-    into v_ords, v_ids, v_attempts, v_conversations, v_results
-    from (select distinct on (m.conversation_id) i.ord, m.id, i.attempt, m.conversation_id, i.result
-            from (select distinct on ((t.item ->> 'message_id')::bigint)
-                         (t.item ->> 'message_id')::bigint as id,
-                         (t.item ->> 'attempt')::integer as attempt, t.item -> 'result' as result,
-                         t.ord
-                    from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
-                   order by (t.item ->> 'message_id')::bigint, t.ord) i
-            join pgflow.messages m on m.id = i.id
-           where (i.result ->> 'ok')::boolean
-             and m.delivery_status = 'sending' and m.attempts = i.attempt
-             and m.provider_status is null
-           order by m.conversation_id, m.id) f;
-  if v_ids is not null then
-    perform from pgflow.conversations cv where cv.id = any (v_conversations)
-     order by cv.id for no key update;
-    for v_attempt in select distinct a from pg_catalog.unnest(v_attempts) a order by 1 loop
-      perform pg_catalog.set_config('pgflow.reason', 'sent on attempt ' || v_attempt, true);
-      update pgflow.messages m
-         set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
-             provider_message_id = coalesce(b.result ->> 'chat_id',
-                                            b.result ->> 'provider_message_id',
-                                            m.provider_message_id),
-             chat_id = coalesce(b.result ->> 'chat_id', m.chat_id),
-             transport = coalesce(b.result ->> 'transport', 'retell')
-        from rows from (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_attempts), pg_catalog.unnest(v_results)) as b(id, attempt, result)
-       where m.id = b.id and b.attempt = v_attempt;
-    end loop;
-    update pgflow.message_attempts a
-       set finished_at = v_now, outcome = 'sent',
-           status_code = (b.result ->> 'status_code')::integer
-      from rows from (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_results)) as b(id, result)
-     where a.message_id = b.id and a.finished_at is null;
-    update pgflow.conversations cv
-       set last_outbound_at = v_now,
-           chat_status = case when b.result ->> 'chat_id' is not null
-                               and b.result ->> 'chat_id' is distinct from cv.provider_chat_id
-                              then 'ongoing' else cv.chat_status end,
-           provider_chat_id = coalesce(b.result ->> 'chat_id', cv.provider_chat_id),
-           updated_at = v_now
-      from rows from (pg_catalog.unnest(v_conversations), pg_catalog.unnest(v_results)) as b(id, result)
-     where cv.id = b.id;
-  end if;
-  select coalesce(pg_catalog.jsonb_object_agg(o::text, '{"action": "sent"}'::jsonb), '{}')
-    into v_out from pg_catalog.unnest(v_ords) o;
-  for r in select t.item, t.ord from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
-            where t.ord <> all (coalesce(v_ords, '{}'))
-            order by (t.item ->> 'message_id')::bigint, t.ord
-  loop
-    v_out := v_out || pg_catalog.jsonb_build_object(r.ord::text,
-      pgflow.record_send((r.item ->> 'message_id')::bigint, (r.item ->> 'attempt')::integer,
-                         r.item -> 'result', p_retry_base_seconds, v_now));
-  end loop;
-  return (select coalesce(pg_catalog.jsonb_agg(v_out -> ord::text order by ord), '[]')
-            from pg_catalog.generate_series(1, pg_catalog.jsonb_array_length(p_items)) ord);
-end;
-$$;
+$function$;
