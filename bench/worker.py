@@ -133,11 +133,20 @@ def send_throughput(
     deaths: list[dict[str, Any]] = []
     per_worker: list[dict[str, Any]] = []
     sampler = ActivitySampler(url)
+
+    def steady_cpu() -> tuple[float, float, float]:
+        """CPU seconds so far: the workers (alive), the database's backends, the fake."""
+        alive = sum(cpu_seconds(p.proc.pid) for p in procs if p.proc.poll() is None)
+        return alive, db_cpu.seconds(), fake.cpu_seconds()
+
+    first: tuple[int, tuple[float, float, float]] | None = None
     try:
         with sampler, psycopg.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + SEND_TIMEOUT_S
             while True:
                 sent = queries.sent_messages().run(conn)
+                if first is None and sent > 0:
+                    first = (sent, steady_cpu())
                 if sent == n:
                     break
                 for i, p in enumerate(procs):
@@ -162,6 +171,7 @@ def send_throughput(
                     raise RuntimeError(f"only {sent} of {n} sent after {SEND_TIMEOUT_S} s")
                 time.sleep(0.05)
             wall = time.perf_counter() - t0
+            last = steady_cpu()
             pg_cpu = db_cpu.seconds() - pg_cpu0
             fake_cpu = fake.cpu_seconds() - fake_cpu0
             for p in procs:  # before stopping them: their peak so far is their peak
@@ -206,6 +216,17 @@ def send_throughput(
         "problems": problems,
         "per_worker": per_worker,
         "database_activity": sampler.summary(),
+        # from the first message sent to the last (start-up left out), per message
+        "cpu_ms_per_message_steady": (
+            {
+                name: round((b - a) * 1000 / (n - first[0]), 3)
+                for name, a, b in zip(
+                    ("workers", "postgres", "fake_retell"), first[1], last, strict=True
+                )
+            }
+            if first is not None and n > first[0] and not deaths
+            else None
+        ),
         "cpu_s_during_run": {
             "workers": round(sum(w["cpu_s"] for w in per_worker), 2),  # live ones
             "postgres": round(pg_cpu, 2),
@@ -274,6 +295,7 @@ async def reference_throughput(
         ran.append(time.perf_counter())
 
     batch, in_flight = queue_batch(options)
+    database = DatabaseCpu(url)  # the pool's and the listener's backends, from here on
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     await qm.run(
@@ -284,6 +306,7 @@ async def reference_throughput(
     )
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    database_cpu = database.seconds()
     await client.aclose()
     await pool.close()
     await listen.close()
@@ -298,6 +321,7 @@ async def reference_throughput(
         "seconds_wall": round(wall, 2),
         "jobs_per_s_wall": round(n / wall, 1),
         "process_cpu_ms_per_job": round(cpu * 1000 / n, 3),
+        "postgres_cpu_ms_per_job": round(database_cpu * 1000 / n, 3),
         "peak_rss_mb": peak_rss_mb(os.getpid()),
     }
 
