@@ -6,8 +6,9 @@ measured in the same run, on the same database, each in a process of its own:
   pool, driver, queue settings, batch size and jobs in flight (pgflow.worker);
 - (b) the bare-HTTP job: the same, but each job makes the create-sms-chat call a send makes
   and nothing else (the same RetellClient, timeout and connection limits as the worker; the
-  request the full send made, replayed with the job's id) to the same fake: the floor any
-  sender pays;
+  request a real send made, replayed with the job's id) to the same fake: the floor any
+  sender pays. Run just before and just after the full send (each on an empty queue), their
+  mean is the reference: the shared machine's load drifts within a round;
 - (c) the full send: claim_messages -> create-sms-chat -> record_sends, by `pgflow worker`.
 
 Also: the fake's create-sms-chat requests/s ALONE (so the fake is not what is measured), and
@@ -57,6 +58,7 @@ from bench.common import (
     DatabaseCpu,
     ReadyProcess,
     cpu_seconds,
+    drop_database,
     fresh_database,
     peak_rss_mb,
     record,
@@ -379,6 +381,30 @@ def bare_http_checked(
     return result
 
 
+def sample_request(fake: ReadyProcess, concurrency: int, poll: float) -> dict[str, Any]:
+    """The create-sms-chat body a real send makes: one message sent by `pgflow worker` from a
+    scratch database, as the fake received it."""
+    url = fresh_database("pgflow_bench_worker_sample")
+    make_messages(url, 1)
+    fake_reset(fake.url)
+    worker = start_worker(url, fake.url, concurrency, poll)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while queries.sent_messages().run(conn) < 1:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sample message was not sent:\n" + worker.output())
+                time.sleep(0.05)
+    finally:
+        try:
+            worker.terminate()
+        finally:
+            worker.stop()
+    drop_database("pgflow_bench_worker_sample")
+    request: dict[str, Any] = fake_get(fake.url, "/_bench/sample")
+    return request
+
+
 def reference_main(args: argparse.Namespace) -> None:
     """`--reference KIND`: one reference run, its result as a `RESULT {json}` line."""
     request = json.loads(args.request or "{}")
@@ -418,19 +444,28 @@ def main() -> None:
         # the fake alone, hammered by as many connections as all workers together open
         clients = args.concurrency * max(counts)
         fake_alone = uvloop.run(hammer(fake.url, clients, fake_seconds, fake.pid))
+        # the request a send makes, replayed by the bare sender
+        request = sample_request(fake, args.concurrency, args.poll)
         for round_ in range(repeat):
             for workers in counts:
                 url = fresh_database(f"pgflow_bench_worker_{workers}")
+                # the bare sender just before and just after the full send (the machine's
+                # load drifts: their mean is the reference), each on an empty queue
+                before = bare_http_checked(url, fake, n, args.concurrency, request)
                 make_messages(url, n)
                 sends = send_throughput(url, fake, n, workers, args.concurrency, args.poll)
-                # the request the full send made, replayed by the bare sender
-                request = fake_get(fake.url, "/_bench/sample")
-                bare = bare_http_checked(url, fake, n, args.concurrency, request)
+                after = bare_http_checked(url, fake, n, args.concurrency, request)
                 noop = reference("noop", url, fake.url, n, args.concurrency, request)
+                bare = {
+                    "jobs": n,
+                    "jobs_per_s": round((before["jobs_per_s"] + after["jobs_per_s"]) / 2, 1),
+                    "before_the_send": before,
+                    "after_the_send": after,
+                }
                 sends["round"] = round_ + 1
                 sends["bare_http"] = bare
                 sends["pgqueuer_noop"] = noop
-                sends["problems"] += bare.pop("problems", [])
+                sends["problems"] += before.pop("problems", []) + after.pop("problems", [])
                 sends["ratio_to_bare_http"] = round(sends["messages_per_s"] / bare["jobs_per_s"], 2)
                 sends["ratio_to_noop"] = round(sends["messages_per_s"] / noop["jobs_per_s"], 2)
                 sends["fake_alone_to_send_rate"] = round(
