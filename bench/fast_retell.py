@@ -16,6 +16,8 @@ For the benchmark itself (no key needed):
 - GET /_bench/stats -> {creates, distinct_messages, duplicates: {message_id: n > 1},
   without_message_id, end_chats, get_chats}: every create-sms-chat counted by its
   `metadata.pgflow_message_id`, so a message sent twice shows up.
+- GET /_bench/sample -> the body of the first create-sms-chat received since the reset
+  (null before one): the request a bare sender replays (bench/worker.py).
 - GET /_bench/received -> {to_number: time.monotonic() of its first create-sms-chat}
   (CLOCK_MONOTONIC is system-wide on Linux: comparable with the benchmark's own clock).
 - POST /_bench/reset -> forget everything.
@@ -66,6 +68,7 @@ class FastRetell:
         self.without_message_id = 0
         self.end_chats = 0
         self.get_chats = 0
+        self.sample: dict[str, Any] | None = None  # the first create-sms-chat body
         self._ids = itertools.count(1)
 
     def app(self) -> web.Application:
@@ -75,6 +78,7 @@ class FastRetell:
         app.router.add_get("/get-chat/{chat_id}", self.get_chat)
         app.router.add_get("/_bench/stats", self.stats)
         app.router.add_get("/_bench/received", self.received)
+        app.router.add_get("/_bench/sample", self.sample_route)
         app.router.add_post("/_bench/reset", self.reset_route)
         return app
 
@@ -99,6 +103,8 @@ class FastRetell:
             return _error(400, "metadata and retell_llm_dynamic_variables must be objects")
 
         self.creates += 1
+        if self.sample is None:
+            self.sample = payload
         message_id = metadata.get("pgflow_message_id")
         if isinstance(message_id, str):
             self.by_message[message_id] = self.by_message.get(message_id, 0) + 1
@@ -165,6 +171,9 @@ class FastRetell:
 
     async def received(self, request: web.Request) -> web.Response:
         return web.json_response(self.first_received)
+
+    async def sample_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.sample)
 
     async def reset_route(self, request: web.Request) -> web.Response:
         self.reset()

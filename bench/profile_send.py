@@ -7,7 +7,14 @@ Reports, per message: the worker's CPU by package (pgqueuer, psycopg, httpx, log
 event loop, pgflow itself), the database's transactions and CPU, each SQL function's time
 (track_functions = all: total and self, so the cost of a trigger or a helper shows apart),
 and the messages/s of the run next to pgqueuer's own no-op jobs/s on the same database (the
-reference). Writes bench/results/profile_send.json."""
+reference). Writes bench/results/profile_send.json.
+
+    .venv/bin/python -m bench.profile_send --spy [--messages 3000] [--log-level WARNING]
+
+profiles a real `pgflow worker` process instead (py-spy, `pip install py-spy` in .venv),
+beside the bare-HTTP reference job of bench.worker sampled the same way, with the CPU per
+message of the worker, the database's backends and the fake from the first message sent to
+the last, and the SQL functions' times; writes bench/results/profile_send_spy.json."""
 
 from __future__ import annotations
 
@@ -16,12 +23,15 @@ import asyncio
 import collections
 import cProfile
 import datetime as dt
+import json
 import logging
 import os
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +40,17 @@ import psycopg
 import uvloop
 
 from bench import queries
-from bench.common import fresh_database, record
+from bench.common import (
+    DatabaseCpu,
+    ReadyProcess,
+    cpu_seconds,
+    fresh_database,
+    peak_rss_mb,
+    record,
+)
+from bench.fake_retell_speed import API_KEY
+from bench.fast_retell import fake_get, fake_reset
+from bench.worker import make_messages
 from pgflow import db, logs
 from pgflow.config import Settings
 from pgflow.worker import Worker, WorkerOptions
@@ -118,12 +138,172 @@ async def run_worker(url: str, retell_url: str, n: int, concurrency: int) -> flo
     return elapsed
 
 
+# --spy: where the time of a real `pgflow worker` goes, sampled by py-spy (only the samples
+# where the thread holds the GIL: Python's own CPU, not its waits), beside the bare-HTTP
+# reference job (bench/worker.py) sampled the same way; the stacks are put in these
+# buckets (the first that matches a frame of the stack), the rest by the file of the leaf.
+SPY_BUCKETS = (
+    ("start-up (imports, migrations check)", ("<frozen importlib", "check_startable")),
+    ("claim: claim_messages call (pool, psycopg, JSON)", ("_claim_many", "_claim_one (pgflow")),
+    ("record: record_sends call (pool, psycopg, JSON)", ("_record_many", "_record_one (pgflow")),
+    ("create-sms-chat (httpx, aiohttp, JSON)", ("create_sms_chat",)),
+    ("pgqueuer dequeue", ("fetch_jobs",)),
+    ("pgqueuer completion, log, heartbeat", ("buffers.py", "heartbeat.py", "flush_jobs")),
+    ("pgflow send_sms and the coalescer (own frames)", ("send_sms.py", "jobs/batch.py")),
+)
+SPY_RATE = 250
+
+
+def spy_buckets(path: Path, n: int) -> dict[str, Any]:
+    """py-spy's raw stacks at `path` as ms of GIL-holding CPU per message, by bucket."""
+    counts: dict[str, int] = collections.Counter()
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = stack.split(";")
+        name = next(
+            (b for b, keys in SPY_BUCKETS if any(k in f for f in frames for k in keys)), None
+        )
+        if name is None:
+            leaf = frames[-1].rpartition(" (")[2].split(":")[0]
+            name = "other: " + (leaf.split("site-packages/")[-1] or "native")
+        counts[name] += int(samples)
+    ms = {k: round(v * 1000 / SPY_RATE / n, 3) for k, v in counts.items()}
+    startup = ms.pop(SPY_BUCKETS[0][0], 0.0)
+    top = dict(sorted(ms.items(), key=lambda kv: -kv[1])[:14])
+    return {
+        "ms_per_message_steady": round(sum(ms.values()), 3),
+        "start_up_ms_per_message": startup,
+        "by_bucket_ms_per_message": top,
+    }
+
+
+def spy_record(out: Path, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--gil", "-r", str(SPY_RATE), "-f", "raw", "-o", str(out), "--"),
+            *command,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def spy_main(args: argparse.Namespace) -> None:
+    """The real worker and the bare-HTTP job under py-spy, the database's functions counted."""
+    n = args.messages
+    url = fresh_database(DATABASE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        queries.track_all_functions(DATABASE).run(conn)
+    make_messages(url, n)
+    work = Path(tempfile.mkdtemp(prefix="pgflow-spy-"))
+    with ReadyProcess("bench.fast_retell", "--port", "0", "--api-key", API_KEY) as fake:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "RETELL_BASE_URL": fake.url,
+            "RETELL_API_KEY": API_KEY,
+        }
+        pgflow = str(Path(sys.executable).with_name("pgflow"))
+        spy = spy_record(
+            work / "full.txt",
+            [
+                pgflow,
+                *("worker", "--concurrency", str(args.concurrency), "--poll", "0.2"),
+                *("--log-level", args.log_level),
+            ],
+            env,
+        )
+        database = DatabaseCpu(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            xacts0, funcs0 = db_counters(conn)
+            while queries.sent_messages().run(conn) < 1:
+                time.sleep(0.005)
+            worker = int(
+                subprocess.run(
+                    ["pgrep", "-P", str(spy.pid)], capture_output=True, text=True, check=True
+                ).stdout.split()[0]
+            )
+            cpu0 = (cpu_seconds(worker), database.seconds(), fake.cpu_seconds())
+            while queries.sent_messages().run(conn) < n:
+                time.sleep(0.02)
+            cpu1 = (cpu_seconds(worker), database.seconds(), fake.cpu_seconds())
+            span = queries.send_span().run(conn)
+            xacts1, funcs1 = db_counters(conn)
+        rss = peak_rss_mb(worker)
+        os.kill(worker, signal.SIGTERM)
+        spy.wait(60)
+        request = fake_get(fake.url, "/_bench/sample")
+        fake_reset(fake.url)
+        bare_spy = spy_record(
+            work / "bare.txt",
+            [
+                sys.executable,
+                *("-m", "bench.worker", "--reference", "bare_http", "--url", url),
+                *("--fake-url", fake.url, "--messages", str(n)),
+                *("--concurrency", str(args.concurrency), "--request", json.dumps(request)),
+            ],
+            env,
+        )
+        bare_spy.wait(300)  # the reference runs in its own process, as in bench.worker
+    functions = function_deltas(funcs0, funcs1, n)
+    per = n - 1  # CPU from the first message sent to the last
+    result = {
+        "label": args.label,
+        "messages": n,
+        "concurrency": args.concurrency,
+        "worker_log_level": args.log_level,
+        "full_send_messages_per_s": round(n / span, 1),
+        "full_send_cpu_ms_per_message": {
+            "worker": round((cpu1[0] - cpu0[0]) * 1000 / per, 3),
+            "postgres (the database's backends)": round((cpu1[1] - cpu0[1]) * 1000 / per, 3),
+            "fake retell": round((cpu1[2] - cpu0[2]) * 1000 / per, 3),
+        },
+        "full_send_worker_peak_rss_mb": rss,
+        "db_transactions_per_message": round((xacts1 - xacts0) / n, 2),
+        "full_send_worker_py_spy": spy_buckets(work / "full.txt", n),
+        "bare_http_worker_py_spy": spy_buckets(work / "bare.txt", n),
+        # track_functions = all: each call's own timing inflates the small ones
+        "sql_functions_by_self_time": functions,
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    record(f"profile_send_spy{('_' + args.label) if args.label else ''}", result)
+    print(json.dumps(result, indent=2))
+
+
+def function_deltas(
+    before: dict[str, tuple[int, float, float]], after: dict[str, tuple[int, float, float]], n: int
+) -> dict[str, dict[str, float]]:
+    """Per SQL function between two snapshots: calls, total and self ms per message."""
+    functions = {}
+    for name, (calls, total, self_time) in after.items():
+        was = before.get(name, (0, 0.0, 0.0))
+        if calls - was[0] <= 0:
+            continue
+        functions[name] = {
+            "calls_per_message": round((calls - was[0]) / n, 2),
+            "total_ms_per_message": round((total - was[1]) / n, 3),
+            "self_ms_per_message": round((self_time - was[2]) / n, 3),
+        }
+    return dict(sorted(functions.items(), key=lambda kv: -kv[1]["self_ms_per_message"])[:15])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--spy",
+        action="store_true",
+        help="profile a real `pgflow worker` and the bare-HTTP job with py-spy instead",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="the worker's, with --spy")
     args = parser.parse_args()
+    if args.spy:
+        spy_main(args)
+        return
     # INFO JSON logs as in production (one line a send), written to /dev/null
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
     handler.setFormatter(logs.JsonFormatter(["bench-key"]))

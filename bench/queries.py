@@ -155,6 +155,17 @@ def only_campaign_id() -> db.Call[int]:
     return _call("select id from pgflow.campaigns", None, _int)
 
 
+def insert_id_jobs(entrypoint: str, n: int) -> db.Call[None]:
+    """n queued pgqueuer jobs of `entrypoint`, payloads {"id": 1..n} as the engine's jobs."""
+    return _call(
+        "insert into pgflow.pgqueuer (priority, entrypoint, payload, status)"
+        " select 0, %(entrypoint)s, convert_to(json_build_object('id', g)::text, 'UTF8'),"
+        " 'queued' from generate_series(1, %(n)s) g",
+        {"n": n, "entrypoint": entrypoint},
+        _nothing,
+    )
+
+
 def insert_noop_jobs(n: int) -> db.Call[None]:
     """n queued pgqueuer jobs of the entrypoint `noop` (no payload)."""
     return _call(

@@ -78,7 +78,34 @@ def worker_rows(r: dict[str, Any]) -> list[Row]:
     by = r.get("by_workers") or {}
     one = by.get("1")
     rounds = r.get("rounds", 1)
-    if one is not None:
+    if one is not None and "bare_http_jobs_per_s" in one:
+        per_round = ", ".join(
+            f"{run['ratio_to_bare_http']:.2f}" for run in r.get("runs", []) if run["workers"] == 1
+        )
+        rows.append(
+            (
+                f"worker full send msg/s (claim -> create-sms-chat -> record), 1 process,"
+                f" {r['messages']:,} msgs (medians of {rounds}) vs a pgqueuer job making only the"
+                " same create-sms-chat call to the same fake (same pool, driver, batch, client),"
+                f" run before and after each send; ratio: median of the rounds' ({per_round})",
+                num(one["messages_per_s"], "msg/s"),
+                num(one["bare_http_jobs_per_s"], "jobs/s (bare HTTP)"),
+                f"{one['ratio_to_bare_http']:.2f}",
+                cmd,
+                when,
+            )
+        )
+        rows.append(
+            (
+                "  the same full send vs pgqueuer no-op jobs/s (same pool, driver, batch)",
+                num(one["messages_per_s"], "msg/s"),
+                num(one["noop_jobs_per_s"], "jobs/s (no-op)"),
+                f"{one['ratio_to_noop']:.2f}",
+                cmd,
+                when,
+            )
+        )
+    elif one is not None:
         rows.append(
             (
                 f"worker msg/s queued -> sent, 1 process, {r['messages']:,} msgs"

@@ -113,6 +113,32 @@ def queue_settings() -> DBSettings:
     return DBSettings(db_schema="pgflow")
 
 
+def worker_pool(url: str, options: WorkerOptions) -> AsyncConnectionPool[Any]:
+    """The worker's connection pool (not opened): the jobs in flight, the queue's own
+    queries and the heartbeat share it."""
+    return db.async_pool(
+        url, application="worker", max_size=max(4, min(options.concurrency, 20) + 3)
+    )
+
+
+def http_settings(options: WorkerOptions) -> tuple[httpx.Timeout, httpx.Limits]:
+    """The SMS transport's timeout and connection limits (one keep-alive connection per
+    concurrent job)."""
+    connections = max(options.concurrency, 1)
+    return (
+        httpx.Timeout(options.send_timeout_seconds, connect=5.0),
+        httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+def queue_batch(options: WorkerOptions) -> tuple[int, int]:
+    """pgqueuer's batch size and jobs in flight (max_concurrent_tasks) for these options.
+    pgqueuer wants at least two batches of room: a small --concurrency takes smaller
+    batches rather than more jobs in flight than it asked for (1 gives 2)."""
+    batch = max(1, min(options.batch_size, options.concurrency // 2))
+    return batch, max(options.concurrency, 2 * batch)
+
+
 def job_id(job: Job) -> int:
     payload = json.loads(job.payload or b"{}")
     return int(payload["id"])
@@ -193,19 +219,10 @@ class Worker:
 
     async def serve(self) -> None:
         settings, options = self.settings, self.options
-        pool = db.async_pool(
-            settings.database_url,
-            application="worker",
-            max_size=max(4, min(options.concurrency, 20) + 3),
-        )
+        pool = worker_pool(settings.database_url, options)
         await pool.open(wait=False)  # it reconnects by itself; the queue loop waits for it
-        timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
-        connections = max(options.concurrency, 1)
-        sms = transport.create(
-            settings,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
+        timeout, limits = http_settings(options)
+        sms = transport.create(settings, timeout=timeout, limits=limits)
         twilio = transport.create_twilio(settings, timeout=timeout)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
         ctx = JobContext(
@@ -302,13 +319,11 @@ class Worker:
             if self.stopping.is_set():
                 return
             logs.event(log, "worker.consuming", worker_id=self.worker_id)
-            # pgqueuer wants at least two batches of room: a small --concurrency takes
-            # smaller batches rather than more jobs in flight than it asked for (1 gives 2)
-            batch = max(1, min(options.batch_size, options.concurrency // 2))
+            batch, in_flight = queue_batch(options)
             await qm.run(
                 dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
                 batch_size=batch,
-                max_concurrent_tasks=max(options.concurrency, 2 * batch),
+                max_concurrent_tasks=in_flight,
                 heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
                 shutdown_on_listener_failure=True,
             )

@@ -195,3 +195,95 @@ def test_a_cut_off_send_is_reconciled_before_it_is_sent_again(db: Conn) -> None:
         (1, "interrupted"),
         (2, "interrupted"),
     ]
+
+
+def _items(group: list[int], extra: int) -> list[dict[str, Any]]:
+    """Results for a group's claimed texts: sent (two in one conversation, one by Twilio and
+    given twice), a retryable failure, and a stale attempt."""
+    ok = {"ok": True, "transport": "retell", "status_code": 200}
+    return [
+        {"message_id": group[0], "attempt": 1, "result": {**ok, "chat_id": "chat_1"}},
+        {"message_id": extra, "attempt": 1, "result": {**ok, "chat_id": "chat_2"}},
+        {
+            "message_id": group[1],
+            "attempt": 1,
+            "result": {"ok": True, "transport": "twilio", "provider_message_id": "SM1"},
+        },
+        {"message_id": group[1], "attempt": 1, "result": {**ok, "chat_id": "chat_3"}},
+        {
+            "message_id": group[2],
+            "attempt": 1,
+            "result": {"ok": False, "retryable": True, "status_code": 503, "error": "busy"},
+        },
+        {"message_id": group[3], "attempt": 2, "result": {**ok, "chat_id": "chat_4"}},
+    ]
+
+
+def _state(db: Conn, ids: list[int]) -> list[tuple[Any, ...]]:
+    """What recording left on these texts, their attempts, conversations and events."""
+    return rows(
+        db,
+        """
+        select m.delivery_status, m.sent_at, m.provider_message_id, m.chat_id, m.transport,
+               m.delivery_error, m.attempts, a.outcome, a.status_code, a.finished_at,
+               cv.last_outbound_at, cv.chat_status, cv.provider_chat_id,
+               (select array_agg(e.from_status || '>' || e.to_status || ':' || e.reason
+                                 order by e.id)
+                  from pgflow.events e where e.entity = 'message' and e.entity_id = m.id)
+          from unnest(%s::bigint[]) with ordinality as t(id, ord)
+          join pgflow.messages m on m.id = t.id
+          join pgflow.message_attempts a on a.message_id = m.id
+          join pgflow.conversations cv on cv.id = m.conversation_id
+         order by t.ord
+        """,
+        [ids],
+    )
+
+
+def test_a_batch_records_as_single_records_would(db: Conn) -> None:
+    """record_sends (the sends that went through set-based, the rest one by one) leaves
+    exactly what record_send item by item leaves, and answers the same."""
+    apply_campaign(db, **OPEN)
+    for n in range(8):
+        ingest(db, f"+1312555{n:04d}", NOW)
+    campaign = queued(db)
+    # a second text in the first conversation of each group (a help text)
+    for first in (campaign[0], campaign[4]):
+        db.execute(
+            "insert into pgflow.messages (conversation_id, contact_id, direction, kind, body,"
+            " delivery_status, segments, dedupe_key)"
+            " select conversation_id, contact_id, 'outbound', 'system', 'help', 'queued', 1,"
+            " 'help-' || id from pgflow.messages where id = %s",
+            [first],
+        )
+    extras = queued(db)[8:]
+    claims = pdb.claim_messages(campaign + extras, WORKER, NOW).run(db)
+    assert {c["action"] for c in claims} == {"send"}
+    later = NOW + dt.timedelta(seconds=2)
+    batch, single = _items(campaign[:4], extras[0]), _items(campaign[4:], extras[1])
+    answers = pdb.record_sends(batch, 30.0, later).run(db)
+    one_by_one: dict[int, dict[str, Any]] = {}
+    for i, item in sorted(enumerate(single), key=lambda p: (p[1]["message_id"], p[0])):
+        one_by_one[i] = pdb.record_send(
+            item["message_id"], item["attempt"], item["result"], 30.0, later
+        ).run(db)
+    expected = [one_by_one[i] for i in range(len(single))]
+    assert [a["action"] for a in answers] == ["sent", "sent", "sent", "stale", "retry", "stale"]
+    assert [{k: v for k, v in a.items() if k != "delay_seconds"} for a in answers] == [
+        {k: v for k, v in a.items() if k != "delay_seconds"} for a in expected
+    ]
+    assert _state(db, [*campaign[:4], extras[0]]) == _state(db, [*campaign[4:], extras[1]])
+
+
+def test_one_batch_claims_no_more_than_the_numbers_daily_limit(db: Conn) -> None:
+    """The sends of one batch count against the number's daily limit as they are claimed:
+    the batch's later claims see them (a batch of 6 under a limit of 3 claims 3)."""
+    apply_campaign(db, **OPEN)
+    pdb.set_number_limits("+14155550100", {"daily_segments": 3}).run(db)
+    for n in range(6):
+        ingest(db, f"+1312555{n:04d}", NOW)
+    answers = pdb.claim_messages(queued(db), WORKER, NOW).run(db)
+    assert [a["action"] for a in answers] == ["send"] * 3 + ["defer"] * 3
+    assert {a["reason"] for a in answers[3:]} == {"number daily limit"}
+    assert all("usage_limited" not in a for a in answers)
+    assert scalar(db, "select sum(segments)::int from pgflow.number_usage") == 3

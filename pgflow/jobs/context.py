@@ -55,7 +55,10 @@ class JobContext:
         return await call.arun_in(self.pool)
 
     async def _record_many(self, attempts: list[Attempt]) -> list[dict[str, Any]]:
-        items = [dataclasses.asdict(a) for a in attempts]
+        # not dataclasses.asdict: it deep-copies every result
+        items = [
+            {"message_id": a.message_id, "attempt": a.attempt, "result": a.result} for a in attempts
+        ]
         call = db.record_sends(items, self.retry_base_seconds, self.clock())
         return await call.arun_in(self.pool)
 

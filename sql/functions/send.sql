@@ -49,7 +49,6 @@ declare
   v_campaign pgflow.campaigns;
   v_agent pgflow.agents;
   v_enrollment_status text;
-  v_campaign_id bigint;
   v_max integer;
   v_open timestamptz;
   v_reason text;
@@ -58,23 +57,37 @@ declare
   v_used integer;
   v_slot timestamptz;
   v_rule text;
+  v_transport text;
+  r record;
 begin
-  select * into m from pgflow.messages where id = p_message_id for update;
+  -- the message (locked), its contact, conversation, enrollment, campaign, agent and line
+  -- in one statement
+  select mm as msg, ct as contact, cv as conversation, e.status as enrollment_status,
+         c as campaign, a as agent, n as line
+    into r
+    from pgflow.messages mm
+    left join pgflow.contacts ct on ct.id = mm.contact_id
+    left join pgflow.conversations cv on cv.id = mm.conversation_id
+    left join pgflow.enrollments e on e.id = coalesce(mm.enrollment_id, cv.enrollment_id)
+    left join pgflow.campaigns c on c.id = coalesce(e.campaign_id, cv.campaign_id)
+    left join pgflow.agents a on a.id = coalesce(cv.agent_id, c.agent_id)
+    left join pgflow.sending_numbers n on n.number = cv.from_number
+   where mm.id = p_message_id
+     for update of mm;
   if not found then
     return pg_catalog.jsonb_build_object('action', 'skip', 'reason', 'no such message');
   end if;
+  m := r.msg;
   if m.direction <> 'outbound' or m.delivery_status not in ('queued', 'sending') then
     return pg_catalog.jsonb_build_object('action', 'skip',
       'reason', 'message is ' || m.delivery_status);
   end if;
-  select * into v_contact from pgflow.contacts where id = m.contact_id;
-  select * into v_conversation from pgflow.conversations where id = m.conversation_id;
-  select e.status, e.campaign_id into v_enrollment_status, v_campaign_id
-    from pgflow.enrollments e where e.id = coalesce(m.enrollment_id, v_conversation.enrollment_id);
-  select * into v_campaign from pgflow.campaigns
-   where id = coalesce(v_campaign_id, v_conversation.campaign_id);
-  select * into v_agent from pgflow.agents
-   where id = coalesce(v_conversation.agent_id, v_campaign.agent_id);
+  v_contact := r.contact;
+  v_conversation := r.conversation;
+  v_enrollment_status := r.enrollment_status;
+  v_campaign := r.campaign;
+  v_agent := r.agent;
+  v_number := r.line;
   v_max := coalesce(v_campaign.max_attempts, 6);
 
   if m.delivery_status = 'sending' then
@@ -164,7 +177,6 @@ begin
 
   -- The sending number's carrier limits. System messages (opt-out confirmations, help)
   -- are counted but never held back.
-  select * into v_number from pgflow.sending_numbers where number = v_conversation.from_number;
   if m.kind <> 'system' and v_number.daily_segments is not null then
     -- claims of a number with a daily limit take turns, so the limit is exact
     perform from pgflow.sending_numbers where id = v_number.id for update;
@@ -201,7 +213,7 @@ begin
     end if;
   end if;
 
-  perform pgflow._set_reason('attempt ' || (m.attempts + 1));
+  perform pg_catalog.set_config('pgflow.reason', 'attempt ' || (m.attempts + 1), true);
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
          number_slot_at = null, deferred_reason = null, deferred_rule = null,
@@ -214,18 +226,22 @@ begin
   insert into pgflow.message_attempts (message_id, attempt, worker_id, started_at)
   select m.id, coalesce(pg_catalog.max(a.attempt), 0) + 1, p_worker, v_now
     from pgflow.message_attempts a where a.message_id = m.id;
+  v_transport := pgflow._line_transport(v_conversation.from_number);
   return pg_catalog.jsonb_build_object(
     'action', 'send',
     'segments', m.segments,
     'usage_day', v_day,
+    -- counted at once by claim_messages: the batch's next claim on the number sees it
+    'usage_limited', v_number.daily_segments is not null,
     'message_id', m.id,
     'attempt', m.attempts,
     'max_attempts', v_max,
     'kind', m.kind,
-    'transport', pgflow._line_transport(v_conversation.from_number),
-    -- how long the provider may hold the text before it is dropped (Twilio's
-    -- ValidityPeriod): a drip text never arrives after its send window closes
-    'validity_seconds', pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now),
+    'transport', v_transport,
+    -- how long Twilio may hold the text before it is dropped (its ValidityPeriod): a drip
+    -- text never arrives after its send window closes
+    'validity_seconds', case when v_transport = 'twilio'
+                             then pgflow._validity_seconds(m.kind, v_contact, v_campaign, v_now) end,
     'from_number', v_conversation.from_number,
     'to_number', v_contact.phone,
     'body', m.body,
@@ -266,14 +282,15 @@ declare
                                      coalesce(p_now, pg_catalog.now()));
 begin
   perform pgflow._count_usage(array[v_claim]);
-  return v_claim - 'usage_day';
+  return v_claim - 'usage_day' - 'usage_limited';
 end;
 $$;
 
 -- The claims of several messages in one transaction (a worker gathers the jobs that start
 -- together): each as pgflow.claim_message would answer it, in the order of p_ids. Rows are
 -- locked in a fixed order (the numbers with limits, then the messages by id) so that two
--- batches never deadlock.
+-- batches never deadlock. A send on a number with a daily limit is counted at once (the
+-- next claim in the batch must see it: the limit is exact); the others at the end, at once.
 create or replace function pgflow.claim_messages(
   p_ids bigint[], p_worker uuid default null, p_now timestamptz default null
 ) returns jsonb
@@ -284,8 +301,9 @@ as $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   v_claims jsonb := '{}';
+  v_claim jsonb;
   v_id bigint;
-  v_all jsonb[];
+  v_rest jsonb[] := '{}';
 begin
   perform from pgflow.sending_numbers n
    where (n.per_second is not null or n.daily_segments is not null)
@@ -295,12 +313,17 @@ begin
    order by n.id
      for update of n;
   for v_id in select distinct i from pg_catalog.unnest(p_ids) i order by i loop
-    v_claims := v_claims || pg_catalog.jsonb_build_object(
-      v_id::text, pgflow._claim_one(v_id, p_worker, null, v_now));
+    v_claim := pgflow._claim_one(v_id, p_worker, null, v_now);
+    if (v_claim ->> 'usage_limited')::boolean then
+      perform pgflow._count_usage(array[v_claim]);
+    elsif v_claim ->> 'action' = 'send' then
+      v_rest := v_rest || v_claim;
+    end if;
+    v_claims := v_claims || pg_catalog.jsonb_build_object(v_id::text, v_claim);
   end loop;
-  select pg_catalog.array_agg(value) into v_all from pg_catalog.jsonb_each(v_claims);
-  perform pgflow._count_usage(v_all);
-  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' order by ord)
+  perform pgflow._count_usage(v_rest);
+  return (select pg_catalog.jsonb_agg((v_claims -> i::text) - 'usage_day' - 'usage_limited'
+                                      order by ord)
             from pg_catalog.unnest(p_ids) with ordinality as t(i, ord));
 end;
 $$;
@@ -479,6 +502,12 @@ $$;
 
 -- Several results in one transaction: p_items = [{message_id, attempt, result}], each
 -- recorded as pgflow.record_send would (in message order); the answers in the order given.
+-- The common case, a send that went through for a message still `sending` at that attempt
+-- with no provider receipt waiting, one per conversation, is recorded for the whole batch
+-- at once: its messages (one statement per attempt number: the transition log's reason
+-- names it), their open attempts and their conversations, locked in id order (messages,
+-- then conversations). Every other item goes through pgflow.record_send, one by one, after.
+-- (Each message is locked before it is read.)
 create or replace function pgflow.record_sends(
   p_items jsonb, p_retry_base_seconds double precision default 30, p_now timestamptz default null
 ) returns jsonb
@@ -488,10 +517,73 @@ set search_path = ''
 as $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
-  v_out jsonb := '{}';
+  v_out jsonb;
+  v_ords bigint[];
+  v_ids bigint[];
+  v_attempts integer[];
+  v_conversations bigint[];
+  v_results jsonb[];
+  v_attempt integer;
   r record;
 begin
+  perform from pgflow.messages m
+   where m.id in (select (t.item ->> 'message_id')::bigint
+                    from pg_catalog.jsonb_array_elements(p_items) t(item))
+   order by m.id
+     for update;
+  -- the sends that went through, of messages still `sending` at that attempt with no
+  -- receipt waiting (Twilio's: pgflow.record_send applies it), the first per conversation
+  select pg_catalog.array_agg(f.ord order by f.id), pg_catalog.array_agg(f.id order by f.id),
+         pg_catalog.array_agg(f.attempt order by f.id),
+         pg_catalog.array_agg(f.conversation_id order by f.id),
+         pg_catalog.array_agg(f.result order by f.id)
+    into v_ords, v_ids, v_attempts, v_conversations, v_results
+    from (select distinct on (m.conversation_id) i.ord, m.id, i.attempt, m.conversation_id, i.result
+            from (select distinct on ((t.item ->> 'message_id')::bigint)
+                         (t.item ->> 'message_id')::bigint as id,
+                         (t.item ->> 'attempt')::integer as attempt, t.item -> 'result' as result,
+                         t.ord
+                    from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
+                   order by (t.item ->> 'message_id')::bigint, t.ord) i
+            join pgflow.messages m on m.id = i.id
+           where (i.result ->> 'ok')::boolean
+             and m.delivery_status = 'sending' and m.attempts = i.attempt
+             and m.provider_status is null
+           order by m.conversation_id, m.id) f;
+  if v_ids is not null then
+    perform from pgflow.conversations cv where cv.id = any (v_conversations)
+     order by cv.id for no key update;
+    for v_attempt in select distinct a from pg_catalog.unnest(v_attempts) a order by 1 loop
+      perform pg_catalog.set_config('pgflow.reason', 'sent on attempt ' || v_attempt, true);
+      update pgflow.messages m
+         set delivery_status = 'sent', sent_at = v_now, updated_at = v_now,
+             provider_message_id = coalesce(b.result ->> 'chat_id',
+                                            b.result ->> 'provider_message_id',
+                                            m.provider_message_id),
+             chat_id = coalesce(b.result ->> 'chat_id', m.chat_id),
+             transport = coalesce(b.result ->> 'transport', 'retell')
+        from rows from (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_attempts), pg_catalog.unnest(v_results)) as b(id, attempt, result)
+       where m.id = b.id and b.attempt = v_attempt;
+    end loop;
+    update pgflow.message_attempts a
+       set finished_at = v_now, outcome = 'sent',
+           status_code = (b.result ->> 'status_code')::integer
+      from rows from (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_results)) as b(id, result)
+     where a.message_id = b.id and a.finished_at is null;
+    update pgflow.conversations cv
+       set last_outbound_at = v_now,
+           chat_status = case when b.result ->> 'chat_id' is not null
+                               and b.result ->> 'chat_id' is distinct from cv.provider_chat_id
+                              then 'ongoing' else cv.chat_status end,
+           provider_chat_id = coalesce(b.result ->> 'chat_id', cv.provider_chat_id),
+           updated_at = v_now
+      from rows from (pg_catalog.unnest(v_conversations), pg_catalog.unnest(v_results)) as b(id, result)
+     where cv.id = b.id;
+  end if;
+  select coalesce(pg_catalog.jsonb_object_agg(o::text, '{"action": "sent"}'::jsonb), '{}')
+    into v_out from pg_catalog.unnest(v_ords) o;
   for r in select t.item, t.ord from pg_catalog.jsonb_array_elements(p_items) with ordinality as t(item, ord)
+            where t.ord <> all (coalesce(v_ords, '{}'))
             order by (t.item ->> 'message_id')::bigint, t.ord
   loop
     v_out := v_out || pg_catalog.jsonb_build_object(r.ord::text,
