@@ -1712,24 +1712,23 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow._segments(p_body text, p_encoding text) RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select case when units <= single then 1 else ceil(units / part)::integer end
-  from (
-    select case
-      when p_encoding = 'gsm7' then
-        -- extension characters take two septets
-        pg_catalog.length(p_body)
-          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
-      else
-        -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
-        pg_catalog.length(p_body)
-          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
-      end as units,
-      case when p_encoding = 'gsm7' then 160 else 70 end as single,
-      case when p_encoding = 'gsm7' then 153.0 else 67.0 end as part
-  ) x
+declare
+  v_units integer;
+begin
+  if p_encoding = 'gsm7' then
+    -- extension characters take two septets
+    v_units := pg_catalog.length(p_body) + pg_catalog.length(pg_catalog.regexp_replace(
+      p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'));
+    return case when v_units <= 160 then 1 else ceil(v_units / 153.0)::integer end;
+  end if;
+  -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
+  v_units := pg_catalog.length(p_body)
+             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'));
+  return case when v_units <= 70 then 1 else ceil(v_units / 67.0)::integer end;
+end;
 $$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
     LANGUAGE sql
@@ -1832,12 +1831,14 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow._template_values(p_contact pgflow.contacts) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE plpgsql IMMUTABLE
     SET search_path TO ''
     AS $$
-  select p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+begin
+  return p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
     'first_name', p_contact.first_name, 'last_name', p_contact.last_name,
-    'email', p_contact.email))
+    'email', p_contact.email));
+end;
 $$;
 CREATE FUNCTION pgflow._tick_health(p_now timestamp with time zone, OUT checkable boolean, OUT ok boolean, OUT detail text) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -2259,27 +2260,36 @@ CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
   left join pgflow.campaigns c on c.slug = p_slug
 $$;
 CREATE FUNCTION pgflow.cap_open(p_cap integer, p_recent timestamp with time zone[], p_at timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select case
-    when p_cap is null then p_at
-    else greatest(p_at, coalesce((
-      select t + interval '24 hours'
-        from (select t from pg_catalog.unnest(p_recent) t
-               where t > p_at - interval '24 hours' and t <= p_at
-               order by t desc offset p_cap - 1 limit 1) kth), p_at)) end
+begin
+  if p_cap is null then
+    return p_at;
+  end if;
+  return greatest(p_at, coalesce((
+    select t + interval '24 hours'
+      from (select t from pg_catalog.unnest(p_recent) t
+             where t > p_at - interval '24 hours' and t <= p_at
+             order by t desc offset p_cap - 1 limit 1) kth), p_at));
+end;
 $$;
 CREATE FUNCTION pgflow.cap_rule(p_rules text[], p_campaign_cap integer) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select case
-    when pgflow.rules_cap(p_rules) <= coalesce(p_campaign_cap, pgflow.rules_cap(p_rules))
-      then 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                             where r.state = any (p_rules)
-                               and r.max_per_24h = pgflow.rules_cap(p_rules))
-    when p_campaign_cap is not null then 'campaign_cap' end
+declare
+  v_cap integer;
+  v_state text;
+begin
+  select r.max_per_24h, r.state into v_cap, v_state
+    from pgflow.state_rules r
+   where r.state = any (p_rules) and r.max_per_24h is not null
+   order by r.max_per_24h, r.state
+   limit 1;
+  return case when v_cap <= coalesce(p_campaign_cap, v_cap) then 'state_cap:' || v_state
+              when p_campaign_cap is not null then 'campaign_cap' end;
+end;
 $$;
 CREATE FUNCTION pgflow.carrier_error_class(p_code integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -2627,29 +2637,33 @@ CREATE FUNCTION pgflow.contact_report(p_phone text, p_limit integer DEFAULT 200)
    where ct.phone = p_phone
 $$;
 CREATE FUNCTION pgflow.contact_rules(p_phone text, p_state text) RETURNS text[]
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  with ac as (
-    select a.region, a.country from pgflow.area_codes a
-     where p_phone like '+1%' and a.npa = pg_catalog.substr(p_phone, 3, 3)
-  ), given as (
-    select p_state as state,
-           p_state is not null
-           and p_state not in (select r.state from pgflow.state_rules r where r.state <> 'ZZ')
-           and p_state not in (select a.region from pgflow.area_codes a) as unknown
-  )
-  select pg_catalog.array_agg(distinct s order by s)
-    from (select 'US' as s
-          union all
-          select g.state from given g
-           where g.state in (select r.state from pgflow.state_rules r)
-          union all
-          select ac.region from ac
-           where ac.country = 'US' and ac.region in (select r.state from pgflow.state_rules r)
-          union all
-          select 'ZZ' from given g
-           where g.unknown or (g.state is null and not exists (select 1 from ac))) rules
+begin
+  -- plpgsql, not sql: its statements are planned once per session, not on every call
+  return (
+    with ac as (
+      select a.region, a.country from pgflow.area_codes a
+       where p_phone like '+1%' and a.npa = pg_catalog.substr(p_phone, 3, 3)
+    ), given as (
+      select p_state as state,
+             p_state is not null
+             and p_state not in (select r.state from pgflow.state_rules r where r.state <> 'ZZ')
+             and p_state not in (select a.region from pgflow.area_codes a) as unknown
+    )
+    select pg_catalog.array_agg(distinct s order by s)
+      from (select 'US' as s
+            union all
+            select g.state from given g
+             where g.state in (select r.state from pgflow.state_rules r)
+            union all
+            select ac.region from ac
+             where ac.country = 'US' and ac.region in (select r.state from pgflow.state_rules r)
+            union all
+            select 'ZZ' from given g
+             where g.unknown or (g.state is null and not exists (select 1 from ac))) rules);
+end;
 $$;
 CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -5541,10 +5555,13 @@ CREATE FUNCTION pgflow.rule_text(p_rule text) RETURNS text
     else p_rule end
 $$;
 CREATE FUNCTION pgflow.rules_cap(p_rules text[]) RETURNS integer
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r where r.state = any (p_rules)
+begin
+  return (select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r
+           where r.state = any (p_rules));
+end;
 $$;
 CREATE FUNCTION pgflow.send_latency(p_window interval DEFAULT '01:00:00'::interval, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -5829,20 +5846,25 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.sms_encoding(p_body text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $_$
-  select case
+begin
+  -- plpgsql, not sql: a SQL function that cannot be inlined is planned on every call
+  return case
     when p_body ~ ('^[@£$¥èéùìòÇ' || E'\n' || 'Øø' || E'\r' || 'Å寅ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&''()*+,\-./0-9:;<=>?¡A-ZÄÖÑܧ¿a-zäöñüà^{}\\\[~\]|€' || E'\f' || ']*$')
       then 'gsm7'
     else 'ucs2'
-  end
+  end;
+end;
 $_$;
 CREATE FUNCTION pgflow.sms_segments(p_body text) RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
-  select pgflow._segments(p_body, pgflow.sms_encoding(p_body))
+begin
+  return pgflow._segments(p_body, pgflow.sms_encoding(p_body));
+end;
 $$;
 CREATE FUNCTION pgflow.stop_enrollment(p_id bigint, p_reason text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS pgflow.enrollments
     LANGUAGE plpgsql SECURITY DEFINER

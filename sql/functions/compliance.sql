@@ -9,52 +9,65 @@
 -- and a number outside the US and Canada or with no geographic area code. A Canadian area
 -- code tells a province: only the federal hours apply.
 create or replace function pgflow.contact_rules(p_phone text, p_state text) returns text[]
-language sql stable parallel safe
+language plpgsql stable parallel safe
 set search_path = ''
 as $$
-  with ac as (
-    select a.region, a.country from pgflow.area_codes a
-     where p_phone like '+1%' and a.npa = pg_catalog.substr(p_phone, 3, 3)
-  ), given as (
-    select p_state as state,
-           p_state is not null
-           and p_state not in (select r.state from pgflow.state_rules r where r.state <> 'ZZ')
-           and p_state not in (select a.region from pgflow.area_codes a) as unknown
-  )
-  select pg_catalog.array_agg(distinct s order by s)
-    from (select 'US' as s
-          union all
-          select g.state from given g
-           where g.state in (select r.state from pgflow.state_rules r)
-          union all
-          select ac.region from ac
-           where ac.country = 'US' and ac.region in (select r.state from pgflow.state_rules r)
-          union all
-          select 'ZZ' from given g
-           where g.unknown or (g.state is null and not exists (select 1 from ac))) rules
+begin
+  -- plpgsql, not sql: its statements are planned once per session, not on every call
+  return (
+    with ac as (
+      select a.region, a.country from pgflow.area_codes a
+       where p_phone like '+1%' and a.npa = pg_catalog.substr(p_phone, 3, 3)
+    ), given as (
+      select p_state as state,
+             p_state is not null
+             and p_state not in (select r.state from pgflow.state_rules r where r.state <> 'ZZ')
+             and p_state not in (select a.region from pgflow.area_codes a) as unknown
+    )
+    select pg_catalog.array_agg(distinct s order by s)
+      from (select 'US' as s
+            union all
+            select g.state from given g
+             where g.state in (select r.state from pgflow.state_rules r)
+            union all
+            select ac.region from ac
+             where ac.country = 'US' and ac.region in (select r.state from pgflow.state_rules r)
+            union all
+            select 'ZZ' from given g
+             where g.unknown or (g.state is null and not exists (select 1 from ac))) rules);
+end;
 $$;
 
 -- The fewest marketing texts per rolling 24 h any of the rules allows (null: no cap).
 create or replace function pgflow.rules_cap(p_rules text[]) returns integer
-language sql stable parallel safe
+language plpgsql stable parallel safe
 set search_path = ''
 as $$
-  select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r where r.state = any (p_rules)
+begin
+  return (select pg_catalog.min(r.max_per_24h) from pgflow.state_rules r
+           where r.state = any (p_rules));
+end;
 $$;
 
 -- Which cap holds a lead back when p_campaign_cap (the campaign's daily cap; null: none
 -- counted) and the rules' caps both apply: 'campaign_cap' when the campaign's is the
 -- smaller, else 'state_cap:XX' (the first rule with the smallest cap); null with no cap.
 create or replace function pgflow.cap_rule(p_rules text[], p_campaign_cap integer) returns text
-language sql stable parallel safe
+language plpgsql stable parallel safe
 set search_path = ''
 as $$
-  select case
-    when pgflow.rules_cap(p_rules) <= coalesce(p_campaign_cap, pgflow.rules_cap(p_rules))
-      then 'state_cap:' || (select pg_catalog.min(r.state) from pgflow.state_rules r
-                             where r.state = any (p_rules)
-                               and r.max_per_24h = pgflow.rules_cap(p_rules))
-    when p_campaign_cap is not null then 'campaign_cap' end
+declare
+  v_cap integer;
+  v_state text;
+begin
+  select r.max_per_24h, r.state into v_cap, v_state
+    from pgflow.state_rules r
+   where r.state = any (p_rules) and r.max_per_24h is not null
+   order by r.max_per_24h, r.state
+   limit 1;
+  return case when v_cap <= coalesce(p_campaign_cap, v_cap) then 'state_cap:' || v_state
+              when p_campaign_cap is not null then 'campaign_cap' end;
+end;
 $$;
 
 -- The first instant at or after p_at inside the campaign's window AND the hours of every
@@ -136,16 +149,19 @@ $$;
 -- oldest of the last p_cap is 24 h old.
 create or replace function pgflow.cap_open(p_cap integer, p_recent timestamptz[], p_at timestamptz)
 returns timestamptz
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = ''
 as $$
-  select case
-    when p_cap is null then p_at
-    else greatest(p_at, coalesce((
-      select t + interval '24 hours'
-        from (select t from pg_catalog.unnest(p_recent) t
-               where t > p_at - interval '24 hours' and t <= p_at
-               order by t desc offset p_cap - 1 limit 1) kth), p_at)) end
+begin
+  if p_cap is null then
+    return p_at;
+  end if;
+  return greatest(p_at, coalesce((
+    select t + interval '24 hours'
+      from (select t from pg_catalog.unnest(p_recent) t
+             where t > p_at - interval '24 hours' and t <= p_at
+             order by t desc offset p_cap - 1 limit 1) kth), p_at));
+end;
 $$;
 
 -- The first instant at or after p_at when one more marketing text may go to a lead: under

@@ -105,55 +105,61 @@ $$;
 
 -- GSM-7 (160 chars, 153 per part; extension characters count double) or UCS-2 (70 / 67).
 create or replace function pgflow.sms_encoding(p_body text) returns text
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = ''
 as $$
-  select case
+begin
+  -- plpgsql, not sql: a SQL function that cannot be inlined is planned on every call
+  return case
     when p_body ~ ('^[@£$¥èéùìòÇ' || E'\n' || 'Øø' || E'\r' || 'Å寅ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&''()*+,\-./0-9:;<=>?¡A-ZÄÖÑܧ¿a-zäöñüà^{}\\\[~\]|€' || E'\f' || ']*$')
       then 'gsm7'
     else 'ucs2'
-  end
+  end;
+end;
 $$;
 
 -- The segments of p_body in p_encoding (pgflow.sms_encoding's answer for it): for a caller
 -- that has the encoding already.
 create or replace function pgflow._segments(p_body text, p_encoding text) returns integer
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = ''
 as $$
-  select case when units <= single then 1 else ceil(units / part)::integer end
-  from (
-    select case
-      when p_encoding = 'gsm7' then
-        -- extension characters take two septets
-        pg_catalog.length(p_body)
-          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'))
-      else
-        -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
-        pg_catalog.length(p_body)
-          + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'))
-      end as units,
-      case when p_encoding = 'gsm7' then 160 else 70 end as single,
-      case when p_encoding = 'gsm7' then 153.0 else 67.0 end as part
-  ) x
+declare
+  v_units integer;
+begin
+  if p_encoding = 'gsm7' then
+    -- extension characters take two septets
+    v_units := pg_catalog.length(p_body) + pg_catalog.length(pg_catalog.regexp_replace(
+      p_body, '[^\^{}\\\[~\]|€' || E'\f' || ']', '', 'g'));
+    return case when v_units <= 160 then 1 else ceil(v_units / 153.0)::integer end;
+  end if;
+  -- UCS-2 counts UTF-16 code units: characters beyond the BMP (most emoji) take two
+  v_units := pg_catalog.length(p_body)
+             + pg_catalog.length(pg_catalog.regexp_replace(p_body, '[\u0001-\uffff]', '', 'g'));
+  return case when v_units <= 70 then 1 else ceil(v_units / 67.0)::integer end;
+end;
 $$;
 
 -- The segments p_body takes.
 create or replace function pgflow.sms_segments(p_body text) returns integer
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = ''
 as $$
-  select pgflow._segments(p_body, pgflow.sms_encoding(p_body))
+begin
+  return pgflow._segments(p_body, pgflow.sms_encoding(p_body));
+end;
 $$;
 
 -- The values a step template may use: contact fields over the contact's attributes.
 create or replace function pgflow._template_values(p_contact pgflow.contacts) returns jsonb
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-  select p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+begin
+  return p_contact.attributes || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
     'first_name', p_contact.first_name, 'last_name', p_contact.last_name,
-    'email', p_contact.email))
+    'email', p_contact.email));
+end;
 $$;
 
 -- {{name}} placeholders from values, else the campaign's fallbacks, else removed (with the
