@@ -12,12 +12,11 @@
    Reported: leads/s, select1/s, their ratio, pgflow serve's leads/s and its ratio, and the
    CPU utilisation of the server and of the database's backends during each measurement.
 2. Speed to lead: a fresh database and server, a real `pgflow worker` (--concurrency 20
-   --poll 0.2, its default express lane) against the fast fake Retell, busy draining a
-   backlog of `--backlog` queued drip messages that a feeder keeps topped up; leads at a
-   steady `--rate`/s for `--paced` seconds. Reported: p50/p95/p99 ms from the POST to the
-   fake receiving that lead's create-sms-chat, the POSTs' own response times, the stages
-   from the database's clock (queued -> claimed -> sent), how busy the queue was,
-   duplicates.
+   --poll 0.2) against the fast fake Retell, busy draining a backlog of `--backlog` queued
+   drip messages that a feeder keeps topped up; leads at a steady `--rate`/s for `--paced`
+   seconds. Reported: p50/p95/p99 ms from the POST to the fake receiving that lead's
+   create-sms-chat, the POSTs' own response times, the stages from the database's clock
+   (queued -> claimed -> sent), how busy the queue was, duplicates.
 Peak RSS (VmHWM) of each server process and of the worker, read before they stop."""
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ from bench.fake_retell_speed import API_KEY
 from bench.fast_retell import fake_get
 from bench.intake_server import SELECT1_PATH
 from pgflow import db
-from pgflow.worker import WorkerOptions
 from tests.factories import campaign_doc
 from tests.processes import ServeProcess, WorkerProcess, free_port
 
@@ -416,11 +414,7 @@ def speed_to_lead(
         "duplicate_sends": len(stats["duplicates"]),
         "worker_peak_rss_mb": worker_rss,
         "server_peak_rss_mb": server_rss,
-        "worker": {
-            "concurrency": concurrency,
-            "poll_s": poll,
-            "express_slots": WorkerOptions().express_slots,
-        },
+        "worker": {"concurrency": concurrency, "poll_s": poll},
     }
 
 
@@ -448,7 +442,7 @@ def main() -> None:
             "intake": intake_result,
             "speed_to_lead": stl,
             "web_peak_rss_mb": max(intake_result["server_peak_rss_mb"], stl["server_peak_rss_mb"]),
-            "goal": "speed_to_lead p95 < 50 ms",
+            "goal": "speed_to_lead p95 < 300 ms",
         },
     )
 

@@ -19,12 +19,13 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 import psycopg
 from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+from pgqueuer.adapters.persistence.composer import ComposedQuery
 from pgqueuer.adapters.persistence.qb import (
     QueryBuilderEnvironment,
     QueryQueueBuilder,
@@ -40,7 +41,6 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from pgflow import __version__, agent, db, logs, migrations, transport
-from pgflow import lanes as lanes_
 from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent, first_line
 from pgflow.jobs.agent_reply import agent_reply
@@ -114,6 +114,37 @@ class _QueueDriver(PsycopgDriver):
 def queue_settings() -> DBSettings:
     """pgqueuer's tables live in schema pgflow."""
     return DBSettings(db_schema="pgflow")
+
+
+# The express lane takes send_sms jobs of this priority and above: a new lead's first step
+# (10, pgflow.ingest_lead) and the texts of a live conversation (15-20); the drip backlog
+# (0) and retries (5) go through the main lane only.
+EXPRESS_PRIORITY = 10
+EXPRESS_ENTRYPOINTS = ("send_sms",)
+
+
+class _ExpressQueueBuilder(QueryQueueBuilder):
+    """pgqueuer's dequeue, narrowed to jobs of priority EXPRESS_PRIORITY and above.
+
+    A worker busy with a backlog has every slot of its main lane taken, and a slot is seen
+    free only when pgqueuer writes the finished jobs back (every `batch_size` jobs or 0.1 s):
+    a lead's first text, though first in line, waited for that. The express lane's slots
+    are never taken by the backlog, so such a text is picked as soon as its NOTIFY comes."""
+
+    FILTERS = (
+        ("candidate.status = 'queued'", "AND candidate.priority >= $express"),
+        ("stale.status = 'picked'", "AND stale.priority >= $express"),
+    )
+
+    def build_dequeue_query(self, **kwargs: Any) -> ComposedQuery:
+        query = super().build_dequeue_query(**kwargs)
+        sql = query.sql
+        for anchor, condition in self.FILTERS:
+            if sql.count(anchor) != 1:  # pgqueuer's query changed: refuse, never take all
+                raise RuntimeError(f"pgqueuer's dequeue query has no single {anchor!r}")
+            narrowed = condition.replace("$express", str(EXPRESS_PRIORITY))
+            sql = sql.replace(anchor, f"{anchor} {narrowed}")
+        return dataclasses.replace(query, sql=sql)
 
 
 def job_id(job: Job) -> int:
@@ -308,22 +339,32 @@ class Worker:
             # pgqueuer wants at least two batches of room: a small --concurrency takes
             # smaller batches rather than more jobs in flight than it asked for (1 gives 2)
             batch = max(1, min(options.batch_size, options.concurrency // 2))
-            poll = dt.timedelta(seconds=options.poll_seconds)
-            beat = dt.timedelta(seconds=options.heartbeat_timeout_seconds)
             lanes = [
                 qm.run(
-                    dequeue_timeout=poll,
+                    dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
                     batch_size=batch,
                     max_concurrent_tasks=max(options.concurrency, 2 * batch),
-                    heartbeat_timeout=beat,
+                    heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
                     shutdown_on_listener_failure=True,
                 )
             ]
             if options.express_slots > 0:
-                express = lanes_.express_manager(queries, qm)
-                _register(express, ctx, pool, http, None, only=lanes_.EXPRESS_ENTRYPOINTS)
-                lanes.append(lanes_.run_express(express, options.express_slots, poll, beat))
-            await lanes_.run_lanes(qm.shutdown, lanes)
+                # the same LISTEN connection and pool; one job per dequeue, so that each
+                # finished job frees its slot at once; both lanes stop together
+                express = QueueManager(dataclasses.replace(queries, qbq=_ExpressQueueBuilder(qs)))
+                express.shutdown = qm.shutdown
+                _register(express, ctx, pool, http, None, only=EXPRESS_ENTRYPOINTS)
+                lanes.append(
+                    express.run(
+                        dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
+                        batch_size=1,
+                        max_concurrent_tasks=max(options.express_slots, 2),
+                        heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
+                        shutdown_on_listener_failure=True,
+                        log_aggregation_interval=dt.timedelta(0),
+                    )
+                )
+            await _run_lanes(qm.shutdown, lanes)
             if driver.lost is not None:
                 raise driver.lost
         finally:
@@ -348,6 +389,20 @@ class Worker:
 
 
 HEARTBEAT_SECONDS = 10.0
+
+
+async def _run_lanes(shutdown: asyncio.Event, lanes: Sequence[Awaitable[None]]) -> None:
+    """The queue managers' runs until all end; the first to fail stops the others (their
+    shared shutdown) and its error is raised once they have."""
+    tasks = [asyncio.ensure_future(lane) for lane in lanes]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        shutdown.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
 
 
 def _register(

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pgflow.twilio_setup",
         ),
     ),
-    ("runtimes", ("pgflow.worker", "pgflow.lanes", "pgflow.web", "pgflow.sandbox", "pgflow.demo")),
+    ("runtimes", ("pgflow.worker", "pgflow.web", "pgflow.sandbox", "pgflow.demo")),
     ("faces", ("pgflow.cli",)),
 ]
 

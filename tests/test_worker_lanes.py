@@ -20,7 +20,7 @@ from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.types import QueueEntrypoint, QueueManagerId
 from pgqueuer.ports.repository import EntrypointExecutionParameter
 
-from pgflow import lanes, worker
+from pgflow import worker
 
 Conn = psycopg.Connection[Any]
 SEND = {QueueEntrypoint("send_sms"): EntrypointExecutionParameter(concurrency_limit=0)}
@@ -61,12 +61,12 @@ def test_the_express_lane_takes_only_texts_someone_waits_for(db: Conn, db_url: s
     for i in range(3):
         queue(db, "send_sms", 100 + i, 0)  # the drip backlog
     queue(db, "send_sms", 200, 5)  # a retry
-    queue(db, "send_sms", 300, lanes.EXPRESS_PRIORITY)  # a new lead's first step
+    queue(db, "send_sms", 300, worker.EXPRESS_PRIORITY)  # a new lead's first step
     queue(db, "send_sms", 400, 20)  # a system reply
     queue(db, "classify_outcome", 500, 30)  # not a text: never this lane's
 
-    express = lanes.ExpressQueueBuilder(settings)
-    assert dequeue(db_url, express) == [("send_sms", 20), ("send_sms", lanes.EXPRESS_PRIORITY)]
+    express = worker._ExpressQueueBuilder(settings)
+    assert dequeue(db_url, express) == [("send_sms", 20), ("send_sms", worker.EXPRESS_PRIORITY)]
     assert dequeue(db_url, express) == []  # the backlog and the retry wait for the main lane
     # the main lane takes the rest, highest priority first
     main = QueryQueueBuilder(settings)
@@ -76,6 +76,6 @@ def test_the_express_lane_takes_only_texts_someone_waits_for(db: Conn, db_url: s
 def test_the_main_lane_takes_waiting_texts_before_the_backlog(db: Conn, db_url: str) -> None:
     for i in range(3):
         queue(db, "send_sms", 100 + i, 0)
-    queue(db, "send_sms", 300, lanes.EXPRESS_PRIORITY)
+    queue(db, "send_sms", 300, worker.EXPRESS_PRIORITY)
     taken = dequeue(db_url, QueryQueueBuilder(worker.queue_settings()), batch=1)
-    assert taken == [("send_sms", lanes.EXPRESS_PRIORITY)]
+    assert taken == [("send_sms", worker.EXPRESS_PRIORITY)]
