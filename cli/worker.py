@@ -13,12 +13,6 @@ from .common import configure_logging, fail, settings
 
 def worker(
     concurrency: int = typer.Option(20, min=1, help="Jobs in flight at once."),
-    express_slots: int = typer.Option(
-        4,
-        min=0,
-        help="Slots beyond --concurrency for texts someone waits for (a new lead's first "
-        "step, replies): they never wait behind a drip backlog. 0: none.",
-    ),
     poll: float = typer.Option(5.0, min=0.1, help="Seconds between polls (NOTIFY wakes sooner)."),
     heartbeat_timeout: float = typer.Option(
         30.0, min=1.0, help="Seconds before a dead worker's job is picked up again."
@@ -32,7 +26,6 @@ def worker(
     configure_logging(log_level, config)
     options = worker_runtime.WorkerOptions(
         concurrency=concurrency,
-        express_slots=express_slots,
         poll_seconds=poll,
         heartbeat_timeout_seconds=heartbeat_timeout,
         retry_base_seconds=retry_base,

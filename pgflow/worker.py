@@ -19,13 +19,12 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import psycopg
 from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
-from pgqueuer.adapters.persistence.composer import ComposedQuery
 from pgqueuer.adapters.persistence.qb import (
     QueryBuilderEnvironment,
     QueryQueueBuilder,
@@ -60,9 +59,6 @@ class WorkerOptions:
     concurrency: int = 20
     batch_size: int = 10
     poll_seconds: float = 5.0
-    # Slots of the express lane, beyond `concurrency`: texts someone is waiting for (a new
-    # lead's first step, replies) start at once, not when the backlog frees a slot; 0: none
-    express_slots: int = 4
     heartbeat_timeout_seconds: float = 30.0
     retry_base_seconds: float = 30.0
     send_timeout_seconds: float = 15.0
@@ -114,37 +110,6 @@ class _QueueDriver(PsycopgDriver):
 def queue_settings() -> DBSettings:
     """pgqueuer's tables live in schema pgflow."""
     return DBSettings(db_schema="pgflow")
-
-
-# The express lane takes send_sms jobs of this priority and above: a new lead's first step
-# (10, pgflow.ingest_lead) and the texts of a live conversation (15-20); the drip backlog
-# (0) and retries (5) go through the main lane only.
-EXPRESS_PRIORITY = 10
-EXPRESS_ENTRYPOINTS = ("send_sms",)
-
-
-class _ExpressQueueBuilder(QueryQueueBuilder):
-    """pgqueuer's dequeue, narrowed to jobs of priority EXPRESS_PRIORITY and above.
-
-    A worker busy with a backlog has every slot of its main lane taken, and a slot is seen
-    free only when pgqueuer writes the finished jobs back (every `batch_size` jobs or 0.1 s):
-    a lead's first text, though first in line, waited for that. The express lane's slots
-    are never taken by the backlog, so such a text is picked as soon as its NOTIFY comes."""
-
-    FILTERS = (
-        ("candidate.status = 'queued'", "AND candidate.priority >= $express"),
-        ("stale.status = 'picked'", "AND stale.priority >= $express"),
-    )
-
-    def build_dequeue_query(self, **kwargs: Any) -> ComposedQuery:
-        query = super().build_dequeue_query(**kwargs)
-        sql = query.sql
-        for anchor, condition in self.FILTERS:
-            if sql.count(anchor) != 1:  # pgqueuer's query changed: refuse, never take all
-                raise RuntimeError(f"pgqueuer's dequeue query has no single {anchor!r}")
-            narrowed = condition.replace("$express", str(EXPRESS_PRIORITY))
-            sql = sql.replace(anchor, f"{anchor} {narrowed}")
-        return dataclasses.replace(query, sql=sql)
 
 
 def job_id(job: Job) -> int:
@@ -230,11 +195,11 @@ class Worker:
         pool = db.async_pool(
             settings.database_url,
             application="worker",
-            max_size=max(4, min(options.concurrency, 20) + options.express_slots + 3),
+            max_size=max(4, min(options.concurrency, 20) + 3),
         )
         await pool.open(wait=False)  # it reconnects by itself; the queue loop waits for it
         timeout = httpx.Timeout(options.send_timeout_seconds, connect=5.0)
-        connections = max(options.concurrency, 1) + options.express_slots
+        connections = max(options.concurrency, 1)
         sms = transport.create(
             settings,
             timeout=timeout,
@@ -257,7 +222,6 @@ class Worker:
             worker_id=self.worker_id,
             pid=os.getpid(),
             concurrency=options.concurrency,
-            express_slots=options.express_slots,
             poll_s=options.poll_seconds,
             transport=sms.name,
             twilio=twilio is not None,
@@ -339,32 +303,13 @@ class Worker:
             # pgqueuer wants at least two batches of room: a small --concurrency takes
             # smaller batches rather than more jobs in flight than it asked for (1 gives 2)
             batch = max(1, min(options.batch_size, options.concurrency // 2))
-            lanes = [
-                qm.run(
-                    dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
-                    batch_size=batch,
-                    max_concurrent_tasks=max(options.concurrency, 2 * batch),
-                    heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
-                    shutdown_on_listener_failure=True,
-                )
-            ]
-            if options.express_slots > 0:
-                # the same LISTEN connection and pool; one job per dequeue, so that each
-                # finished job frees its slot at once; both lanes stop together
-                express = QueueManager(dataclasses.replace(queries, qbq=_ExpressQueueBuilder(qs)))
-                express.shutdown = qm.shutdown
-                _register(express, ctx, pool, http, None, only=EXPRESS_ENTRYPOINTS)
-                lanes.append(
-                    express.run(
-                        dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
-                        batch_size=1,
-                        max_concurrent_tasks=max(options.express_slots, 2),
-                        heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
-                        shutdown_on_listener_failure=True,
-                        log_aggregation_interval=dt.timedelta(0),
-                    )
-                )
-            await _run_lanes(qm.shutdown, lanes)
+            await qm.run(
+                dequeue_timeout=dt.timedelta(seconds=options.poll_seconds),
+                batch_size=batch,
+                max_concurrent_tasks=max(options.concurrency, 2 * batch),
+                heartbeat_timeout=dt.timedelta(seconds=options.heartbeat_timeout_seconds),
+                shutdown_on_listener_failure=True,
+            )
             if driver.lost is not None:
                 raise driver.lost
         finally:
@@ -391,27 +336,12 @@ class Worker:
 HEARTBEAT_SECONDS = 10.0
 
 
-async def _run_lanes(shutdown: asyncio.Event, lanes: Sequence[Awaitable[None]]) -> None:
-    """The queue managers' runs until all end; the first to fail stops the others (their
-    shared shutdown) and its error is raised once they have."""
-    tasks = [asyncio.ensure_future(lane) for lane in lanes]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        shutdown.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            raise exc
-
-
 def _register(
     qm: QueueManager,
     ctx: JobContext,
     pool: AsyncConnectionPool[Any],
     http: httpx.AsyncClient,
     alert_url: str | None,
-    only: tuple[str, ...] | None = None,
 ) -> None:
     jobs: dict[str, Callable[[Job], Awaitable[Any]]] = {
         "send_sms": lambda job: send_sms(ctx, job_id(job)),
@@ -423,8 +353,7 @@ def _register(
         "check_receipt": lambda job: check_receipt(ctx, job_id(job), job.attempts),
     }
     for name, run in jobs.items():
-        if only is None or name in only:
-            qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))
+        qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))
 
 
 def _surviving_the_database(
