@@ -19,6 +19,8 @@ OUT = ROOT / "bench" / "RESULTS.md"
 PROFILE = "## Profile"
 KEPT = ("## Notes", PROFILE)
 Row = tuple[str, str, str, str, str, str]  # figure, value, reference, ratio, command, date
+# Lead -> first SMS, p95, with the worker busy (issue 21)
+SPEED_TO_LEAD_GOAL_MS = 50
 
 
 def load(name: str, quick: bool) -> dict[str, Any] | None:
@@ -275,7 +277,7 @@ def webhook_rows(r: dict[str, Any]) -> list[Row]:
             f" ~{queue['backlog_target']:,} queued (depth min {queue['queue_depth_min']:,})",
             f"{lat['p50']:,.0f} / {lat['p95']:,.0f} / {lat['p99']:,.0f} ms",
             f"POST answered p95 {stl['response_ms']['p95']:,.0f} ms",
-            f"p95/300 ms goal: {lat['p95'] / 300:.1f}",
+            f"p95/{SPEED_TO_LEAD_GOAL_MS} ms goal: {lat['p95'] / SPEED_TO_LEAD_GOAL_MS:.1f}",
             cmd,
             when,
         ),
@@ -359,7 +361,7 @@ def load_rows(r: dict[str, Any]) -> list[Row]:
             " (monotonic clock) vs created_at -> sent_at (database clock)",
             f"{post['p50']:,.0f} / {post['p95']:,.0f} / {post['p99']:,.0f} ms",
             f"{dbc['p50']:,.0f} / {dbc['p95']:,.0f} / {dbc['p99']:,.0f} ms (db clock)",
-            f"p95/300 ms goal: {post['p95'] / 300:.1f}",
+            f"p95/{SPEED_TO_LEAD_GOAL_MS} ms goal: {post['p95'] / SPEED_TO_LEAD_GOAL_MS:.1f}",
             cmd,
             when,
         ),

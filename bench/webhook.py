@@ -442,7 +442,7 @@ def main() -> None:
             "intake": intake_result,
             "speed_to_lead": stl,
             "web_peak_rss_mb": max(intake_result["server_peak_rss_mb"], stl["server_peak_rss_mb"]),
-            "goal": "speed_to_lead p95 < 300 ms",
+            "goal": "speed_to_lead p95 < 50 ms",
         },
     )
 

@@ -1560,12 +1560,14 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow._phone_hash(p_phone text) RETURNS bytea
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
-  select pg_catalog.sha256(s.value || pg_catalog.convert_to(p_phone, 'UTF8'))
-    from pgflow.secrets s
-   where s.name = 'phone_hash_key'
+begin
+  return (select pg_catalog.sha256(s.value || pg_catalog.convert_to(p_phone, 'UTF8'))
+            from pgflow.secrets s
+           where s.name = 'phone_hash_key');
+end;
 $$;
 CREATE FUNCTION pgflow._pool_from_number() RETURNS trigger
     LANGUAGE plpgsql
@@ -1731,9 +1733,13 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow._set_reason(p_reason text) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$ select pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true) $$;
+    AS $$
+begin
+  perform pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true);
+end;
+$$;
 CREATE FUNCTION pgflow._short_key(p_id text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -1753,46 +1759,54 @@ CREATE FUNCTION pgflow._sms_words(p_text text) RETURNS text
            '\s+', ' ', 'g'))
 $$;
 CREATE FUNCTION pgflow._state_code(p_lead jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $_$
-  select case
-    when x.v is null then null
-    when pg_catalog.jsonb_typeof(x.v) <> 'string' then 'ZZ'
-    when y.t = '' then null
-    when y.t ~ '^[A-Za-z]{2}$' then pg_catalog.upper(y.t)
-    else coalesce((
-      select n.code from (values
-        ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
-        ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
-        ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
-        ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
-        ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
-        ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
-        ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
-        ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
-        ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
-        ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
-        ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
-        ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
-        ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
-        ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
-        ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
-        ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
-        ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
-        ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
-        ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
-        ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
-        ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
-        ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
-       where n.name = pg_catalog.lower(y.t)), 'ZZ')
-  end
-  from (select coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
-                        case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
-                             then nullif(p_lead #> '{address,state}', 'null'::jsonb) end) as v) x,
-       -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
-       lateral (select pg_catalog.btrim(pg_catalog.regexp_replace(
-                  pg_catalog.translate(x.v #>> '{}', '.', ''), '\s+', ' ', 'g')) as t) y
+declare
+  v jsonb := coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
+                      case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
+                           then nullif(p_lead #> '{address,state}', 'null'::jsonb) end);
+  t text;
+begin
+  if v is null then
+    return null;
+  elsif pg_catalog.jsonb_typeof(v) <> 'string' then
+    return 'ZZ';
+  end if;
+  -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
+  t := pg_catalog.btrim(pg_catalog.regexp_replace(
+         pg_catalog.translate(v #>> '{}', '.', ''), '\s+', ' ', 'g'));
+  if t = '' then
+    return null;
+  elsif t ~ '^[A-Za-z]{2}$' then
+    return pg_catalog.upper(t);
+  end if;
+  return coalesce((
+    select n.code from (values
+      ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
+      ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
+      ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
+      ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
+      ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
+      ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
+      ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
+      ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
+      ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
+      ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
+      ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
+      ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
+      ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
+      ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
+      ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
+      ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
+      ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
+      ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
+      ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
+      ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
+      ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
+      ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
+     where n.name = pg_catalog.lower(t)), 'ZZ');
+end;
 $_$;
 CREATE TABLE pgflow.suppressions (
     phone_hash bytea NOT NULL,
@@ -1803,10 +1817,15 @@ CREATE TABLE pgflow.suppressions (
     CONSTRAINT suppressions_source_valid CHECK ((source = ANY (ARRAY['keyword'::text, 'phrase'::text, 'llm'::text, 'operator'::text, 'import'::text, 'webhook'::text, 'carrier'::text, 'erasure'::text])))
 );
 CREATE FUNCTION pgflow._suppression(p_phone text) RETURNS pgflow.suppressions
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
-  select * from pgflow.suppressions where phone_hash = pgflow._phone_hash(p_phone)
+declare
+  v_row pgflow.suppressions;
+begin
+  select * into v_row from pgflow.suppressions where phone_hash = pgflow._phone_hash(p_phone);
+  return v_row;
+end;
 $$;
 CREATE FUNCTION pgflow._system_message(p_conversation_id bigint, p_body text, p_dedupe_key text, p_now timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql
@@ -2244,20 +2263,23 @@ begin
 end;
 $$;
 CREATE FUNCTION pgflow.campaign_refusal(p_slug text) RETURNS jsonb
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select case
-    when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
-      'detail', pg_catalog.format('no campaign with slug %L', p_slug))
-    when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
-      'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
-    when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
-      then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
-        'detail', pg_catalog.format('campaign %L has no steps', c.slug))
-  end
-  from (select 1) one
-  left join pgflow.campaigns c on c.slug = p_slug
+begin
+  return (
+    select case
+      when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
+        'detail', pg_catalog.format('no campaign with slug %L', p_slug))
+      when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
+        'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
+      when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
+        then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
+          'detail', pg_catalog.format('campaign %L has no steps', c.slug))
+    end
+    from (select 1) one
+    left join pgflow.campaigns c on c.slug = p_slug);
+end;
 $$;
 CREATE FUNCTION pgflow.cap_open(p_cap integer, p_recent timestamp with time zone[], p_at timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -4019,6 +4041,7 @@ $$;
 CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_edge jsonb DEFAULT NULL::jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $_$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
@@ -5588,10 +5611,13 @@ CREATE FUNCTION pgflow.send_latency(p_window interval DEFAULT '01:00:00'::interv
     from (select distinct kind from sent) k
 $$;
 CREATE FUNCTION pgflow.sender_for(p_contact_id bigint, p_campaign_id bigint) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
-  select coalesce(
+begin
+  -- plpgsql, not SQL: its plan is kept for the session (a SQL function's is made again in
+  -- every transaction; this one runs in every lead's)
+  return coalesce(
     (select cn.number
        from pgflow.campaign_numbers cn
        cross join (select ct.phone from pgflow.contacts ct where ct.id = p_contact_id) ct
@@ -5605,7 +5631,8 @@ CREATE FUNCTION pgflow.sender_for(p_contact_id bigint, p_campaign_id bigint) RET
                (ct.phone like '+1%' and pg_catalog.left(cn.number, 5) = pg_catalog.left(ct.phone, 5)) desc,
                (cn.position - 1 + pool.n - p_contact_id % pool.n) % pool.n
       limit 1),
-    (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id))
+    (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id));
+end;
 $$;
 CREATE FUNCTION pgflow.sends_per_hour(p_campaign text DEFAULT NULL::text, p_hours integer DEFAULT 24, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER

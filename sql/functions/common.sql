@@ -57,9 +57,13 @@ end;
 $$;
 
 create or replace function pgflow._set_reason(p_reason text) returns void
-language sql
+language plpgsql
 set search_path = ''
-as $$ select pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true) $$;
+as $$
+begin
+  perform pg_catalog.set_config('pgflow.reason', coalesce(p_reason, ''), true);
+end;
+$$;
 
 -- Every status change lands in pgflow.events. The reason comes from the transaction-local
 -- setting pgflow.reason, which transition functions set; the time is the row's updated_at

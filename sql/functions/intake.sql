@@ -1,6 +1,10 @@
 -- Intake: a lead in, by webhook or CSV row, as one call; a lead that cannot be read is still recorded.
 -- The current definition of each function and view of this area (sql/README.md: how to
 -- change one). Grants: roles.sql.
+--
+-- Cost: the functions a lead calls are plpgsql, not SQL. PostgreSQL 15 parses and plans a
+-- SQL function that it cannot inline (ours never inline: `set search_path`) again in every
+-- transaction, i.e. for every lead; plpgsql keeps its plans for the session.
 
 -- E.164 from a loosely formatted number when no normalised phone comes from the edge:
 -- US national formats and explicit international ones; NULL when it cannot be one.
@@ -47,21 +51,24 @@ $$;
 -- it must exist, be active and have at least one step. ingest_lead() and the CSV import's
 -- up-front check share it.
 create or replace function pgflow.campaign_refusal(p_slug text) returns jsonb
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select case
-    when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
-      'detail', pg_catalog.format('no campaign with slug %L', p_slug))
-    when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
-      'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
-    when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
-      then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
-        'detail', pg_catalog.format('campaign %L has no steps', c.slug))
-  end
-  from (select 1) one
-  left join pgflow.campaigns c on c.slug = p_slug
+begin
+  return (
+    select case
+      when c.id is null then pg_catalog.jsonb_build_object('error', 'unknown_campaign',
+        'detail', pg_catalog.format('no campaign with slug %L', p_slug))
+      when c.status <> 'active' then pg_catalog.jsonb_build_object('error', 'campaign_inactive',
+        'detail', pg_catalog.format('campaign %L is %s', c.slug, c.status))
+      when not exists (select 1 from pgflow.campaign_steps s where s.campaign_id = c.id)
+        then pg_catalog.jsonb_build_object('error', 'campaign_has_no_steps',
+          'detail', pg_catalog.format('campaign %L has no steps', c.slug))
+    end
+    from (select 1) one
+    left join pgflow.campaigns c on c.slug = p_slug);
+end;
 $$;
 
 -- The state a lead gives (`state`, else `address.state`), as contacts.state keeps it: a
@@ -71,46 +78,54 @@ $$;
 -- (the strictest rules) for anything else; NULL when none is given. Never an error: a bad
 -- state is no reason to refuse a lead.
 create or replace function pgflow._state_code(p_lead jsonb) returns text
-language sql immutable parallel safe
+language plpgsql immutable parallel safe
 set search_path = ''
 as $$
-  select case
-    when x.v is null then null
-    when pg_catalog.jsonb_typeof(x.v) <> 'string' then 'ZZ'
-    when y.t = '' then null
-    when y.t ~ '^[A-Za-z]{2}$' then pg_catalog.upper(y.t)
-    else coalesce((
-      select n.code from (values
-        ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
-        ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
-        ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
-        ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
-        ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
-        ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
-        ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
-        ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
-        ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
-        ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
-        ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
-        ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
-        ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
-        ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
-        ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
-        ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
-        ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
-        ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
-        ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
-        ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
-        ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
-        ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
-       where n.name = pg_catalog.lower(y.t)), 'ZZ')
-  end
-  from (select coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
-                        case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
-                             then nullif(p_lead #> '{address,state}', 'null'::jsonb) end) as v) x,
-       -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
-       lateral (select pg_catalog.btrim(pg_catalog.regexp_replace(
-                  pg_catalog.translate(x.v #>> '{}', '.', ''), '\s+', ' ', 'g')) as t) y
+declare
+  v jsonb := coalesce(nullif(p_lead -> 'state', 'null'::jsonb),
+                      case when pg_catalog.jsonb_typeof(p_lead -> 'address') = 'object'
+                           then nullif(p_lead #> '{address,state}', 'null'::jsonb) end);
+  t text;
+begin
+  if v is null then
+    return null;
+  elsif pg_catalog.jsonb_typeof(v) <> 'string' then
+    return 'ZZ';
+  end if;
+  -- the text without dots and with single spaces: 'N.Y.' is NY, 'New  York' New York
+  t := pg_catalog.btrim(pg_catalog.regexp_replace(
+         pg_catalog.translate(v #>> '{}', '.', ''), '\s+', ' ', 'g'));
+  if t = '' then
+    return null;
+  elsif t ~ '^[A-Za-z]{2}$' then
+    return pg_catalog.upper(t);
+  end if;
+  return coalesce((
+    select n.code from (values
+      ('AL', 'alabama'), ('AK', 'alaska'), ('AZ', 'arizona'), ('AR', 'arkansas'),
+      ('CA', 'california'), ('CO', 'colorado'), ('CT', 'connecticut'), ('DE', 'delaware'),
+      ('DC', 'district of columbia'), ('DC', 'washington dc'), ('FL', 'florida'),
+      ('GA', 'georgia'), ('HI', 'hawaii'), ('ID', 'idaho'), ('IL', 'illinois'),
+      ('IN', 'indiana'), ('IA', 'iowa'), ('KS', 'kansas'), ('KY', 'kentucky'),
+      ('LA', 'louisiana'), ('ME', 'maine'), ('MD', 'maryland'), ('MA', 'massachusetts'),
+      ('MI', 'michigan'), ('MN', 'minnesota'), ('MS', 'mississippi'), ('MO', 'missouri'),
+      ('MT', 'montana'), ('NE', 'nebraska'), ('NV', 'nevada'), ('NH', 'new hampshire'),
+      ('NJ', 'new jersey'), ('NM', 'new mexico'), ('NY', 'new york'),
+      ('NC', 'north carolina'), ('ND', 'north dakota'), ('OH', 'ohio'), ('OK', 'oklahoma'),
+      ('OR', 'oregon'), ('PA', 'pennsylvania'), ('RI', 'rhode island'),
+      ('SC', 'south carolina'), ('SD', 'south dakota'), ('TN', 'tennessee'),
+      ('TX', 'texas'), ('UT', 'utah'), ('VT', 'vermont'), ('VA', 'virginia'),
+      ('WA', 'washington'), ('WV', 'west virginia'), ('WI', 'wisconsin'),
+      ('WY', 'wyoming'), ('AS', 'american samoa'), ('GU', 'guam'),
+      ('MP', 'northern mariana islands'), ('PR', 'puerto rico'),
+      ('VI', 'us virgin islands'), ('VI', 'virgin islands'),
+      ('AB', 'alberta'), ('BC', 'british columbia'), ('MB', 'manitoba'),
+      ('NB', 'new brunswick'), ('NL', 'newfoundland and labrador'),
+      ('NS', 'nova scotia'), ('NT', 'northwest territories'), ('NU', 'nunavut'),
+      ('ON', 'ontario'), ('PE', 'prince edward island'), ('QC', 'quebec'),
+      ('SK', 'saskatchewan'), ('YT', 'yukon')) as n(code, name)
+     where n.name = pg_catalog.lower(t)), 'ZZ');
+end;
 $$;
 
 -- The conversation opens on the contact's sticky sender of the campaign's pool
@@ -127,12 +142,17 @@ $$;
 -- one's. The lead's `state` (or `address.state`) is read by _state_code() and never
 -- refuses it. A number forgotten on request arrives opted out (the contacts trigger,
 -- _contact_suppression) and the lead is `suppressed`.
+-- Its statements, and those of what it calls (the first step's dispatch, the triggers), run
+-- on generic plans (plan_cache_mode): one lead is one row each, and the custom plans that
+-- `auto` keeps choosing for them were planned again on every call (about a quarter of the
+-- database's time per lead).
 create or replace function pgflow.ingest_lead(
   payload jsonb, p_now timestamptz default null, p_edge jsonb default null
 ) returns jsonb
 language plpgsql
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());

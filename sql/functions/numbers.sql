@@ -22,10 +22,13 @@ $$;
 -- number the contact last talked with (sticky across conversations), else one in the
 -- contact's area code (local presence, +1 numbers), else the pool spread by contact id.
 create or replace function pgflow.sender_for(p_contact_id bigint, p_campaign_id bigint) returns text
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select coalesce(
+begin
+  -- plpgsql, not SQL: its plan is kept for the session (a SQL function's is made again in
+  -- every transaction; this one runs in every lead's)
+  return coalesce(
     (select cn.number
        from pgflow.campaign_numbers cn
        cross join (select ct.phone from pgflow.contacts ct where ct.id = p_contact_id) ct
@@ -39,7 +42,8 @@ as $$
                (ct.phone like '+1%' and pg_catalog.left(cn.number, 5) = pg_catalog.left(ct.phone, 5)) desc,
                (cn.position - 1 + pool.n - p_contact_id % pool.n) % pool.n
       limit 1),
-    (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id))
+    (select c.from_number from pgflow.campaigns c where c.id = p_campaign_id));
+end;
 $$;
 
 -- Count the claimed sends against their numbers (number_usage), one row per number, day and

@@ -7,21 +7,28 @@
 -- and compare, so the hash keeps a number recognisable to us alone. NULL when the key is
 -- missing or the number is NULL.
 create or replace function pgflow._phone_hash(p_phone text) returns bytea
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select pg_catalog.sha256(s.value || pg_catalog.convert_to(p_phone, 'UTF8'))
-    from pgflow.secrets s
-   where s.name = 'phone_hash_key'
+begin
+  return (select pg_catalog.sha256(s.value || pg_catalog.convert_to(p_phone, 'UTF8'))
+            from pgflow.secrets s
+           where s.name = 'phone_hash_key');
+end;
 $$;
 
 -- The suppression of a forgotten number: its pgflow.suppressions row, or a row of NULLs
 -- when the number is not suppressed.
 create or replace function pgflow._suppression(p_phone text) returns pgflow.suppressions
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select * from pgflow.suppressions where phone_hash = pgflow._phone_hash(p_phone)
+declare
+  v_row pgflow.suppressions;
+begin
+  select * into v_row from pgflow.suppressions where phone_hash = pgflow._phone_hash(p_phone);
+  return v_row;
+end;
 $$;
 
 -- The trigger on every new contact, whatever creates it (a lead, a stranger's text through
