@@ -66,12 +66,12 @@ from bench.common import (
 from bench.fake_retell_speed import API_KEY, hammer
 from bench.fast_retell import fake_get, fake_reset
 from pgflow import db
+from pgflow.jobs.entrypoints import job_id
 from pgflow.transport.retell import RetellClient
 from pgflow.worker import (
     WorkerOptions,
     _QueueDriver,
     http_settings,
-    job_id,
     queue_batch,
     queue_settings,
     worker_pool,

@@ -11,15 +11,13 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import os
-import random
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -32,8 +30,7 @@ from pgqueuer.adapters.persistence.qb import (
 )
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.core.qm import QueueManager
-from pgqueuer.domain.errors import FailingListenerError, RetryRequested
-from pgqueuer.domain.models import Job
+from pgqueuer.domain.errors import FailingListenerError
 from pgqueuer.domain.settings import DBSettings
 from psycopg import AsyncRawCursor
 from psycopg.rows import dict_row
@@ -42,15 +39,8 @@ from psycopg_pool import AsyncConnectionPool
 from pgflow import __version__, agent, db, logs, migrations, transport
 from pgflow.config import Settings
 from pgflow.errors import ConfigError, SchemaNotCurrent, first_line
-from pgflow.jobs.agent_reply import agent_reply
-from pgflow.jobs.check_receipt import check_receipt
-from pgflow.jobs.classify_outcome import classify_outcome
-from pgflow.jobs.context import JobContext
-from pgflow.jobs.deliver_alert import deliver_alert
-from pgflow.jobs.dispatch import dispatch_steps
-from pgflow.jobs.end_chat import end_chat
-from pgflow.jobs.judge_opt_out import judge_opt_out
-from pgflow.jobs.send_sms import send_sms
+from pgflow.jobs.context import JobContext, backoff
+from pgflow.jobs.entrypoints import register
 
 log = logging.getLogger("pgflow.worker")
 
@@ -139,11 +129,6 @@ def queue_batch(options: WorkerOptions) -> tuple[int, int]:
     return batch, max(options.concurrency, 2 * batch)
 
 
-def job_id(job: Job) -> int:
-    payload = json.loads(job.payload or b"{}")
-    return int(payload["id"])
-
-
 def check_startable(settings: Settings) -> None:
     """Refuse to start without a key or on a schema with pending migrations."""
     if not settings.retell_api_key:
@@ -178,12 +163,6 @@ async def wait_until_startable(settings: Settings, stopping: asyncio.Event) -> N
                 await asyncio.wait_for(stopping.wait(), delay)
             if stopping.is_set():
                 raise ConfigError("stopped while waiting for the database") from exc
-
-
-def backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter: workers that lost the same database do not all
-    come back in the same instant."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** min(failures, 10))
 
 
 async def run(settings: Settings, options: WorkerOptions) -> None:
@@ -314,7 +293,7 @@ class Worker:
                 qbs=QuerySchedulerBuilder(qs),
             )
             qm = QueueManager(queries)
-            _register(qm, ctx, pool, http, settings.alert_webhook_url)
+            register(qm, ctx, pool, http, settings.alert_webhook_url)
             self.qm = qm
             if self.stopping.is_set():
                 return
@@ -351,52 +330,3 @@ class Worker:
 
 
 HEARTBEAT_SECONDS = 10.0
-
-
-def _register(
-    qm: QueueManager,
-    ctx: JobContext,
-    pool: AsyncConnectionPool[Any],
-    http: httpx.AsyncClient,
-    alert_url: str | None,
-) -> None:
-    jobs: dict[str, Callable[[Job], Awaitable[Any]]] = {
-        "send_sms": lambda job: send_sms(ctx, job_id(job)),
-        "deliver_alert": lambda job: deliver_alert(ctx, http, alert_url, job_id(job), job.attempts),
-        "end_chat": lambda job: end_chat(ctx, job_id(job), job.attempts),
-        "agent_reply": lambda job: agent_reply(ctx, job_id(job), job.attempts),
-        "judge_opt_out": lambda job: judge_opt_out(ctx, job_id(job), job.attempts),
-        "classify_outcome": lambda job: classify_outcome(ctx, job_id(job), job.attempts),
-        "check_receipt": lambda job: check_receipt(ctx, job_id(job), job.attempts),
-        "dispatch_steps": lambda job: dispatch_steps(ctx, job_id(job)),
-    }
-    for name, run in jobs.items():
-        qm.entrypoint(name, on_failure="hold")(_surviving_the_database(run))
-
-
-def _surviving_the_database(
-    run: Callable[[Job], Awaitable[Any]],
-) -> Callable[[Job], Awaitable[None]]:
-    """A job cut off by a lost database is tried again later, not held as failed: its
-    message or conversation is still waiting for it (a job that fails for a reason of its
-    own is held, and the tick queues its message again)."""
-
-    async def job(job: Job) -> None:
-        try:
-            await run(job)
-        except db.UNAVAILABLE as exc:
-            delay = backoff(job.attempts + 1, base=1.0)
-            logs.event(
-                log,
-                "job.database_lost",
-                logging.WARNING,
-                entrypoint=job.entrypoint,
-                job_id=job.id,
-                error=first_line(exc),
-                retry_in_s=round(delay, 1),
-            )
-            raise RetryRequested(
-                delay=dt.timedelta(seconds=delay), reason="database unavailable"
-            ) from exc
-
-    return job

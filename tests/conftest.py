@@ -180,13 +180,27 @@ def drop_database(server_url: str, name: str) -> None:
 
 
 @pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """URL of a fresh, migrated database of this test's own."""
+def db_url(server_url: str, template_db: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a fresh, migrated database of this test's own (for a test marked real_clock,
+    with the state rules' hours open all day: see any_hour)."""
     name = create_clone(server_url, template_db)
+    url = with_database(server_url, name)
     try:
-        yield with_database(server_url, name)
+        if request.node.get_closest_marker("real_clock") is not None:
+            any_hour(url)
+        yield url
     finally:
         drop_database(server_url, name)
+
+
+def any_hour(url: str) -> None:
+    """Open the state rules' hours (the federal 8-21 and every state's) all day, every day,
+    in one test's database. For tests of the machinery that run on the real clock (worker
+    processes, the web server, a browser): they must not pass or fail by the hour the suite
+    starts. The hours themselves are tested on an injected clock (test_state_rules.py,
+    test_send_window.py), where the rules are as shipped."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("update pgflow.state_windows set opens = time '00:00', closes = time '24:00'")
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from tests.conftest import with_database
 from tests.factories import apply_campaign, count, ingest
 from tests.helpers import scalar
 
+pytestmark = pytest.mark.real_clock  # see conftest.any_hour
+
 Conn = psycopg.Connection[Any]
 OPEN = {"window_start": "00:00", "window_end": "24:00"}
 cli = typer.Typer()

@@ -40,6 +40,7 @@ DOCS = Path(ROOT) / "docs"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.real_clock,
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is needed"),
 ]
 

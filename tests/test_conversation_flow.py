@@ -27,7 +27,7 @@ FAST = ("--retry-base", "0.05", "--poll", "0.2", "--heartbeat-timeout", "30")
 LEAD_PHONE = "+12125550147"
 LINE = "+14155550100"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_clock]
 
 
 class Flow:

@@ -17,6 +17,8 @@ from tests.fake_retell import FakeRetell
 from tests.helpers import row, scalar
 from tests.processes import WorkerProcess, wait_until
 
+pytestmark = pytest.mark.real_clock  # see conftest.any_hour
+
 Conn = psycopg.Connection[Any]
 cli = typer.Typer()
 cli.add_typer(dead_letters.app, name="dead-letters")

@@ -26,7 +26,7 @@ from tests.helpers import rows
 from tests.processes import ServeProcess, WorkerProcess, wait_until
 
 Conn = psycopg.Connection[Any]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_clock]
 
 OPEN_ALL_DAY = {"window_start": "00:00", "window_end": "24:00"}
 TOKEN = "t0ken-for-fault-tests"

@@ -13,6 +13,8 @@ from psycopg import errors as pgerr
 from tests.factories import apply_campaign
 from tests.helpers import scalar
 
+pytestmark = pytest.mark.real_clock  # see conftest.any_hour
+
 Conn = psycopg.Connection[Any]
 
 

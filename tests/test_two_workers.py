@@ -16,7 +16,7 @@ from tests.helpers import rows, scalar
 from tests.processes import WorkerProcess, wait_until
 
 Conn = psycopg.Connection[Any]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_clock]
 QUEUED = 300  # drip messages waiting when the workers start
 LEADS = 40  # new leads arriving while they drain
 

@@ -22,7 +22,7 @@ Conn = psycopg.Connection[Any]
 OPEN_ALL_DAY = {"window_start": "00:00", "window_end": "24:00"}
 FAST = ("--retry-base", "0.05", "--poll", "0.2", "--heartbeat-timeout", "30")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_clock]
 
 
 @pytest.fixture

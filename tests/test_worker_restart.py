@@ -20,6 +20,7 @@ from tests.processes import WorkerProcess, wait_until
 Conn = psycopg.Connection[Any]
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.real_clock,
     pytest.mark.skipif(
         not is_local_cluster(os.environ.get("DATABASE_URL")),
         reason="restarts only the local test cluster",

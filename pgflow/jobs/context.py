@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -96,3 +97,9 @@ def retry_later(attempts: int, base: float, reason: str) -> RetryRequested:
     """Exponential backoff for a job that failed for a passing reason."""
     delay = min(3600.0, base * 2 ** max(0, attempts))
     return RetryRequested(delay=dt.timedelta(seconds=delay), reason=reason)
+
+
+def backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter: workers that lost the same database do not all
+    come back in the same instant."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** min(failures, 10))
