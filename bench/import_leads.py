@@ -138,6 +138,7 @@ def main() -> None:
         db.apply_campaigns(campaign_doc("bench", window_start="00:00", window_end="24:00")).run(
             conn
         )
+        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
     try:
         with tempfile.TemporaryDirectory(prefix="pgflow-import-") as tmp:
             big, small = Path(tmp) / "leads.csv", Path(tmp) / "sample.csv"

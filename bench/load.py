@@ -103,6 +103,7 @@ def prepare() -> str:
     )
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
+        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
     return url
 
 

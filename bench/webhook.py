@@ -77,6 +77,7 @@ def prepare(name: str) -> str:
     doc = campaign_doc(CAMPAIGN, window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
+        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
     return url
 
 
