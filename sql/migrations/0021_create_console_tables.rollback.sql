@@ -1,6 +1,7 @@
 -- Undo 0021: the console's tables and the hold on contacts.
 -- depends: 0020_drop_unused_functions
 
+alter table pgflow.messages drop column if exists deferred_reason;
 drop index if exists pgflow.contacts_held_idx;
 alter table pgflow.contacts
   drop constraint if exists contacts_held_by_needs_hold,

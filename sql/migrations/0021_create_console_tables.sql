@@ -1,4 +1,4 @@
--- The console's tables: its users, their sessions and sign-in attempts, the audit trail of what people do, and a person's hold on a lead.
+-- The console's tables: its users, their sessions and sign-in attempts, the audit trail of what people do, a person's hold on a lead, and why a queued message waits.
 -- depends: 0020_drop_unused_functions
 
 -- People who sign in to the console. Passwords are scrypt hashes written by the CLI or
@@ -35,6 +35,7 @@ create table pgflow.console_sessions (
   constraint console_sessions_expiry_after_start check (expires_at > created_at)
 );
 create index console_sessions_user_id_idx on pgflow.console_sessions (user_id);
+create index console_sessions_expires_at_idx on pgflow.console_sessions (expires_at);
 
 -- Every sign-in attempt, known email or not: repeated failures throttle that email.
 create table pgflow.console_sign_ins (
@@ -45,6 +46,7 @@ create table pgflow.console_sign_ins (
   attempted_at timestamptz not null
 );
 create index console_sign_ins_email_idx on pgflow.console_sign_ins (email, attempted_at);
+create index console_sign_ins_attempted_at_idx on pgflow.console_sign_ins (attempted_at);
 
 -- What people did: who, what, when, on which conversation. Written by the functions that
 -- carry out the action, in the same transaction.
@@ -75,6 +77,10 @@ alter table pgflow.contacts
   add column held_by text,
   add constraint contacts_held_by_needs_hold check (held_by is null or held_at is not null);
 create index contacts_held_idx on pgflow.contacts (held_at) where held_at is not null;
+
+-- Why a queued message waits (the send window, a paused drip, the number's limits), for the
+-- console's drip timeline; cleared when it is sent.
+alter table pgflow.messages add column deferred_reason text;
 
 -- The console's live pages poll "anything new since" on these.
 grant select on pgflow.audit_log to pgflow_reader;

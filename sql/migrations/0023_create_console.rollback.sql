@@ -306,6 +306,47 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION pgflow.prune(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_keep_events interval DEFAULT '180 days'::interval, p_keep_job_log interval DEFAULT '14 days'::interval, p_keep_cron_runs interval DEFAULT '7 days'::interval, p_keep_webhooks interval DEFAULT '90 days'::interval, p_batch integer DEFAULT 10000)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_events integer;
+  v_log integer;
+  v_webhooks integer;
+  v_cron integer := 0;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
+    return pg_catalog.jsonb_build_object('skipped', true);
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  delete from pgflow.events where id in (
+    select id from pgflow.events where occurred_at < v_now - p_keep_events
+     order by occurred_at limit p_batch);
+  get diagnostics v_events = row_count;
+  delete from pgflow.pgqueuer_log where id in (
+    select id from pgflow.pgqueuer_log where created < v_now - p_keep_job_log
+     order by created limit p_batch);
+  get diagnostics v_log = row_count;
+  delete from pgflow.webhook_deliveries where id in (
+    select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
+     order by received_at limit p_batch);
+  get diagnostics v_webhooks = row_count;
+  if pg_catalog.to_regclass('cron.job_run_details') is not null then
+    execute 'delete from cron.job_run_details where runid in (
+               select runid from cron.job_run_details where end_time < $1 limit $2)'
+      using v_now - p_keep_cron_runs, p_batch;
+    get diagnostics v_cron = row_count;
+  end if;
+  return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
+end;
+$function$;
+
 drop function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone);
 
 drop function pgflow.human_reply(bigint,text,text,bigint,text,timestamp with time zone);
@@ -329,6 +370,8 @@ drop function pgflow.console_dead_letters(text,integer);
 drop function pgflow.console_cursor();
 
 drop function pgflow.console_campaigns();
+
+drop function pgflow.console_campaign_slugs();
 
 drop function pgflow.console_alerts(integer);
 

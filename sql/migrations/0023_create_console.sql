@@ -264,7 +264,9 @@ begin
     if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
       -- held, not dropped: a paused campaign or drip sends it when resumed
       update pgflow.messages set delivery_status = 'queued',
-             send_after = v_now + interval '15 minutes', updated_at = v_now
+             send_after = v_now + interval '15 minutes', updated_at = v_now,
+             deferred_reason = case when v_campaign.status <> 'active'
+                                    then 'campaign ' || v_campaign.status else 'drip paused' end
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
@@ -275,7 +277,7 @@ begin
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now
+             updated_at = v_now, deferred_reason = 'send window closed'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -299,7 +301,9 @@ begin
       coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      update pgflow.messages set send_after = v_open, updated_at = v_now,
+             deferred_reason = 'send window closed (the lead has not written yet)'
+       where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
     end if;
@@ -318,7 +322,8 @@ begin
                 + pg_catalog.random() * interval '10 minutes';
       perform pgflow._set_reason('number daily limit');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             number_slot_at = null, updated_at = v_now
+             number_slot_at = null, updated_at = v_now,
+             deferred_reason = 'the number''s daily limit is used up'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -335,7 +340,8 @@ begin
     returning next_slot_at - interval '1 second' / per_second into v_slot;
     if v_slot > v_now then
       update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
-             number_slot_at = v_slot, updated_at = v_now
+             number_slot_at = v_slot, updated_at = v_now,
+             deferred_reason = 'the number''s rate limit'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
         'delay_seconds', extract(epoch from v_slot - v_now));
@@ -345,7 +351,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null,
+         number_slot_at = null, deferred_reason = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
@@ -413,6 +419,7 @@ set search_path = ''
 as $$
 declare
   v_campaign text;
+  r record;
 begin
   perform pgflow.set_outcome(p_conversation_id, 'escalated', p_reason, p_source, p_now);
   perform pgflow._end_chats(array[p_conversation_id]);
@@ -425,6 +432,13 @@ begin
     select p_now, 'contact', cv.contact_id, 'with_agent', 'held', 'waiting for a person'
       from pgflow.conversations cv where cv.id = p_conversation_id;
   end if;
+  -- no drip step either while the lead waits for a person (a CRM takeover may come first)
+  for r in select e.id from pgflow.enrollments e
+             join pgflow.conversations cv on cv.contact_id = e.contact_id
+            where cv.id = p_conversation_id and e.status = 'active' order by e.id
+  loop
+    perform pgflow.pause_enrollment(r.id, 'waiting for a person', p_now);
+  end loop;
   select c.slug into v_campaign from pgflow.conversations cv
     left join pgflow.campaigns c on c.id = cv.campaign_id where cv.id = p_conversation_id;
   perform pgflow.open_alert('escalation:' || p_conversation_id, 'warning',
@@ -628,6 +642,17 @@ revoke execute on function pgflow.console_alerts(integer) from public;
 grant execute on function pgflow.console_alerts(integer) to pgflow_reader;
 grant execute on function pgflow.console_alerts(integer) to pgflow_web;
 
+-- The campaigns' slugs, for the inbox's filter (cheap: no counts).
+create or replace function pgflow.console_campaign_slugs() returns text[]
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.array_agg(c.slug order by c.slug), '{}') from pgflow.campaigns c
+$$;
+revoke execute on function pgflow.console_campaign_slugs() from public;
+grant execute on function pgflow.console_campaign_slugs() to pgflow_web;
+
 -- The console's other pages: campaigns with their steps and windows, alerts open and
 -- resolved, dead letters, and sends per hour over the last day.
 create or replace function pgflow.console_campaigns() returns jsonb
@@ -827,6 +852,7 @@ as $$
                'delivery_status', t.delivery_status, 'delivery_error', t.delivery_error,
                'step_position', t.step_position, 'created_at', t.created_at,
                'sent_at', t.sent_at, 'send_after', t.send_after, 'attempts', t.attempts,
+               'deferred_reason', t.deferred_reason,
                'segments', t.segments, 'intent', t.intent) order by t.created_at, t.id)
         from (select m.* from pgflow.messages m where m.conversation_id = cv.id
                order by m.created_at desc, m.id desc limit 500) t), '[]'),
@@ -849,6 +875,7 @@ as $$
                    'position', st.position, 'delay', st.delay::text,
                    'message_id', sm.id, 'status', sm.delivery_status,
                    'sent_at', sm.sent_at, 'send_after', sm.send_after,
+                   'deferred_reason', sm.deferred_reason,
                    'error', sm.delivery_error, 'attempts', sm.attempts,
                    'planned_at', case when sm.id is null and e.next_step = st.position
                                       and e.status = 'active' then e.next_message_at end)
@@ -1226,6 +1253,65 @@ revoke execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time 
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_operator;
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_reader;
 grant execute on function pgflow.inbox(jsonb,jsonb,integer,timestamp with time zone) to pgflow_web;
+
+-- Deletes old rows of the append-only tables in bounded batches. Safe to run often.
+create or replace function pgflow.prune(
+  p_now timestamptz default null,
+  p_keep_events interval default '180 days',
+  p_keep_job_log interval default '14 days',
+  p_keep_cron_runs interval default '7 days',
+  p_keep_webhooks interval default '90 days',
+  p_batch integer default 10000
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_events integer;
+  v_log integer;
+  v_webhooks integer;
+  v_sessions integer;
+  v_cron integer := 0;
+begin
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
+    return pg_catalog.jsonb_build_object('skipped', true);
+  end if;
+  perform pg_catalog.set_config('statement_timeout', '55s', true);
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  delete from pgflow.events where id in (
+    select id from pgflow.events where occurred_at < v_now - p_keep_events
+     order by occurred_at limit p_batch);
+  get diagnostics v_events = row_count;
+  delete from pgflow.pgqueuer_log where id in (
+    select id from pgflow.pgqueuer_log where created < v_now - p_keep_job_log
+     order by created limit p_batch);
+  get diagnostics v_log = row_count;
+  delete from pgflow.webhook_deliveries where id in (
+    select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
+     order by received_at limit p_batch);
+  get diagnostics v_webhooks = row_count;
+  -- console sessions a month past their end, and sign-in attempts a month old
+  delete from pgflow.console_sessions where id in (
+    select id from pgflow.console_sessions
+     where coalesce(revoked_at, expires_at) < v_now - interval '30 days'
+     order by expires_at limit p_batch);
+  get diagnostics v_sessions = row_count;
+  delete from pgflow.console_sign_ins where id in (
+    select id from pgflow.console_sign_ins where attempted_at < v_now - interval '30 days'
+     order by attempted_at limit p_batch);
+  if pg_catalog.to_regclass('cron.job_run_details') is not null then
+    execute 'delete from cron.job_run_details where runid in (
+               select runid from cron.job_run_details where end_time < $1 limit $2)'
+      using v_now - p_keep_cron_runs, p_batch;
+    get diagnostics v_cron = row_count;
+  end if;
+  return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron,
+                                       'console_sessions', v_sessions);
+end;
+$$;
 
 -- Record a Retell chat object (from any chat webhook, or from GET /get-chat before a drip
 -- step): each text once, in order, on its conversation; the chat's state; and what each

@@ -1,4 +1,2 @@
--- Undo 0035: the reason a queued message waits.
+-- Undo 0035: nothing to undo. 0021 as released adds messages.deferred_reason; 0035 only brings a database built from 0021's first text up to it, and 0021's rollback removes it.
 -- depends: 0034_apply_state_rules
-
-alter table pgflow.messages drop column if exists deferred_reason;

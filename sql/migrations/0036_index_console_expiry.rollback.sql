@@ -1,7 +1,3 @@
--- Undo 0036: the console's expiry indexes.
+-- Undo 0036: nothing to undo. 0021 as released builds these indexes; 0036 only brings a database built from 0021's first text up to them, and 0021's rollback removes them with their tables.
 -- depends: 0035_add_deferred_reason
 -- transactional: false
-
-drop index concurrently if exists pgflow.console_sign_ins_attempted_at_idx;
-
-drop index concurrently if exists pgflow.console_sessions_expires_at_idx;

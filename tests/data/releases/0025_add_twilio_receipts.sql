@@ -621,7 +621,9 @@ begin
     if v_campaign.status <> 'active' or v_enrollment_status = 'paused' then
       -- held, not dropped: a paused campaign or drip sends it when resumed
       update pgflow.messages set delivery_status = 'queued',
-             send_after = v_now + interval '15 minutes', updated_at = v_now
+             send_after = v_now + interval '15 minutes', updated_at = v_now,
+             deferred_reason = case when v_campaign.status <> 'active'
+                                    then 'campaign ' || v_campaign.status else 'drip paused' end
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason',
         case when v_campaign.status <> 'active' then 'campaign ' || v_campaign.status
@@ -632,7 +634,7 @@ begin
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             updated_at = v_now
+             updated_at = v_now, deferred_reason = 'send window closed'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -656,7 +658,9 @@ begin
       coalesce(v_campaign.window_days, '{1,2,3,4,5,6}'), v_now);
     if v_open > v_now then
       perform pgflow._set_reason('send window closed');
-      update pgflow.messages set send_after = v_open, updated_at = v_now where id = m.id;
+      update pgflow.messages set send_after = v_open, updated_at = v_now,
+             deferred_reason = 'send window closed (the lead has not written yet)'
+       where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'send window closed',
         'delay_seconds', extract(epoch from v_open - v_now));
     end if;
@@ -675,7 +679,8 @@ begin
                 + pg_catalog.random() * interval '10 minutes';
       perform pgflow._set_reason('number daily limit');
       update pgflow.messages set delivery_status = 'queued', send_after = v_open,
-             number_slot_at = null, updated_at = v_now
+             number_slot_at = null, updated_at = v_now,
+             deferred_reason = 'the number''s daily limit is used up'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number daily limit',
         'delay_seconds', extract(epoch from v_open - v_now));
@@ -692,7 +697,8 @@ begin
     returning next_slot_at - interval '1 second' / per_second into v_slot;
     if v_slot > v_now then
       update pgflow.messages set delivery_status = 'queued', send_after = v_slot,
-             number_slot_at = v_slot, updated_at = v_now
+             number_slot_at = v_slot, updated_at = v_now,
+             deferred_reason = 'the number''s rate limit'
        where id = m.id;
       return pg_catalog.jsonb_build_object('action', 'defer', 'reason', 'number rate limit',
         'delay_seconds', extract(epoch from v_slot - v_now));
@@ -702,7 +708,7 @@ begin
   perform pgflow._set_reason('attempt ' || (m.attempts + 1));
   update pgflow.messages
      set delivery_status = 'sending', attempts = attempts + 1, send_after = null,
-         number_slot_at = null,
+         number_slot_at = null, deferred_reason = null,
          updated_at = v_now,
          -- an agent reply posted into a chat carries our id, so its echo is recognised
          chat_message_id = case when m.kind in ('agent', 'human') then 'pgflow-' || m.id
@@ -1370,6 +1376,7 @@ CREATE TABLE pgflow.messages (
     chat_id text,
     chat_message_id text,
     intent text,
+    deferred_reason text,
     provider_status text,
     carrier_error_code integer,
     CONSTRAINT messages_attempts_nonnegative CHECK ((attempts >= 0)),
@@ -2406,6 +2413,18 @@ $$;
 
 
 --
+-- Name: console_campaign_slugs(); Type: FUNCTION; Schema: pgflow; Owner: -
+--
+
+CREATE FUNCTION pgflow.console_campaign_slugs() RETURNS text[]
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.array_agg(c.slug order by c.slug), '{}') from pgflow.campaigns c
+$$;
+
+
+--
 -- Name: console_campaigns(); Type: FUNCTION; Schema: pgflow; Owner: -
 --
 
@@ -2641,6 +2660,7 @@ CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timesta
                'delivery_status', t.delivery_status, 'delivery_error', t.delivery_error,
                'step_position', t.step_position, 'created_at', t.created_at,
                'sent_at', t.sent_at, 'send_after', t.send_after, 'attempts', t.attempts,
+               'deferred_reason', t.deferred_reason,
                'segments', t.segments, 'intent', t.intent) order by t.created_at, t.id)
         from (select m.* from pgflow.messages m where m.conversation_id = cv.id
                order by m.created_at desc, m.id desc limit 500) t), '[]'),
@@ -2663,6 +2683,7 @@ CREATE FUNCTION pgflow.conversation_view(p_conversation_id bigint, p_now timesta
                    'position', st.position, 'delay', st.delay::text,
                    'message_id', sm.id, 'status', sm.delivery_status,
                    'sent_at', sm.sent_at, 'send_after', sm.send_after,
+                   'deferred_reason', sm.deferred_reason,
                    'error', sm.delivery_error, 'attempts', sm.attempts,
                    'planned_at', case when sm.id is null and e.next_step = st.position
                                       and e.status = 'active' then e.next_message_at end)
@@ -3944,6 +3965,7 @@ declare
   v_events integer;
   v_log integer;
   v_webhooks integer;
+  v_sessions integer;
   v_cron integer := 0;
 begin
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pgflow.prune')) then
@@ -3963,6 +3985,15 @@ begin
     select id from pgflow.webhook_deliveries where received_at < v_now - p_keep_webhooks
      order by received_at limit p_batch);
   get diagnostics v_webhooks = row_count;
+  -- console sessions a month past their end, and sign-in attempts a month old
+  delete from pgflow.console_sessions where id in (
+    select id from pgflow.console_sessions
+     where coalesce(revoked_at, expires_at) < v_now - interval '30 days'
+     order by expires_at limit p_batch);
+  get diagnostics v_sessions = row_count;
+  delete from pgflow.console_sign_ins where id in (
+    select id from pgflow.console_sign_ins where attempted_at < v_now - interval '30 days'
+     order by attempted_at limit p_batch);
   if pg_catalog.to_regclass('cron.job_run_details') is not null then
     execute 'delete from cron.job_run_details where runid in (
                select runid from cron.job_run_details where end_time < $1 limit $2)'
@@ -3970,7 +4001,8 @@ begin
     get diagnostics v_cron = row_count;
   end if;
   return pg_catalog.jsonb_build_object('events', v_events, 'job_log', v_log,
-                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron);
+                                       'webhook_deliveries', v_webhooks, 'cron_runs', v_cron,
+                                       'console_sessions', v_sessions);
 end;
 $_$;
 
@@ -6244,31 +6276,31 @@ ALTER TABLE ONLY pgflow.pgqueuer_statistics ALTER COLUMN id SET DEFAULT nextval(
 --
 
 COPY pgflow._yoyo_migration (migration_hash, migration_id, applied_at_utc) FROM stdin;
-161fc35cb5fcd8a9d3aed6280acaf5eadf1ceb5824ed218c9f06ef46ef11478a	0001_create_schema	2026-12-08 00:10:43.244463
-aae13e0b38208eb68bf692abdb92408fcd667a4afdd1cf2a341da734be145415	0002_install_pgqueuer	2026-12-08 00:10:43.259271
-60015f42709437bd4c59c2f241e46e569bd95c89d808bc25e363ffaa13e50261	0003_create_pg_cron	2026-12-08 00:10:43.267739
-fe2aaab6f540a2845dce31806b9d84d292d600f13c5ca0fbc5611d47eab1272a	0004_create_health	2026-12-08 00:10:43.27414
-fd6ff8cabbb4da6dd3c183d2af5d7eb58122e520bc9353aae4e2b252dab9cc64	0005_create_state_machines	2026-12-08 00:10:43.281458
-de7e40142a0277833b1351a4e607099375221f708683c1562eed12db30c069f2	0006_create_campaign_engine	2026-12-08 00:10:43.290101
-c4be20428d0e819f0d4ce801d5eaccd5f8540b693e2d521c01c3f3fb9d13482a	0007_create_apply_campaigns	2026-12-08 00:10:43.294946
-bc871703d9e2637921b4feca23cb5cea7a30027a297799ab4f9548a15ccdc670	0008_schedule_cron_jobs	2026-12-08 00:10:43.300095
-2251b594276e8d3573756cc89ea6de7f73ff4b218da3bf3ebae46bac43dac727	0009_create_send_pipeline	2026-12-08 00:10:43.312612
-d670811e280b5c5f9bce94f8340764473a380d1127b05e45164d336864e8e76f	0010_create_roles	2026-12-08 00:10:43.324253
-f4345bd8425a2e8b19395bc9e42e9352c3db7e3ed065533b49608b98a3ac23fe	0011_create_contact_report	2026-12-08 00:10:43.330149
-86751413858f2286f83d99915f65501174f5366ec27085417a7d1b4f2bbc579e	0012_create_inbound_tables	2026-12-08 00:10:43.345928
-b058f005a182f050afbd87335cd39f0bb08ce4f6c6d2eaa2b18301e17da3c520	0013_index_chat_ids	2026-12-08 00:10:43.353138
-9c9a7f364c3547448847857abd8775885eb4849d8d8bedf8ac5f459c83001585	0014_create_inbound	2026-12-08 00:10:43.366721
-cb6c14beff7828c0c027dbbea0ed07a068f752a50feac9b5ea12ecc54c11db06	0015_create_agent_turns	2026-12-08 00:10:43.379405
-cc567bc5b12760d69d3c539ec8681f8a01581e15d7ad65974bbcf6700ba5dee3	0016_replace_apply_campaigns	2026-12-08 00:10:43.384214
-e280326afb35baf5ed2389308293a5b93147fd0d310005ec6464bdc26c7bb688	0017_create_outcomes	2026-12-08 00:10:43.396081
-6da4358c81b55fc4e4272fb77773b9d103229ac6b11a1111739bc4a08104b1f6	0018_create_alerts	2026-12-08 00:10:43.404965
-6b28c5ca10b495e9641a258abca7576fa91a59543d6cd7b9bd8928601a4faf46	0019_create_number_pools	2026-12-08 00:10:43.414298
-38c543306f0c0eda1522bec57e5e36f3822a6263b1e56acb03ca9e4cbbb6f7d8	0020_drop_unused_functions	2026-12-08 00:10:43.418481
-af8e4429ceeb28b2f9822d538217fb6e73702b8df687bb7be1c99e8b4d73543a	0021_create_console_tables	2026-12-08 00:10:43.428805
-b8a260cd08a2deee7678c87abf952468c9e1976153a661dde03427bcdfd569a6	0022_index_inbox	2026-12-08 00:10:43.43454
-d16459bdc4275e2b92cfd0f7ce059b01f17166d04292436158f9462d3b86f9d2	0023_create_console	2026-12-08 00:10:43.458113
-ada52be4b9e3cbf64c7f0bd177a2473ca4d9ef803551dc4e4ce477ad6e9c7c34	0024_add_provider_status	2026-12-08 00:10:43.462584
-22e5467d7946132fcc26ca830e5209ec5bb03e354bd928a0cd2bcd8f6440c242	0025_add_twilio_receipts	2026-12-08 00:10:43.469866
+161fc35cb5fcd8a9d3aed6280acaf5eadf1ceb5824ed218c9f06ef46ef11478a	0001_create_schema	2026-12-07 23:01:43.6283
+aae13e0b38208eb68bf692abdb92408fcd667a4afdd1cf2a341da734be145415	0002_install_pgqueuer	2026-12-07 23:01:43.64087
+60015f42709437bd4c59c2f241e46e569bd95c89d808bc25e363ffaa13e50261	0003_create_pg_cron	2026-12-07 23:01:43.648518
+fe2aaab6f540a2845dce31806b9d84d292d600f13c5ca0fbc5611d47eab1272a	0004_create_health	2026-12-07 23:01:43.652585
+fd6ff8cabbb4da6dd3c183d2af5d7eb58122e520bc9353aae4e2b252dab9cc64	0005_create_state_machines	2026-12-07 23:01:43.658865
+de7e40142a0277833b1351a4e607099375221f708683c1562eed12db30c069f2	0006_create_campaign_engine	2026-12-07 23:01:43.666424
+c4be20428d0e819f0d4ce801d5eaccd5f8540b693e2d521c01c3f3fb9d13482a	0007_create_apply_campaigns	2026-12-07 23:01:43.670673
+bc871703d9e2637921b4feca23cb5cea7a30027a297799ab4f9548a15ccdc670	0008_schedule_cron_jobs	2026-12-07 23:01:43.6744
+2251b594276e8d3573756cc89ea6de7f73ff4b218da3bf3ebae46bac43dac727	0009_create_send_pipeline	2026-12-07 23:01:43.683782
+d670811e280b5c5f9bce94f8340764473a380d1127b05e45164d336864e8e76f	0010_create_roles	2026-12-07 23:01:43.695053
+f4345bd8425a2e8b19395bc9e42e9352c3db7e3ed065533b49608b98a3ac23fe	0011_create_contact_report	2026-12-07 23:01:43.699203
+86751413858f2286f83d99915f65501174f5366ec27085417a7d1b4f2bbc579e	0012_create_inbound_tables	2026-12-07 23:01:43.716889
+b058f005a182f050afbd87335cd39f0bb08ce4f6c6d2eaa2b18301e17da3c520	0013_index_chat_ids	2026-12-07 23:01:43.723139
+9c9a7f364c3547448847857abd8775885eb4849d8d8bedf8ac5f459c83001585	0014_create_inbound	2026-12-07 23:01:43.735495
+cb6c14beff7828c0c027dbbea0ed07a068f752a50feac9b5ea12ecc54c11db06	0015_create_agent_turns	2026-12-07 23:01:43.746657
+cc567bc5b12760d69d3c539ec8681f8a01581e15d7ad65974bbcf6700ba5dee3	0016_replace_apply_campaigns	2026-12-07 23:01:43.750828
+e280326afb35baf5ed2389308293a5b93147fd0d310005ec6464bdc26c7bb688	0017_create_outcomes	2026-12-07 23:01:43.759823
+6da4358c81b55fc4e4272fb77773b9d103229ac6b11a1111739bc4a08104b1f6	0018_create_alerts	2026-12-07 23:01:43.767978
+6b28c5ca10b495e9641a258abca7576fa91a59543d6cd7b9bd8928601a4faf46	0019_create_number_pools	2026-12-07 23:01:43.775034
+38c543306f0c0eda1522bec57e5e36f3822a6263b1e56acb03ca9e4cbbb6f7d8	0020_drop_unused_functions	2026-12-07 23:01:43.778835
+af8e4429ceeb28b2f9822d538217fb6e73702b8df687bb7be1c99e8b4d73543a	0021_create_console_tables	2026-12-07 23:01:43.789543
+b8a260cd08a2deee7678c87abf952468c9e1976153a661dde03427bcdfd569a6	0022_index_inbox	2026-12-07 23:01:43.794529
+d16459bdc4275e2b92cfd0f7ce059b01f17166d04292436158f9462d3b86f9d2	0023_create_console	2026-12-07 23:01:43.818517
+ada52be4b9e3cbf64c7f0bd177a2473ca4d9ef803551dc4e4ce477ad6e9c7c34	0024_add_provider_status	2026-12-07 23:01:43.822078
+22e5467d7946132fcc26ca830e5209ec5bb03e354bd928a0cd2bcd8f6440c242	0025_add_twilio_receipts	2026-12-07 23:01:43.82958
 \.
 
 
@@ -6277,7 +6309,7 @@ ada52be4b9e3cbf64c7f0bd177a2473ca4d9ef803551dc4e4ce477ad6e9c7c34	0024_add_provid
 --
 
 COPY pgflow._yoyo_version (version, installed_at_utc) FROM stdin;
-2	2026-12-08 00:10:43.052377
+2	2026-12-07 23:01:43.447496
 \.
 
 
@@ -6405,7 +6437,7 @@ COPY pgflow.message_attempts (id, message_id, attempt, worker_id, started_at, fi
 -- Data for Name: messages; Type: TABLE DATA; Schema: pgflow; Owner: -
 --
 
-COPY pgflow.messages (id, conversation_id, contact_id, enrollment_id, direction, kind, body, step_position, delivery_status, attempts, delivery_error, provider_message_id, segments, encoding, dedupe_key, created_at, send_after, sent_at, delivered_at, updated_at, number_slot_at, chat_id, chat_message_id, intent, provider_status, carrier_error_code) FROM stdin;
+COPY pgflow.messages (id, conversation_id, contact_id, enrollment_id, direction, kind, body, step_position, delivery_status, attempts, delivery_error, provider_message_id, segments, encoding, dedupe_key, created_at, send_after, sent_at, delivered_at, updated_at, number_slot_at, chat_id, chat_message_id, intent, deferred_reason, provider_status, carrier_error_code) FROM stdin;
 \.
 
 
@@ -7060,10 +7092,24 @@ CREATE INDEX campaigns_agent_id_idx ON pgflow.campaigns USING btree (agent_id);
 
 
 --
+-- Name: console_sessions_expires_at_idx; Type: INDEX; Schema: pgflow; Owner: -
+--
+
+CREATE INDEX console_sessions_expires_at_idx ON pgflow.console_sessions USING btree (expires_at);
+
+
+--
 -- Name: console_sessions_user_id_idx; Type: INDEX; Schema: pgflow; Owner: -
 --
 
 CREATE INDEX console_sessions_user_id_idx ON pgflow.console_sessions USING btree (user_id);
+
+
+--
+-- Name: console_sign_ins_attempted_at_idx; Type: INDEX; Schema: pgflow; Owner: -
+--
+
+CREATE INDEX console_sign_ins_attempted_at_idx ON pgflow.console_sign_ins USING btree (attempted_at);
 
 
 --
@@ -8085,6 +8131,14 @@ REVOKE ALL ON FUNCTION pgflow.complete_enrollment(p_id bigint, p_reason text, p_
 REVOKE ALL ON FUNCTION pgflow.console_alerts(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgflow.console_alerts(p_limit integer) TO pgflow_reader;
 GRANT ALL ON FUNCTION pgflow.console_alerts(p_limit integer) TO pgflow_web;
+
+
+--
+-- Name: FUNCTION console_campaign_slugs(); Type: ACL; Schema: pgflow; Owner: -
+--
+
+REVOKE ALL ON FUNCTION pgflow.console_campaign_slugs() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgflow.console_campaign_slugs() TO pgflow_web;
 
 
 --
