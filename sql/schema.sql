@@ -1210,6 +1210,86 @@ exception when others then
   return false;
 end;
 $_$;
+CREATE FUNCTION pgflow._lead_error(p_payload jsonb, p_refusal jsonb, p_phone text, p_phone_error text) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+begin
+  return case
+     when p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
+       array['invalid_payload', 'the body must be a JSON object']
+     when pg_catalog.jsonb_typeof(p_payload -> 'campaign') is distinct from 'string'
+          or pg_catalog.btrim(p_payload ->> 'campaign') = '' then
+       array['invalid_payload', 'campaign (a slug string) is required']
+     when pg_catalog.jsonb_typeof(p_payload -> 'phone') is distinct from 'string' then
+       array['invalid_payload', 'phone (a string) is required']
+     when p_payload ? 'first_name'
+          and pg_catalog.jsonb_typeof(p_payload -> 'first_name') not in ('string', 'null') then
+       array['invalid_payload', 'first_name must be a string']
+     when pg_catalog.length(p_payload ->> 'first_name') > 200 then
+       array['invalid_payload', 'first_name is longer than 200 characters']
+     when p_payload ? 'last_name'
+          and pg_catalog.jsonb_typeof(p_payload -> 'last_name') not in ('string', 'null') then
+       array['invalid_payload', 'last_name must be a string']
+     when pg_catalog.length(p_payload ->> 'last_name') > 200 then
+       array['invalid_payload', 'last_name is longer than 200 characters']
+     when p_payload ? 'email'
+          and pg_catalog.jsonb_typeof(p_payload -> 'email') not in ('string', 'null') then
+       array['invalid_payload', 'email must be a string']
+     when pg_catalog.length(p_payload ->> 'email') > 200 then
+       array['invalid_payload', 'email is longer than 200 characters']
+     when p_payload ? 'timezone'
+          and pg_catalog.jsonb_typeof(p_payload -> 'timezone') not in ('string', 'null') then
+       array['invalid_payload', 'timezone must be a string']
+     when pg_catalog.length(p_payload ->> 'timezone') > 200 then
+       array['invalid_payload', 'timezone is longer than 200 characters']
+     when p_payload ? 'source'
+          and pg_catalog.jsonb_typeof(p_payload -> 'source') not in ('string', 'null') then
+       array['invalid_payload', 'source must be a string']
+     when pg_catalog.length(p_payload ->> 'source') > 200 then
+       array['invalid_payload', 'source is longer than 200 characters']
+     when p_payload ? 'external_id'
+          and pg_catalog.jsonb_typeof(p_payload -> 'external_id') not in ('string', 'null') then
+       array['invalid_payload', 'external_id must be a string']
+     when pg_catalog.length(p_payload ->> 'external_id') > 200 then
+       array['invalid_payload', 'external_id is longer than 200 characters']
+     when p_payload ? 'attributes'
+          and pg_catalog.jsonb_typeof(p_payload -> 'attributes') not in ('object', 'null') then
+       array['invalid_payload', 'attributes must be an object']
+     when p_payload ? 'consent'
+          and pg_catalog.jsonb_typeof(p_payload -> 'consent') not in ('object', 'null') then
+       array['invalid_payload', 'consent must be an object']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,at}') not in ('string', 'null')
+               or not pgflow._is_timestamp(p_payload #>> '{consent,at}')) then
+       array['invalid_payload', 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,text}') not in ('string', 'null')
+               or pg_catalog.jsonb_typeof(p_payload #> '{consent,source}') not in ('string', 'null')) then
+       array['invalid_payload', 'consent.text and consent.source must be strings']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,ip}') not in ('string', 'null')
+               or pg_catalog.length(p_payload #>> '{consent,ip}') > 64) then
+       array['invalid_payload', 'consent.ip must be a string of at most 64 characters']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,user_agent}') not in ('string', 'null')
+               or pg_catalog.length(p_payload #>> '{consent,user_agent}') > 512) then
+       array['invalid_payload', 'consent.user_agent must be a string of at most 512 characters']
+     when p_refusal is not null then
+       array[p_refusal ->> 'error', p_refusal ->> 'detail']
+     when p_phone is null or p_phone !~ '^\+[1-9][0-9]{6,14}$' then
+       array['invalid_phone', coalesce(p_phone_error, 'not a valid phone number')]
+     when nullif(p_payload ->> 'email', '') is not null
+          and p_payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
+       array['invalid_email', 'email is not an address']
+     when nullif(pg_catalog.btrim(p_payload ->> 'timezone'), '') is not null
+          and not pgflow._is_time_zone(pg_catalog.btrim(p_payload ->> 'timezone')) then
+       array['invalid_timezone', pg_catalog.format(
+         'unknown time zone %L (use an IANA name like America/Chicago)',
+         pg_catalog.btrim(p_payload ->> 'timezone'))]
+  end;
+end;
+$_$;
 CREATE FUNCTION pgflow._line_transport(p_number text) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -3513,7 +3593,7 @@ CREATE FUNCTION pgflow.import_leads(p_campaign text, p_source text, p_lines inte
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET jit TO 'off'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
@@ -3550,8 +3630,8 @@ begin
     detail text, first_name text, last_name text, email text, tz text, edge_tz text,
     state text, attributes jsonb, consent jsonb, lead_event_id bigint
   ) on commit drop;
-  -- Validation, in ingest_lead's order and words; zones are checked once per distinct name,
-  -- states read once per distinct state (what _state_code reads of a lead).
+  -- Validation: pgflow._lead_error, as ingest_lead asks it; the edge's zones are checked
+  -- once per distinct name, states read once per distinct state (what _state_code reads).
   with r as (
     select x.ord::integer as ord, x.line, x.payload, x.phone, x.phone_error, x.zone,
            nullif(pg_catalog.btrim(x.payload ->> 'timezone'), '') as tz
@@ -3581,81 +3661,11 @@ begin
          coalesce(nullif(r.payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
          nullif(r.payload -> 'consent', 'null'::jsonb)
     from r
-    left join zones tz on tz.name = r.tz
     left join zones ez on ez.name = r.zone
     left join states st on st.lead = pg_catalog.jsonb_build_object(
       'state', r.payload -> 'state', 'address', r.payload -> 'address')
-   cross join lateral (select case
-     when r.payload is null or pg_catalog.jsonb_typeof(r.payload) <> 'object' then
-       array['invalid_payload', 'the body must be a JSON object']
-     when pg_catalog.jsonb_typeof(r.payload -> 'campaign') is distinct from 'string'
-          or pg_catalog.btrim(r.payload ->> 'campaign') = '' then
-       array['invalid_payload', 'campaign (a slug string) is required']
-     when pg_catalog.jsonb_typeof(r.payload -> 'phone') is distinct from 'string' then
-       array['invalid_payload', 'phone (a string) is required']
-     when r.payload ? 'first_name'
-          and pg_catalog.jsonb_typeof(r.payload -> 'first_name') not in ('string', 'null') then
-       array['invalid_payload', 'first_name must be a string']
-     when pg_catalog.length(r.payload ->> 'first_name') > 200 then
-       array['invalid_payload', 'first_name is longer than 200 characters']
-     when r.payload ? 'last_name'
-          and pg_catalog.jsonb_typeof(r.payload -> 'last_name') not in ('string', 'null') then
-       array['invalid_payload', 'last_name must be a string']
-     when pg_catalog.length(r.payload ->> 'last_name') > 200 then
-       array['invalid_payload', 'last_name is longer than 200 characters']
-     when r.payload ? 'email'
-          and pg_catalog.jsonb_typeof(r.payload -> 'email') not in ('string', 'null') then
-       array['invalid_payload', 'email must be a string']
-     when pg_catalog.length(r.payload ->> 'email') > 200 then
-       array['invalid_payload', 'email is longer than 200 characters']
-     when r.payload ? 'timezone'
-          and pg_catalog.jsonb_typeof(r.payload -> 'timezone') not in ('string', 'null') then
-       array['invalid_payload', 'timezone must be a string']
-     when pg_catalog.length(r.payload ->> 'timezone') > 200 then
-       array['invalid_payload', 'timezone is longer than 200 characters']
-     when r.payload ? 'source'
-          and pg_catalog.jsonb_typeof(r.payload -> 'source') not in ('string', 'null') then
-       array['invalid_payload', 'source must be a string']
-     when pg_catalog.length(r.payload ->> 'source') > 200 then
-       array['invalid_payload', 'source is longer than 200 characters']
-     when r.payload ? 'external_id'
-          and pg_catalog.jsonb_typeof(r.payload -> 'external_id') not in ('string', 'null') then
-       array['invalid_payload', 'external_id must be a string']
-     when pg_catalog.length(r.payload ->> 'external_id') > 200 then
-       array['invalid_payload', 'external_id is longer than 200 characters']
-     when r.payload ? 'attributes'
-          and pg_catalog.jsonb_typeof(r.payload -> 'attributes') not in ('object', 'null') then
-       array['invalid_payload', 'attributes must be an object']
-     when r.payload ? 'consent'
-          and pg_catalog.jsonb_typeof(r.payload -> 'consent') not in ('object', 'null') then
-       array['invalid_payload', 'consent must be an object']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,at}') not in ('string', 'null')
-               or not pgflow._is_timestamp(r.payload #>> '{consent,at}')) then
-       array['invalid_payload', 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,text}') not in ('string', 'null')
-               or pg_catalog.jsonb_typeof(r.payload #> '{consent,source}') not in ('string', 'null')) then
-       array['invalid_payload', 'consent.text and consent.source must be strings']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,ip}') not in ('string', 'null')
-               or pg_catalog.length(r.payload #>> '{consent,ip}') > 64) then
-       array['invalid_payload', 'consent.ip must be a string of at most 64 characters']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,user_agent}') not in ('string', 'null')
-               or pg_catalog.length(r.payload #>> '{consent,user_agent}') > 512) then
-       array['invalid_payload', 'consent.user_agent must be a string of at most 512 characters']
-     when v_refusal is not null then
-       array[v_refusal ->> 'error', v_refusal ->> 'detail']
-     when r.phone is null or r.phone !~ '^\+[1-9][0-9]{6,14}$' then
-       array['invalid_phone', coalesce(r.phone_error, 'not a valid phone number')]
-     when nullif(r.payload ->> 'email', '') is not null
-          and r.payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
-       array['invalid_email', 'email is not an address']
-     when r.tz is not null and not tz.known then
-       array['invalid_timezone', pg_catalog.format(
-         'unknown time zone %L (use an IANA name like America/Chicago)', r.tz)]
-     end as e
+   cross join lateral (select pgflow._lead_error(r.payload, v_refusal, r.phone, r.phone_error)
+                         as e
      offset 0) v;  -- evaluated once per row, not once per reference
   -- One row per number: its first accepted row, which enrolls it (the number's later
   -- rows change the contact after step 1 went, below).
@@ -3835,7 +3845,7 @@ begin
       left join pg_temp.pgflow_import_contacts g on g.phone = i.phone and i.error is null
      order by i.ord;
 end;
-$_$;
+$$;
 CREATE FUNCTION pgflow.inbound_intent(p_text text, OUT intent text, OUT rule text) RETURNS record
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -4042,7 +4052,7 @@ CREATE FUNCTION pgflow.ingest_lead(payload jsonb, p_now timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET plan_cache_mode TO 'force_generic_plan'
-    AS $_$
+    AS $$
 declare
   v_now timestamptz := coalesce(p_now, pg_catalog.now());
   v_edge jsonb := coalesce(p_edge, '{}'::jsonb);
@@ -4053,90 +4063,23 @@ declare
   v_tz text;
   v_error text;
   v_detail text;
-  v_field text;
   v_contact pgflow.contacts;
   v_enrollment bigint;
   v_status text;
   v_event bigint;
   v_consent jsonb;
 begin
-  -- Validation, in the order a person would fix things.
-  if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
-    v_error := 'invalid_payload'; v_detail := 'the body must be a JSON object';
-  elsif pg_catalog.jsonb_typeof(payload -> 'campaign') is distinct from 'string'
-        or pg_catalog.btrim(payload ->> 'campaign') = '' then
-    v_error := 'invalid_payload'; v_detail := 'campaign (a slug string) is required';
-  elsif pg_catalog.jsonb_typeof(payload -> 'phone') is distinct from 'string' then
-    v_error := 'invalid_payload'; v_detail := 'phone (a string) is required';
-  end if;
+  -- Validation (pgflow._lead_error), then the campaign and its first step.
+  v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
+  v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
+                  else pgflow._normalize_phone(payload ->> 'phone') end;
+  select e[1], e[2] into v_error, v_detail
+    from (select pgflow._lead_error(payload, v_refusal, v_phone, v_edge ->> 'phone_error') as e) x;
   if v_error is null then
-    foreach v_field in array array['first_name', 'last_name', 'email', 'timezone', 'source',
-                                   'external_id']
-    loop
-      if payload ? v_field and pg_catalog.jsonb_typeof(payload -> v_field) not in ('string', 'null') then
-        v_error := 'invalid_payload'; v_detail := v_field || ' must be a string';
-        exit;
-      elsif pg_catalog.length(payload ->> v_field) > 200 then
-        v_error := 'invalid_payload'; v_detail := v_field || ' is longer than 200 characters';
-        exit;
-      end if;
-    end loop;
-  end if;
-  if v_error is null and payload ? 'attributes'
-     and pg_catalog.jsonb_typeof(payload -> 'attributes') not in ('object', 'null') then
-    v_error := 'invalid_payload'; v_detail := 'attributes must be an object';
-  end if;
-  if v_error is null and payload ? 'consent'
-     and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
-    v_error := 'invalid_payload'; v_detail := 'consent must be an object';
-  end if;
-  if v_error is null and pg_catalog.jsonb_typeof(payload -> 'consent') = 'object' then
-    if pg_catalog.jsonb_typeof(payload #> '{consent,at}') not in ('string', 'null')
-       or not pgflow._is_timestamp(payload #>> '{consent,at}') then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
-       or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
-      v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,ip}') not in ('string', 'null')
-       or pg_catalog.length(payload #>> '{consent,ip}') > 64 then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.ip must be a string of at most 64 characters';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,user_agent}') not in ('string', 'null')
-       or pg_catalog.length(payload #>> '{consent,user_agent}') > 512 then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.user_agent must be a string of at most 512 characters';
-    end if;
-  end if;
-  if v_error is null then
-    v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
-    if v_refusal is not null then
-      v_error := v_refusal ->> 'error';
-      v_detail := v_refusal ->> 'detail';
-    else
-      select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
-      select * into v_first from pgflow.campaign_steps
-       where campaign_id = v_campaign.id order by position limit 1;
-    end if;
-  end if;
-  if v_error is null then
-    v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
-                    else pgflow._normalize_phone(payload ->> 'phone') end;
-    if v_phone is null or v_phone !~ '^\+[1-9][0-9]{6,14}$' then
-      v_error := 'invalid_phone';
-      v_detail := coalesce(v_edge ->> 'phone_error', 'not a valid phone number');
-    end if;
-  end if;
-  if v_error is null and nullif(payload ->> 'email', '') is not null
-     and payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
-    v_error := 'invalid_email'; v_detail := 'email is not an address';
-  end if;
-  if v_error is null then
+    select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
+    select * into v_first from pgflow.campaign_steps
+     where campaign_id = v_campaign.id order by position limit 1;
     v_tz := nullif(pg_catalog.btrim(payload ->> 'timezone'), '');
-    if v_tz is not null and not pgflow._is_time_zone(v_tz) then
-      v_error := 'invalid_timezone';
-      v_detail := pg_catalog.format('unknown time zone %L (use an IANA name like America/Chicago)', v_tz);
-    end if;
   end if;
   if v_error is not null then
     -- a refused lead's fields may be anything: kept short enough to index
@@ -4229,7 +4172,7 @@ begin
   return pg_catalog.jsonb_build_object('contact_id', v_contact.id,
                                        'enrollment_id', v_enrollment, 'status', v_status);
 end;
-$_$;
+$$;
 CREATE FUNCTION pgflow.mark_chat_ended(p_chat_id text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''

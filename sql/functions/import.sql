@@ -94,8 +94,8 @@ begin
     state text, attributes jsonb, consent jsonb, lead_event_id bigint
   ) on commit drop;
 
-  -- Validation, in ingest_lead's order and words; zones are checked once per distinct name,
-  -- states read once per distinct state (what _state_code reads of a lead).
+  -- Validation: pgflow._lead_error, as ingest_lead asks it; the edge's zones are checked
+  -- once per distinct name, states read once per distinct state (what _state_code reads).
   with r as (
     select x.ord::integer as ord, x.line, x.payload, x.phone, x.phone_error, x.zone,
            nullif(pg_catalog.btrim(x.payload ->> 'timezone'), '') as tz
@@ -125,81 +125,11 @@ begin
          coalesce(nullif(r.payload -> 'attributes', 'null'::jsonb), '{}'::jsonb),
          nullif(r.payload -> 'consent', 'null'::jsonb)
     from r
-    left join zones tz on tz.name = r.tz
     left join zones ez on ez.name = r.zone
     left join states st on st.lead = pg_catalog.jsonb_build_object(
       'state', r.payload -> 'state', 'address', r.payload -> 'address')
-   cross join lateral (select case
-     when r.payload is null or pg_catalog.jsonb_typeof(r.payload) <> 'object' then
-       array['invalid_payload', 'the body must be a JSON object']
-     when pg_catalog.jsonb_typeof(r.payload -> 'campaign') is distinct from 'string'
-          or pg_catalog.btrim(r.payload ->> 'campaign') = '' then
-       array['invalid_payload', 'campaign (a slug string) is required']
-     when pg_catalog.jsonb_typeof(r.payload -> 'phone') is distinct from 'string' then
-       array['invalid_payload', 'phone (a string) is required']
-     when r.payload ? 'first_name'
-          and pg_catalog.jsonb_typeof(r.payload -> 'first_name') not in ('string', 'null') then
-       array['invalid_payload', 'first_name must be a string']
-     when pg_catalog.length(r.payload ->> 'first_name') > 200 then
-       array['invalid_payload', 'first_name is longer than 200 characters']
-     when r.payload ? 'last_name'
-          and pg_catalog.jsonb_typeof(r.payload -> 'last_name') not in ('string', 'null') then
-       array['invalid_payload', 'last_name must be a string']
-     when pg_catalog.length(r.payload ->> 'last_name') > 200 then
-       array['invalid_payload', 'last_name is longer than 200 characters']
-     when r.payload ? 'email'
-          and pg_catalog.jsonb_typeof(r.payload -> 'email') not in ('string', 'null') then
-       array['invalid_payload', 'email must be a string']
-     when pg_catalog.length(r.payload ->> 'email') > 200 then
-       array['invalid_payload', 'email is longer than 200 characters']
-     when r.payload ? 'timezone'
-          and pg_catalog.jsonb_typeof(r.payload -> 'timezone') not in ('string', 'null') then
-       array['invalid_payload', 'timezone must be a string']
-     when pg_catalog.length(r.payload ->> 'timezone') > 200 then
-       array['invalid_payload', 'timezone is longer than 200 characters']
-     when r.payload ? 'source'
-          and pg_catalog.jsonb_typeof(r.payload -> 'source') not in ('string', 'null') then
-       array['invalid_payload', 'source must be a string']
-     when pg_catalog.length(r.payload ->> 'source') > 200 then
-       array['invalid_payload', 'source is longer than 200 characters']
-     when r.payload ? 'external_id'
-          and pg_catalog.jsonb_typeof(r.payload -> 'external_id') not in ('string', 'null') then
-       array['invalid_payload', 'external_id must be a string']
-     when pg_catalog.length(r.payload ->> 'external_id') > 200 then
-       array['invalid_payload', 'external_id is longer than 200 characters']
-     when r.payload ? 'attributes'
-          and pg_catalog.jsonb_typeof(r.payload -> 'attributes') not in ('object', 'null') then
-       array['invalid_payload', 'attributes must be an object']
-     when r.payload ? 'consent'
-          and pg_catalog.jsonb_typeof(r.payload -> 'consent') not in ('object', 'null') then
-       array['invalid_payload', 'consent must be an object']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,at}') not in ('string', 'null')
-               or not pgflow._is_timestamp(r.payload #>> '{consent,at}')) then
-       array['invalid_payload', 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,text}') not in ('string', 'null')
-               or pg_catalog.jsonb_typeof(r.payload #> '{consent,source}') not in ('string', 'null')) then
-       array['invalid_payload', 'consent.text and consent.source must be strings']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,ip}') not in ('string', 'null')
-               or pg_catalog.length(r.payload #>> '{consent,ip}') > 64) then
-       array['invalid_payload', 'consent.ip must be a string of at most 64 characters']
-     when pg_catalog.jsonb_typeof(r.payload -> 'consent') = 'object'
-          and (pg_catalog.jsonb_typeof(r.payload #> '{consent,user_agent}') not in ('string', 'null')
-               or pg_catalog.length(r.payload #>> '{consent,user_agent}') > 512) then
-       array['invalid_payload', 'consent.user_agent must be a string of at most 512 characters']
-     when v_refusal is not null then
-       array[v_refusal ->> 'error', v_refusal ->> 'detail']
-     when r.phone is null or r.phone !~ '^\+[1-9][0-9]{6,14}$' then
-       array['invalid_phone', coalesce(r.phone_error, 'not a valid phone number')]
-     when nullif(r.payload ->> 'email', '') is not null
-          and r.payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
-       array['invalid_email', 'email is not an address']
-     when r.tz is not null and not tz.known then
-       array['invalid_timezone', pg_catalog.format(
-         'unknown time zone %L (use an IANA name like America/Chicago)', r.tz)]
-     end as e
+   cross join lateral (select pgflow._lead_error(r.payload, v_refusal, r.phone, r.phone_error)
+                         as e
      offset 0) v;  -- evaluated once per row, not once per reference
 
   -- One row per number: its first accepted row, which enrolls it (the number's later

@@ -128,6 +128,93 @@ begin
 end;
 $$;
 
+-- Why a lead is refused, in the order a person would fix things: {error, detail}, or null
+-- when it is not. p_refusal: pgflow.campaign_refusal() of its campaign; p_phone: its number
+-- in E.164 (null when none could be made; p_phone_error says why). ingest_lead asks it for
+-- one lead, import_leads for each row of a chunk.
+create or replace function pgflow._lead_error(
+  p_payload jsonb, p_refusal jsonb, p_phone text, p_phone_error text
+) returns text[]
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+  return case
+     when p_payload is null or pg_catalog.jsonb_typeof(p_payload) <> 'object' then
+       array['invalid_payload', 'the body must be a JSON object']
+     when pg_catalog.jsonb_typeof(p_payload -> 'campaign') is distinct from 'string'
+          or pg_catalog.btrim(p_payload ->> 'campaign') = '' then
+       array['invalid_payload', 'campaign (a slug string) is required']
+     when pg_catalog.jsonb_typeof(p_payload -> 'phone') is distinct from 'string' then
+       array['invalid_payload', 'phone (a string) is required']
+     when p_payload ? 'first_name'
+          and pg_catalog.jsonb_typeof(p_payload -> 'first_name') not in ('string', 'null') then
+       array['invalid_payload', 'first_name must be a string']
+     when pg_catalog.length(p_payload ->> 'first_name') > 200 then
+       array['invalid_payload', 'first_name is longer than 200 characters']
+     when p_payload ? 'last_name'
+          and pg_catalog.jsonb_typeof(p_payload -> 'last_name') not in ('string', 'null') then
+       array['invalid_payload', 'last_name must be a string']
+     when pg_catalog.length(p_payload ->> 'last_name') > 200 then
+       array['invalid_payload', 'last_name is longer than 200 characters']
+     when p_payload ? 'email'
+          and pg_catalog.jsonb_typeof(p_payload -> 'email') not in ('string', 'null') then
+       array['invalid_payload', 'email must be a string']
+     when pg_catalog.length(p_payload ->> 'email') > 200 then
+       array['invalid_payload', 'email is longer than 200 characters']
+     when p_payload ? 'timezone'
+          and pg_catalog.jsonb_typeof(p_payload -> 'timezone') not in ('string', 'null') then
+       array['invalid_payload', 'timezone must be a string']
+     when pg_catalog.length(p_payload ->> 'timezone') > 200 then
+       array['invalid_payload', 'timezone is longer than 200 characters']
+     when p_payload ? 'source'
+          and pg_catalog.jsonb_typeof(p_payload -> 'source') not in ('string', 'null') then
+       array['invalid_payload', 'source must be a string']
+     when pg_catalog.length(p_payload ->> 'source') > 200 then
+       array['invalid_payload', 'source is longer than 200 characters']
+     when p_payload ? 'external_id'
+          and pg_catalog.jsonb_typeof(p_payload -> 'external_id') not in ('string', 'null') then
+       array['invalid_payload', 'external_id must be a string']
+     when pg_catalog.length(p_payload ->> 'external_id') > 200 then
+       array['invalid_payload', 'external_id is longer than 200 characters']
+     when p_payload ? 'attributes'
+          and pg_catalog.jsonb_typeof(p_payload -> 'attributes') not in ('object', 'null') then
+       array['invalid_payload', 'attributes must be an object']
+     when p_payload ? 'consent'
+          and pg_catalog.jsonb_typeof(p_payload -> 'consent') not in ('object', 'null') then
+       array['invalid_payload', 'consent must be an object']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,at}') not in ('string', 'null')
+               or not pgflow._is_timestamp(p_payload #>> '{consent,at}')) then
+       array['invalid_payload', 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,text}') not in ('string', 'null')
+               or pg_catalog.jsonb_typeof(p_payload #> '{consent,source}') not in ('string', 'null')) then
+       array['invalid_payload', 'consent.text and consent.source must be strings']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,ip}') not in ('string', 'null')
+               or pg_catalog.length(p_payload #>> '{consent,ip}') > 64) then
+       array['invalid_payload', 'consent.ip must be a string of at most 64 characters']
+     when pg_catalog.jsonb_typeof(p_payload -> 'consent') = 'object'
+          and (pg_catalog.jsonb_typeof(p_payload #> '{consent,user_agent}') not in ('string', 'null')
+               or pg_catalog.length(p_payload #>> '{consent,user_agent}') > 512) then
+       array['invalid_payload', 'consent.user_agent must be a string of at most 512 characters']
+     when p_refusal is not null then
+       array[p_refusal ->> 'error', p_refusal ->> 'detail']
+     when p_phone is null or p_phone !~ '^\+[1-9][0-9]{6,14}$' then
+       array['invalid_phone', coalesce(p_phone_error, 'not a valid phone number')]
+     when nullif(p_payload ->> 'email', '') is not null
+          and p_payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
+       array['invalid_email', 'email is not an address']
+     when nullif(pg_catalog.btrim(p_payload ->> 'timezone'), '') is not null
+          and not pgflow._is_time_zone(pg_catalog.btrim(p_payload ->> 'timezone')) then
+       array['invalid_timezone', pg_catalog.format(
+         'unknown time zone %L (use an IANA name like America/Chicago)',
+         pg_catalog.btrim(p_payload ->> 'timezone'))]
+  end;
+end;
+$$;
+
 -- The conversation opens on the contact's sticky sender of the campaign's pool
 -- (pgflow.sender_for), not always on from_number; a refused lead's
 -- identifiers are kept short enough to index (pgflow._short_key); and a contact's first
@@ -164,90 +251,23 @@ declare
   v_tz text;
   v_error text;
   v_detail text;
-  v_field text;
   v_contact pgflow.contacts;
   v_enrollment bigint;
   v_status text;
   v_event bigint;
   v_consent jsonb;
 begin
-  -- Validation, in the order a person would fix things.
-  if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
-    v_error := 'invalid_payload'; v_detail := 'the body must be a JSON object';
-  elsif pg_catalog.jsonb_typeof(payload -> 'campaign') is distinct from 'string'
-        or pg_catalog.btrim(payload ->> 'campaign') = '' then
-    v_error := 'invalid_payload'; v_detail := 'campaign (a slug string) is required';
-  elsif pg_catalog.jsonb_typeof(payload -> 'phone') is distinct from 'string' then
-    v_error := 'invalid_payload'; v_detail := 'phone (a string) is required';
-  end if;
+  -- Validation (pgflow._lead_error), then the campaign and its first step.
+  v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
+  v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
+                  else pgflow._normalize_phone(payload ->> 'phone') end;
+  select e[1], e[2] into v_error, v_detail
+    from (select pgflow._lead_error(payload, v_refusal, v_phone, v_edge ->> 'phone_error') as e) x;
   if v_error is null then
-    foreach v_field in array array['first_name', 'last_name', 'email', 'timezone', 'source',
-                                   'external_id']
-    loop
-      if payload ? v_field and pg_catalog.jsonb_typeof(payload -> v_field) not in ('string', 'null') then
-        v_error := 'invalid_payload'; v_detail := v_field || ' must be a string';
-        exit;
-      elsif pg_catalog.length(payload ->> v_field) > 200 then
-        v_error := 'invalid_payload'; v_detail := v_field || ' is longer than 200 characters';
-        exit;
-      end if;
-    end loop;
-  end if;
-  if v_error is null and payload ? 'attributes'
-     and pg_catalog.jsonb_typeof(payload -> 'attributes') not in ('object', 'null') then
-    v_error := 'invalid_payload'; v_detail := 'attributes must be an object';
-  end if;
-  if v_error is null and payload ? 'consent'
-     and pg_catalog.jsonb_typeof(payload -> 'consent') not in ('object', 'null') then
-    v_error := 'invalid_payload'; v_detail := 'consent must be an object';
-  end if;
-  if v_error is null and pg_catalog.jsonb_typeof(payload -> 'consent') = 'object' then
-    if pg_catalog.jsonb_typeof(payload #> '{consent,at}') not in ('string', 'null')
-       or not pgflow._is_timestamp(payload #>> '{consent,at}') then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.at must be an ISO 8601 time, e.g. 2026-11-23T14:59:00Z';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,text}') not in ('string', 'null')
-       or pg_catalog.jsonb_typeof(payload #> '{consent,source}') not in ('string', 'null') then
-      v_error := 'invalid_payload'; v_detail := 'consent.text and consent.source must be strings';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,ip}') not in ('string', 'null')
-       or pg_catalog.length(payload #>> '{consent,ip}') > 64 then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.ip must be a string of at most 64 characters';
-    elsif pg_catalog.jsonb_typeof(payload #> '{consent,user_agent}') not in ('string', 'null')
-       or pg_catalog.length(payload #>> '{consent,user_agent}') > 512 then
-      v_error := 'invalid_payload';
-      v_detail := 'consent.user_agent must be a string of at most 512 characters';
-    end if;
-  end if;
-  if v_error is null then
-    v_refusal := pgflow.campaign_refusal(payload ->> 'campaign');
-    if v_refusal is not null then
-      v_error := v_refusal ->> 'error';
-      v_detail := v_refusal ->> 'detail';
-    else
-      select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
-      select * into v_first from pgflow.campaign_steps
-       where campaign_id = v_campaign.id order by position limit 1;
-    end if;
-  end if;
-  if v_error is null then
-    v_phone := case when v_edge ? 'phone' then v_edge ->> 'phone'
-                    else pgflow._normalize_phone(payload ->> 'phone') end;
-    if v_phone is null or v_phone !~ '^\+[1-9][0-9]{6,14}$' then
-      v_error := 'invalid_phone';
-      v_detail := coalesce(v_edge ->> 'phone_error', 'not a valid phone number');
-    end if;
-  end if;
-  if v_error is null and nullif(payload ->> 'email', '') is not null
-     and payload ->> 'email' !~ '^[^@\s]+@[^@\s]+$' then
-    v_error := 'invalid_email'; v_detail := 'email is not an address';
-  end if;
-  if v_error is null then
+    select * into v_campaign from pgflow.campaigns where slug = payload ->> 'campaign';
+    select * into v_first from pgflow.campaign_steps
+     where campaign_id = v_campaign.id order by position limit 1;
     v_tz := nullif(pg_catalog.btrim(payload ->> 'timezone'), '');
-    if v_tz is not null and not pgflow._is_time_zone(v_tz) then
-      v_error := 'invalid_timezone';
-      v_detail := pg_catalog.format('unknown time zone %L (use an IANA name like America/Chicago)', v_tz);
-    end if;
   end if;
   if v_error is not null then
     -- a refused lead's fields may be anything: kept short enough to index
