@@ -79,6 +79,7 @@ from bench.worker import last_error, noop_throughput, start_worker
 from pgflow import db
 from pgflow.transport.retell import SIGNATURE_HEADER, sign
 from tests.chat_payloads import chat, event
+from tests.conftest import any_hour
 from tests.factories import campaign_doc
 from tests.processes import ServeProcess, WorkerProcess
 
@@ -103,7 +104,7 @@ def prepare() -> str:
     )
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
-        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
+        any_hour(url)  # the rules' hours too: any hour of the run
     return url
 
 

@@ -54,6 +54,7 @@ from bench.worker import make_messages
 from pgflow import db, logs
 from pgflow.config import Settings
 from pgflow.worker import Worker, WorkerOptions
+from tests.conftest import any_hour
 from tests.factories import campaign_doc
 
 DATABASE = "pgflow_bench_profile"
@@ -84,7 +85,7 @@ def populate(url: str, n: int) -> None:
     doc = campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
-        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
+        any_hour(url)  # the rules' hours too: any hour of the run
         queries.insert_contacts(n).run(conn)
         queries.enroll_every_contact().run(conn)
         # at a given time, so the tick raises no alert (no worker runs yet)

@@ -63,15 +63,6 @@ def create_database(name: str) -> db.Call[None]:
     return _call(sql.SQL("create database {}").format(sql.Identifier(name)), None, _nothing)
 
 
-def open_all_hours() -> db.Call[None]:
-    """The state rules' hours open all day (a benchmark's texts go whatever the hour it runs)."""
-    return _call(
-        "update pgflow.state_windows set opens = time '00:00', closes = time '24:00'",
-        None,
-        _nothing,
-    )
-
-
 def copy_database(name: str, template: str) -> db.Call[None]:
     """Create the database `name` as a copy of `template` (which nobody may be connected to)."""
     return _call(

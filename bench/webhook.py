@@ -50,6 +50,7 @@ from bench.fake_retell_speed import API_KEY
 from bench.fast_retell import fake_get
 from bench.intake_server import SELECT1_PATH
 from pgflow import db
+from tests.conftest import any_hour
 from tests.factories import campaign_doc
 from tests.processes import ServeProcess, WorkerProcess, free_port
 
@@ -77,7 +78,7 @@ def prepare(name: str) -> str:
     doc = campaign_doc(CAMPAIGN, window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
-        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
+        any_hour(url)  # the rules' hours too: any hour of the run
     return url
 
 

@@ -76,6 +76,7 @@ from pgflow.worker import (
     queue_settings,
     worker_pool,
 )
+from tests.conftest import any_hour
 from tests.factories import campaign_doc
 from tests.processes import WorkerProcess
 
@@ -87,7 +88,7 @@ def make_messages(url: str, n: int) -> None:
     doc = campaign_doc(window_start="00:00", window_end="24:00", daily_cap=50)
     with psycopg.connect(url, autocommit=True) as conn:
         db.apply_campaigns(doc).run(conn)
-        queries.open_all_hours().run(conn)  # the rules' hours too: any hour of the run
+        any_hour(url)  # the rules' hours too: any hour of the run
         queries.insert_contacts(n).run(conn)
         queries.enroll_every_contact().run(conn)
         done = 0

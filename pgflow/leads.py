@@ -4,7 +4,7 @@ Each row is prepared as the webhook prepares a lead (`pgflow.intake.prepare`: th
 normalised at the edge, the payload's `source` defaulting to `csv:<file name>`). Then:
 
 - `import_rows_bulk` (the default of the command): chunks of CHUNK_ROWS rows, each COPYed
-  into the session's staging table and applied by ONE `pgflow.import_leads()` call in ONE
+  into a staging table of its own transaction and applied by ONE `pgflow.import_leads()` call in ONE
   transaction, with ingest_lead's rules (sql/functions/import.sql). A row the database
   cannot take at all (a NUL character) goes the row-by-row way, as does a chunk the
   set-based call refuses with a data error, so such a row is recorded as the webhook
@@ -188,8 +188,8 @@ def import_rows_bulk(
     now: dt.datetime | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> ImportSummary:
-    """`import_rows`' twin, set-based: chunks of `chunk_rows` rows, each COPYed into the
-    session's staging table and applied by one pgflow.import_leads() call in one
+    """`import_rows`' twin, set-based: chunks of `chunk_rows` rows, each COPYed into a
+    staging table of its own transaction and applied by one pgflow.import_leads() call in one
     transaction. The same rows written and the same outcomes as row by row, reported in file
     order (`progress_cb` is called for each row once its chunk is committed). A
     LeadFileError while reading ends the import after the rows read before it."""
